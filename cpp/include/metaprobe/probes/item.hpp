@@ -1,0 +1,43 @@
+#pragma once
+// A probe item: one task of one skill in one domain, in the JSONL schema of docs/probes.md.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <metaprobe/probes/taxonomy.hpp>
+
+namespace metaprobe::probes {
+
+/// How an item's answer is compared with a model's.
+enum class AnswerType { integer, number, string, choice, list };
+
+/// The JSON name of an answer type ("integer", "number", "string", "choice", "list").
+std::string_view to_string(AnswerType type);
+/// Parses an answer-type name; throws InvalidArgument naming the value.
+AnswerType parse_answer_type(std::string_view name);
+
+/// One probe item. Field names match the JSONL keys.
+struct Item {
+  std::string id;                    ///< stable: hash of family, generator version, seed, index
+  Skill skill = Skill::calculation;
+  Domain domain = Domain::math;
+  std::string family;                ///< generator family, e.g. "math.prime_factorisation"
+  int difficulty = 1;                ///< 1 (easiest) … 5
+  std::string prompt;                ///< the question, without any answer-format instruction
+  std::string answer;                ///< canonical answer string
+  AnswerType answer_type = AnswerType::string;
+  /// number items: a response x matches answer a when |x − a| ≤ tolerance · max(1, |a|).
+  double tolerance = 0.0;
+  bool ordered = true;               ///< list items: order matters
+  std::vector<std::string> choices;  ///< choice items: the options, in display order
+  int gold_index = -1;               ///< choice items: index of the correct option, else −1
+  std::string reference_solution;    ///< short worked solution that ends in the answer
+  nlohmann::json meta = nlohmann::json::object();   ///< the generator's parameters
+  nlohmann::json extra = nlohmann::json::object();  ///< unknown JSONL fields, kept on read/write
+
+  Cell cell() const { return {skill, domain}; }
+};
+
+}  // namespace metaprobe::probes

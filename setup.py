@@ -1,0 +1,67 @@
+"""Builds metaprobe._core through CMake (the one build system), so `pip install` and `make test` compile
+the same objects once.
+
+Environment:
+  METAPROBE_BUILD_DIR   reuse this CMake build directory (make test points it at ./build) instead of a
+                        private one under setuptools' build_temp.
+  METAPROBE_CMAKE_ARGS  extra arguments for the CMake configure step (space separated).
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+ROOT = Path(__file__).resolve().parent
+
+
+class CMakeExtension(Extension):
+    def __init__(self, name: str) -> None:
+        super().__init__(name, sources=[])
+
+
+class CMakeBuild(build_ext):
+    def build_extension(self, ext: Extension) -> None:
+        build_dir = Path(os.environ.get("METAPROBE_BUILD_DIR") or Path(self.build_temp).resolve() / "cmake")
+        if not build_dir.is_absolute():
+            build_dir = ROOT / build_dir
+        build_dir.mkdir(parents=True, exist_ok=True)
+        if not (build_dir / "CMakeCache.txt").exists():
+            self._configure(build_dir)
+        jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL") or str(os.cpu_count() or 2)
+        subprocess.check_call(["cmake", "--build", str(build_dir), "--target", "_core", "-j", jobs])
+        built = sorted(build_dir.glob("bindings/_core*.so"))
+        if not built:
+            raise RuntimeError(f"CMake build in {build_dir} produced no bindings/_core*.so")
+        target = Path(self.get_ext_fullpath(ext.name))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(built[-1], target)
+
+    def _configure(self, build_dir: Path) -> None:
+        import torch
+        import torch.utils
+
+        args = [
+            "cmake", "-S", str(ROOT), "-B", str(build_dir),
+            "-DCMAKE_BUILD_TYPE=Release",
+            f"-DPython_EXECUTABLE={sys.executable}",
+            "-DMETAPROBE_BUILD_TESTS=OFF",
+            "-DMETAPROBE_BUILD_TOOLS=OFF",
+        ]
+        # A pip-installed torch ships its CMake config inside the package; Debian's lives in /usr.
+        prefix = Path(torch.utils.cmake_prefix_path)
+        if prefix.is_dir():
+            args.append(f"-DCMAKE_PREFIX_PATH={prefix}")
+        if shutil.which("ninja"):
+            args += ["-G", "Ninja"]
+        args += shlex.split(os.environ.get("METAPROBE_CMAKE_ARGS", ""))
+        subprocess.check_call(args)
+
+
+setup(ext_modules=[CMakeExtension("metaprobe._core")], cmdclass={"build_ext": CMakeBuild})
