@@ -1,0 +1,137 @@
+#pragma once
+// Spectral statistics of weight matrices: exact or randomized top-k singular values, rank measures,
+// WeightWatcher's layer metrics (power-law fit of the ESD) and, for an update W0 -> W1, the rank and
+// energy concentration of dW and the principal angles between the top-k singular subspaces.
+// Definitions and sources: docs/params.md.
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+
+namespace metaprobe::params {
+
+/// How exact singular values are computed.
+enum class SvdMethod {
+  Auto,  // Gram eigenvalues when min side <= gram_max_side and the spectrum is resolvable, else SVD
+  Gram,  // eigenvalues of the smaller Gram matrix in double (fast; small singular values lose accuracy)
+  Svd,   // at::linalg_svdvals in double
+};
+
+struct SpectralOptions {
+  int64_t k = 0;                    // 0: every singular value exactly; > 0: only the top k by randomized SVD
+  bool flatten = true;              // tensors with > 2 dims are reshaped to [shape0, rest]; false: rejected
+  SvdMethod method = SvdMethod::Auto;
+  int64_t gram_max_side = 8192;     // Auto uses the Gram matrix only when min(rows, cols) <= this
+  double gram_min_ratio = 1e-4;     // Auto falls back to SVD when sigma_min / sigma_max < this
+  int64_t oversampling = 10;        // randomized SVD: extra columns of the sketch
+  int64_t power_iterations = 4;     // randomized SVD: subspace iterations (each re-orthonormalised)
+  uint64_t seed = 0;                // randomized SVD: Gaussian sketch seed
+  int64_t error_probes = 10;        // randomized SVD: Gaussian probes of the a-posteriori error estimate
+  bool sketch_float32 = true;       // randomized SVD of a <= 32-bit input: sketch products in float32 (2x
+                                    // faster); QR/SVD of the small factors stay in double
+  double rank_eps = 0;              // numerical-rank eps; 0: float64 eps for F64 input, else float32 eps
+  // WeightWatcher power-law fit (anchors §1.3)
+  double evals_thresh = 1e-5;       // eigenvalues lambda = sigma^2 <= this are left out of the fit
+  int64_t min_evals = 10;           // fewer fit eigenvalues than this: the fit is not attempted (status says so)
+};
+
+/// Singular values in descending order and how they were obtained.
+struct Spectrum {
+  int64_t rows = 0, cols = 0;       // of the (flattened) matrix
+  std::vector<double> values;       // descending; all min(rows, cols) of them, or the top k
+  std::string method;               // "gram", "svd" or "randomized"
+  bool complete = true;             // false for a top-k spectrum
+  double error_bound = 0;           // randomized: estimated ||(I - QQ^T) W||_2, bounds |sigma_i - sigma~_i|
+};
+
+/// Result of the WeightWatcher-style continuous power-law fit (Clauset xmin scan).
+struct PowerLawFit {
+  std::string status = "failed";    // "success" or "failed"
+  std::string reason;               // why it failed (empty on success)
+  double alpha = NAN, xmin = NAN, xmax = NAN, D = NAN, sigma = NAN;
+  int64_t num_evals = 0;            // eigenvalues that entered the fit (> evals_thresh)
+  int64_t num_pl_spikes = 0;        // #{lambda >= xmin}
+};
+
+/// Everything spectral about one matrix. Metrics that need the whole spectrum are NaN for a top-k spectrum.
+struct SpectralStats {
+  int64_t rows = 0, cols = 0;
+  std::string method;
+  bool complete = true;
+  int64_t num_singular_values = 0;
+  double sv_max = NAN, sv_min = NAN;
+  double spectral_norm = NAN;       // sigma_max
+  double frobenius_norm = NAN;      // ||W||_F (exact, also for a top-k spectrum)
+  double stable_rank = NAN;         // ||W||_F^2 / sigma_max^2
+  double effective_rank = NAN;      // exp(H(sigma / sum sigma)) (Roy & Vetterli 2007)
+  int64_t numerical_rank = -1;      // #{sigma > sigma_max * max(rows, cols) * eps} (numpy matrix_rank)
+  double condition_number = NAN;    // sigma_max / sigma_min
+  double lambda_max = NAN;          // sigma_max^2
+  double log_norm = NAN;            // log10 sum lambda = log10 ||W||_F^2
+  double log_spectral_norm = NAN;   // log10 lambda_max
+  double alpha = NAN;               // power-law exponent of the ESD tail
+  double alpha_weighted = NAN;      // alpha * log10 lambda_max
+  double log_alpha_norm = NAN;      // log10 sum lambda^alpha
+  double entropy = NAN;             // WW matrix entropy: -sum p ln p / ln(rank), p = lambda / sum lambda + 1e-10
+  PowerLawFit fit;
+  double error_bound = 0;           // randomized only
+};
+
+/// Singular values of `w` (2-D, or flattened per options) in double: exact, or top options.k randomized.
+Spectrum singular_values(const at::Tensor& w, const SpectralOptions& options = {});
+
+/// The WeightWatcher power-law fit of eigenvalues `evals` (any order): every sorted eigenvalue but the
+/// largest is tried as xmin, alpha by MLE, the xmin with the smallest KS distance D wins.
+PowerLawFit fit_power_law(const std::vector<double>& evals, const SpectralOptions& options = {});
+
+/// Spectral statistics of one matrix; throws InvalidArgument for < 2 dims, or > 2 dims without flatten,
+/// or non-finite entries.
+SpectralStats spectral_stats(const at::Tensor& w, const SpectralOptions& options = {});
+
+/// Spectral statistics computed from a given spectrum (`frobenius_sq` = ||W||_F^2, needed when incomplete).
+SpectralStats spectral_stats_from(const Spectrum& spectrum, double frobenius_sq, double rank_eps,
+                                  const SpectralOptions& options = {});
+
+/// Top-k singular triplets of a matrix in double: U [rows, k], S [k], V [cols, k].
+struct TopKSvd {
+  at::Tensor U, S, V;
+  std::string method;               // "svd" (exact) or "randomized"
+  double error_bound = 0;           // randomized: estimated ||(I - QQ^T) W||_2
+};
+
+/// Top-k singular triplets by randomized SVD (Halko, Martinsson & Tropp 2011, Alg. 4.4 with a posterior
+/// error estimate, eq. 4.3); exact SVD when k + oversampling >= min(rows, cols) or `exact` is set.
+TopKSvd top_k_svd(const at::Tensor& w, int64_t k, const SpectralOptions& options = {}, bool exact = false);
+
+/// Principal angles (degrees) between the top-k left and right singular subspaces of two matrices.
+struct SubspaceAngles {
+  int64_t k = 0;
+  double left_max_deg = NAN, left_mean_deg = NAN;
+  double right_max_deg = NAN, right_mean_deg = NAN;
+};
+
+/// Principal angles between the top-k singular subspaces of w0 and w1 (same shape, k <= min side).
+SubspaceAngles principal_angles(const at::Tensor& w0, const at::Tensor& w1, int64_t k,
+                                const SpectralOptions& options = {});
+
+/// Spectral view of an update dW = w1 - w0.
+struct UpdateSpectralStats {
+  int64_t k = 0;
+  int64_t update_rank = 0;              // numerical rank of dW (numpy tolerance)
+  double normalized_rank = NAN;         // update_rank / min(rows, cols) (Mukherjee et al.)
+  double topk_energy_fraction = NAN;    // sum_{i<k} sigma_i(dW)^2 / ||dW||_F^2; NaN when dW == 0
+  double spectral_drift = NAN;          // ||sigma(W1) - sigma(W0)||_2 / ||sigma(W0)||_2
+  SubspaceAngles angles;                // between the top-k subspaces of W0 and W1
+};
+
+/// Rank and top-k energy of dW, the spectral drift and the top-k principal angles; k is clamped to the
+/// smaller side. Throws InvalidArgument for different shapes or < 2 dims.
+UpdateSpectralStats update_spectral_stats(const at::Tensor& w0, const at::Tensor& w1, int64_t k = 16,
+                                          const SpectralOptions& options = {});
+
+/// The matrix a tensor is analysed as: 2-D as is, higher ranks reshaped to [shape0, rest] when flatten.
+at::Tensor as_matrix(const at::Tensor& w, bool flatten, const char* argument);
+
+}  // namespace metaprobe::params

@@ -1,0 +1,65 @@
+#pragma once
+// Per-tensor and pairwise (reference vs tuned) parameter statistics: one fused pass over the data, any dtype,
+// double accumulation, results independent of the thread count. Definitions: docs/params.md.
+#include <cstdint>
+
+#include <ATen/ATen.h>
+
+namespace metaprobe::params {
+
+/// Statistics of one tensor. Moments, norms, min/max and zero_fraction are over the finite values only;
+/// NaN and ±Inf entries are counted in nan_count / inf_count and otherwise ignored.
+struct TensorStats {
+  int64_t numel = 0;         // all elements, including non-finite ones
+  int64_t finite_count = 0;  // elements the statistics below are over
+  int64_t nan_count = 0;
+  int64_t inf_count = 0;
+  double mean = 0;
+  double std = 0;               // population standard deviation (ddof = 0), like numpy's default
+  double min = 0;
+  double max = 0;
+  double mean_abs = 0;          // mean |x|
+  double l2_norm = 0;           // sqrt(sum x^2)
+  double linf_norm = 0;         // max |x|
+  double zero_fraction = 0;     // #{x == 0} / finite_count
+  double skewness = 0;          // m3 / m2^1.5 (scipy.stats.skew, bias=True); NaN for a constant tensor
+  double excess_kurtosis = 0;   // m4 / m2^2 - 3 (scipy.stats.kurtosis, fisher=True, bias=True); NaN if constant
+  double sum_squares = 0;       // sum x^2 over finite values (exact aggregation across tensors)
+};
+
+/// All per-tensor statistics in one pass over a CPU tensor of any floating, integer or bool dtype.
+/// Non-contiguous tensors are made contiguous first (a copy); CUDA tensors are copied to the CPU.
+TensorStats tensor_stats(const at::Tensor& t);
+
+/// Tolerances of the two update-sparsity rules of the literature.
+struct UpdateOptions {
+  double atol = 1e-5;  // "unchanged" when |w1 - w0| <= atol (Mukherjee et al. 2025)
+  double eta = 1e-3;   // "unchanged" when |w1 - w0| <= eta * max(|w0|, |w1|) (Path Not Taken, Def. 2.1)
+};
+
+/// How a tuned tensor w1 differs from its reference w0 (same shape). Over the pairs where both are finite;
+/// the other pairs are counted in nonfinite_count.
+struct UpdateStats {
+  int64_t numel = 0;
+  int64_t finite_count = 0;
+  int64_t nonfinite_count = 0;
+  double delta_fro = 0;           // ||w1 - w0||_F
+  double ref_fro = 0;             // ||w0||_F
+  double tuned_fro = 0;           // ||w1||_F
+  double rel_update_norm = 0;     // ||w1 - w0||_F / ||w0||_F (NaN when w0 == 0 and w1 != w0, 0 when both 0)
+  double cosine = 0;              // <w0, w1> / (||w0|| ||w1||); NaN when either is zero
+  double max_abs_delta = 0;       // max |w1 - w0|
+  double sparsity_abs = 0;        // fraction with |w1 - w0| <= atol
+  double sparsity_rel = 0;        // fraction with |w1 - w0| <= eta * max(|w0|, |w1|)
+  double unchanged_fraction = 0;  // fraction with w1 == w0 exactly
+  double sign_flip_fraction = 0;  // fraction with w0 * w1 < 0 (a zero on either side is not a flip)
+  // Raw sums for exact aggregation over layers and modules.
+  double sum_sq_delta = 0, sum_sq_ref = 0, sum_sq_tuned = 0, dot = 0;
+  int64_t count_abs = 0, count_rel = 0, count_unchanged = 0, count_sign_flip = 0;
+};
+
+/// Update statistics of w1 against w0 in one fused pass; throws InvalidArgument when the shapes differ or
+/// a tolerance is negative or not finite.
+UpdateStats update_stats(const at::Tensor& w0, const at::Tensor& w1, const UpdateOptions& options = {});
+
+}  // namespace metaprobe::params

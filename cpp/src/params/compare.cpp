@@ -1,0 +1,270 @@
+// Streaming walks over TensorSources. One tensor (or pair) is resident at a time besides the mappings;
+// with release_pages the finished tensor's file pages are unmapped from this process (MADV_DONTNEED on a
+// private, unmodified file mapping drops them from RSS; the page cache keeps them), so RSS does not grow
+// with the checkpoint size.
+#include <metaprobe/params/compare.hpp>
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <string>
+#include <unordered_set>
+
+#include <metaprobe/error.hpp>
+#include <metaprobe/io/checkpoint.hpp>
+#include <metaprobe/io/safetensors.hpp>
+
+namespace metaprobe::params {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+bool is_mapped_source(const io::TensorSource& s) {
+  return dynamic_cast<const io::SafetensorsFile*>(&s) != nullptr ||
+         dynamic_cast<const io::Checkpoint*>(&s) != nullptr;
+}
+
+// Drops the whole pages inside a tensor's bytes from this process's page tables. Only called for tensors
+// of memory-mapped sources that this walk has finished with.
+void release(const at::Tensor& t) {
+  if (!t.defined() || t.numel() == 0 || !t.device().is_cpu()) return;
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const uintptr_t end = begin + static_cast<uintptr_t>(t.numel()) * t.element_size();
+  const uintptr_t first = (begin + page - 1) & ~(page - 1);
+  const uintptr_t last = end & ~(page - 1);
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+}
+
+void check_spectral_side(const SpectralOptions& o, int64_t max_side) {
+  if (max_side < 1) throw InvalidArgument("max_spectral_side: " + std::to_string(max_side) + ", expected >= 1");
+  if (o.k < 0) throw InvalidArgument("k: " + std::to_string(o.k) + ", expected >= 0");
+}
+
+// Why a tensor gets no spectra ("" when it does).
+std::string spectral_skip_reason(const at::Tensor& t, bool flatten, int64_t max_side, const TensorStats& st) {
+  if (t.dim() < 2) return "skipped: " + std::to_string(t.dim()) + "-D tensor, spectra need a matrix";
+  if (t.dim() > 2 && !flatten) return "skipped: " + std::to_string(t.dim()) + "-D tensor and flatten is off";
+  if (!at::isFloatingType(t.scalar_type())) return "skipped: integer or bool dtype";
+  if (st.nan_count + st.inf_count > 0) return "skipped: contains NaN or Inf";
+  const int64_t rows = t.size(0), cols = t.numel() / std::max<int64_t>(rows, 1);
+  if (std::min(rows, cols) < 2) return "skipped: a side has fewer than 2 entries";
+  if (std::max(rows, cols) > max_side) {
+    return "skipped: side " + std::to_string(std::max(rows, cols)) + " above max_spectral_side " +
+           std::to_string(max_side);
+  }
+  return "";
+}
+
+struct Accum {
+  GroupStats g;
+  double sum_sq_delta = 0, sum_sq_ref = 0, sum_sq_tuned = 0, dot = 0;
+  int64_t cabs = 0, crel = 0, ceq = 0, cflip = 0;
+  double alpha_ref = 0, alpha_tuned = 0, nrank = 0, angle = 0;
+  int64_t n_alpha_ref = 0, n_alpha_tuned = 0, n_spec = 0;
+
+  void add(const TensorComparison& t) {
+    const UpdateStats& u = t.update;
+    g.tensors += 1;
+    g.numel += u.numel;
+    g.finite_count += u.finite_count;
+    sum_sq_delta += u.sum_sq_delta;
+    sum_sq_ref += u.sum_sq_ref;
+    sum_sq_tuned += u.sum_sq_tuned;
+    dot += u.dot;
+    cabs += u.count_abs;
+    crel += u.count_rel;
+    ceq += u.count_unchanged;
+    cflip += u.count_sign_flip;
+    if (u.finite_count > 0) g.max_abs_delta = std::max(g.max_abs_delta, u.max_abs_delta);
+    if (t.spectral_status == "ok") {
+      if (std::isfinite(t.reference_spectral.alpha)) {
+        alpha_ref += t.reference_spectral.alpha;
+        ++n_alpha_ref;
+      }
+      if (std::isfinite(t.tuned_spectral.alpha)) {
+        alpha_tuned += t.tuned_spectral.alpha;
+        ++n_alpha_tuned;
+      }
+      nrank += t.update_spectral.normalized_rank;
+      angle += t.update_spectral.angles.left_max_deg;
+      ++n_spec;
+    }
+  }
+
+  GroupStats finish() const {
+    GroupStats out = g;
+    out.delta_fro = std::sqrt(sum_sq_delta);
+    out.ref_fro = std::sqrt(sum_sq_ref);
+    out.tuned_fro = std::sqrt(sum_sq_tuned);
+    out.rel_update_norm = out.ref_fro > 0 ? out.delta_fro / out.ref_fro : (out.delta_fro == 0 ? 0.0 : kNaN);
+    out.cosine = (out.ref_fro > 0 && out.tuned_fro > 0) ? dot / (out.ref_fro * out.tuned_fro) : kNaN;
+    if (out.finite_count > 0) {
+      const double n = static_cast<double>(out.finite_count);
+      out.sparsity_abs = cabs / n;
+      out.sparsity_rel = crel / n;
+      out.unchanged_fraction = ceq / n;
+      out.sign_flip_fraction = cflip / n;
+    }
+    if (n_alpha_ref) out.mean_alpha_reference = alpha_ref / n_alpha_ref;
+    if (n_alpha_tuned) out.mean_alpha_tuned = alpha_tuned / n_alpha_tuned;
+    if (n_spec) {
+      out.mean_normalized_update_rank = nrank / n_spec;
+      out.mean_left_angle_max_deg = angle / n_spec;
+    }
+    return out;
+  }
+};
+
+}  // namespace
+
+void aggregate(CompareResult& result) {
+  std::map<int64_t, Accum> layers;
+  std::vector<std::string> kind_order;
+  std::map<std::string, Accum> kinds;
+  Accum total;
+  for (const auto& t : result.tensors) {
+    layers[t.parsed.layer].add(t);
+    if (!kinds.count(t.parsed.kind)) kind_order.push_back(t.parsed.kind);
+    kinds[t.parsed.kind].add(t);
+    total.add(t);
+  }
+  result.layers.clear();
+  result.modules.clear();
+  for (auto& [layer, acc] : layers) {
+    if (layer < 0) continue;
+    GroupStats g = acc.finish();
+    g.layer = layer;
+    g.key = std::to_string(layer);
+    result.layers.push_back(g);
+  }
+  if (layers.count(-1)) {
+    GroupStats g = layers[-1].finish();
+    g.layer = -1;
+    g.key = "none";
+    result.layers.push_back(g);
+  }
+  for (const auto& k : kind_order) {
+    GroupStats g = kinds[k].finish();
+    g.key = k;
+    result.modules.push_back(g);
+  }
+  result.total = total.finish();
+  result.total.key = "total";
+}
+
+CompareResult compare_checkpoints(const io::TensorSource& reference, const io::TensorSource& tuned,
+                                  const CompareOptions& options) {
+  check_spectral_side(options.spectral, options.max_spectral_side);
+  if (options.subspace_k < 1) {
+    throw InvalidArgument("subspace_k: " + std::to_string(options.subspace_k) + ", expected >= 1");
+  }
+  // Validate tolerances before touching data.
+  update_stats(at::zeros({1}), at::zeros({1}), options.update);
+  CompareResult result;
+  const std::vector<std::string> ref_names = reference.names();
+  const std::vector<std::string> tuned_names = tuned.names();
+  std::unordered_set<std::string> ref_set(ref_names.begin(), ref_names.end());
+  const bool release_ref = options.release_pages && is_mapped_source(reference);
+  const bool release_tuned = options.release_pages && is_mapped_source(tuned);
+
+  Progress progress;
+  progress.total = ref_names.size();
+  for (const auto& name : ref_names) {
+    progress.bytes_total += reference.info(name).nbytes;
+    if (tuned.contains(name)) progress.bytes_total += tuned.info(name).nbytes;
+  }
+  for (const auto& name : ref_names) {
+    const io::TensorInfo& ri = reference.info(name);
+    if (!tuned.contains(name)) {
+      result.only_in_reference.push_back(name);
+    } else {
+      const io::TensorInfo& ti = tuned.info(name);
+      if (ri.shape != ti.shape) {
+        result.shape_mismatches.push_back({name, ri.shape, ti.shape});
+      } else {
+        at::Tensor w0 = reference.tensor(name);
+        at::Tensor w1 = tuned.tensor(name);
+        TensorComparison row;
+        row.name = name;
+        row.parsed = parse_param_name(name);
+        row.reference_dtype = ri.dtype;
+        row.tuned_dtype = ti.dtype;
+        row.shape = ri.shape;
+        row.reference = tensor_stats(w0);
+        row.tuned = tensor_stats(w1);
+        row.update = update_stats(w0, w1, options.update);
+        if (options.spectra) {
+          std::string why = spectral_skip_reason(w0, options.spectral.flatten, options.max_spectral_side, row.reference);
+          if (why.empty()) why = spectral_skip_reason(w1, options.spectral.flatten, options.max_spectral_side, row.tuned);
+          if (why.empty()) {
+            row.reference_spectral = spectral_stats(w0, options.spectral);
+            row.tuned_spectral = spectral_stats(w1, options.spectral);
+            row.update_spectral = update_spectral_stats(w0, w1, options.subspace_k, options.spectral);
+            row.spectral_status = "ok";
+          } else {
+            row.spectral_status = why;
+          }
+        }
+        result.bytes_read += ri.nbytes + ti.nbytes;
+        result.largest_tensor_bytes = std::max<uint64_t>(result.largest_tensor_bytes, std::max(ri.nbytes, ti.nbytes));
+        result.tensors.push_back(std::move(row));
+        if (release_ref) release(w0);
+        if (release_tuned) release(w1);
+      }
+      progress.bytes_done += ti.nbytes;
+    }
+    progress.bytes_done += ri.nbytes;
+    progress.done += 1;
+    progress.name = name;
+    if (options.progress) options.progress(progress);
+  }
+  for (const auto& name : tuned_names) {
+    if (!ref_set.count(name)) result.only_in_tuned.push_back(name);
+  }
+  aggregate(result);
+  return result;
+}
+
+std::vector<TensorDescription> describe(const io::TensorSource& source, const DescribeOptions& options) {
+  check_spectral_side(options.spectral, options.max_spectral_side);
+  const std::vector<std::string> names = source.names();
+  const bool rel = options.release_pages && is_mapped_source(source);
+  Progress progress;
+  progress.total = names.size();
+  for (const auto& n : names) progress.bytes_total += source.info(n).nbytes;
+  std::vector<TensorDescription> rows;
+  rows.reserve(names.size());
+  for (const auto& name : names) {
+    const io::TensorInfo& info = source.info(name);
+    at::Tensor t = source.tensor(name);
+    TensorDescription row;
+    row.name = name;
+    row.parsed = parse_param_name(name);
+    row.dtype = info.dtype;
+    row.shape = info.shape;
+    row.stats = tensor_stats(t);
+    if (options.spectra) {
+      const std::string why = spectral_skip_reason(t, options.spectral.flatten, options.max_spectral_side, row.stats);
+      if (why.empty()) {
+        row.spectral = spectral_stats(t, options.spectral);
+        row.spectral_status = "ok";
+      } else {
+        row.spectral_status = why;
+      }
+    }
+    rows.push_back(std::move(row));
+    if (rel) release(t);
+    progress.done += 1;
+    progress.bytes_done += info.nbytes;
+    progress.name = name;
+    if (options.progress) options.progress(progress);
+  }
+  return rows;
+}
+
+}  // namespace metaprobe::params

@@ -1,0 +1,430 @@
+// Exact and randomized spectra, the WeightWatcher metrics and update-subspace measures. Everything is
+// computed in double: a bf16 or f32 weight is converted once per matrix.
+#include <metaprobe/params/spectral.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <string>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <metaprobe/error.hpp>
+
+namespace metaprobe::params {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kPi = 3.14159265358979323846;
+
+std::string shape_text(at::IntArrayRef s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+void check_options(const SpectralOptions& o) {
+  if (o.k < 0) throw InvalidArgument("k: " + std::to_string(o.k) + ", expected >= 0 (0 = all singular values)");
+  if (o.oversampling < 0) {
+    throw InvalidArgument("oversampling: " + std::to_string(o.oversampling) + ", expected >= 0");
+  }
+  if (o.power_iterations < 0) {
+    throw InvalidArgument("power_iterations: " + std::to_string(o.power_iterations) + ", expected >= 0");
+  }
+  if (o.error_probes < 1) {
+    throw InvalidArgument("error_probes: " + std::to_string(o.error_probes) + ", expected >= 1");
+  }
+  if (!(o.rank_eps >= 0)) throw InvalidArgument("rank_eps: " + std::to_string(o.rank_eps) + ", expected >= 0");
+  if (!(o.evals_thresh >= 0)) {
+    throw InvalidArgument("evals_thresh: " + std::to_string(o.evals_thresh) + ", expected >= 0");
+  }
+  if (o.min_evals < 2) throw InvalidArgument("min_evals: " + std::to_string(o.min_evals) + ", expected >= 2");
+}
+
+at::Tensor to_double_matrix(const at::Tensor& w, bool flatten, const char* argument) {
+  at::Tensor m = as_matrix(w, flatten, argument);
+  if (!m.device().is_cpu()) m = m.cpu();
+  m = m.to(at::kDouble).contiguous();
+  if (!at::isfinite(m).all().item<bool>()) {
+    throw InvalidArgument(std::string(argument) + ": contains NaN or Inf, expected finite values for spectra");
+  }
+  return m;
+}
+
+double default_eps(const at::Tensor& w, double rank_eps) {
+  if (rank_eps > 0) return rank_eps;
+  return w.scalar_type() == at::kDouble ? std::numeric_limits<double>::epsilon()
+                                        : static_cast<double>(std::numeric_limits<float>::epsilon());
+}
+
+std::vector<double> to_vector_desc(const at::Tensor& s) {
+  at::Tensor c = s.to(at::kDouble).contiguous();
+  std::vector<double> v(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+  std::sort(v.begin(), v.end(), std::greater<double>());
+  return v;
+}
+
+std::vector<double> exact_values(const at::Tensor& m, const SpectralOptions& o, std::string& method) {
+  const int64_t rows = m.size(0), cols = m.size(1), small = std::min(rows, cols);
+  if (small == 0) {
+    method = "svd";
+    return {};
+  }
+  const bool try_gram = o.method == SvdMethod::Gram || (o.method == SvdMethod::Auto && small <= o.gram_max_side);
+  if (try_gram) {
+    const at::Tensor g = cols <= rows ? at::mm(m.t(), m) : at::mm(m, m.t());
+    std::vector<double> lam = to_vector_desc(at::linalg_eigvalsh(g));
+    std::vector<double> sv(lam.size());
+    for (size_t i = 0; i < lam.size(); ++i) sv[i] = std::sqrt(std::max(lam[i], 0.0));
+    // Eigenvalues of the Gram matrix carry an absolute error ~ eps * sigma_max^2, so singular values
+    // far below sigma_max are not resolved; Auto then recomputes them by SVD.
+    const bool resolved = sv.front() == 0 || sv.back() >= o.gram_min_ratio * sv.front();
+    if (o.method == SvdMethod::Gram || resolved) {
+      method = "gram";
+      return sv;
+    }
+  }
+  method = "svd";
+  return to_vector_desc(at::linalg_svdvals(m));
+}
+
+struct Sketch {
+  at::Tensor Q;  // [rows, l] orthonormal basis of the range sketch
+};
+
+at::Tensor orth(const at::Tensor& y) { return std::get<0>(at::linalg_qr(y, "reduced")); }
+
+// Range finder with subspace iteration (Halko et al. 2011, Alg. 4.4).
+at::Tensor range_finder(const at::Tensor& m, int64_t l, const SpectralOptions& o, at::Generator& gen) {
+  at::Tensor omega = at::randn({m.size(1), l}, gen, m.options());
+  at::Tensor q = orth(at::mm(m, omega));
+  for (int64_t i = 0; i < o.power_iterations; ++i) {
+    at::Tensor z = orth(at::mm(m.t(), q));
+    q = orth(at::mm(m, z));
+  }
+  return q;
+}
+
+// A posteriori estimate of ||(I - QQ^T) M||_2 (Halko et al. 2011, eq. 4.3: holds with probability
+// >= 1 - 10^-r for r Gaussian probes).
+double residual_bound(const at::Tensor& m, const at::Tensor& q, int64_t probes, at::Generator& gen) {
+  at::Tensor w = at::randn({m.size(1), probes}, gen, m.options());
+  at::Tensor y = at::mm(m, w);
+  at::Tensor r = y - at::mm(q, at::mm(q.t(), y));
+  const double worst = at::linalg_vector_norm(r, 2, {0}, false, c10::nullopt).max().item<double>();
+  return 10.0 * std::sqrt(2.0 / kPi) * worst;
+}
+
+TopKSvd top_k_double(const at::Tensor& m, int64_t k, const SpectralOptions& o, bool exact,
+                     bool low_precision_input = false) {
+  const int64_t small = std::min(m.size(0), m.size(1));
+  TopKSvd out;
+  const int64_t l = std::min(small, k + o.oversampling);
+  if (exact || l >= small) {
+    auto [u, s, vh] = at::linalg_svd(m, false);
+    out.U = u.narrow(1, 0, k).contiguous();
+    out.S = s.narrow(0, 0, k).contiguous();
+    out.V = vh.narrow(0, 0, k).t().contiguous();
+    out.method = "svd";
+    return out;
+  }
+  at::Generator gen = at::detail::createCPUGenerator(o.seed);
+  // The sketch products dominate the cost; for an input that was at most float32 they lose nothing
+  // essential in float32 (the error bound below measures the result either way).
+  const at::Tensor work = (o.sketch_float32 && low_precision_input) ? m.to(at::kFloat) : m;
+  at::Tensor q = range_finder(work, l, o, gen);
+  at::Tensor b = at::mm(q.t(), work).to(at::kDouble);  // [l, cols]
+  auto [ub, s, vh] = at::linalg_svd(b, false);
+  out.U = at::mm(q.to(at::kDouble), ub.narrow(1, 0, k)).contiguous();
+  out.S = s.narrow(0, 0, k).contiguous();
+  out.V = vh.narrow(0, 0, k).t().contiguous();
+  out.method = "randomized";
+  out.error_bound = residual_bound(work, q, o.error_probes, gen);
+  return out;
+}
+
+std::vector<double> principal_cosines(const at::Tensor& a, const at::Tensor& b) {
+  return to_vector_desc(at::linalg_svdvals(at::mm(a.t(), b)));
+}
+
+void angles_from(const std::vector<double>& cosines, double& max_deg, double& mean_deg) {
+  if (cosines.empty()) return;
+  double sum = 0, mx = 0;
+  for (double c : cosines) {
+    const double deg = std::acos(std::min(1.0, std::max(0.0, c))) * 180.0 / kPi;
+    sum += deg;
+    mx = std::max(mx, deg);
+  }
+  max_deg = mx;
+  mean_deg = sum / static_cast<double>(cosines.size());
+}
+
+}  // namespace
+
+at::Tensor as_matrix(const at::Tensor& w, bool flatten, const char* argument) {
+  if (!w.defined()) throw InvalidArgument(std::string(argument) + ": undefined tensor, expected a matrix");
+  if (w.dim() < 2) {
+    throw InvalidArgument(std::string(argument) + ": shape " + shape_text(w.sizes()) + " has " +
+                          std::to_string(w.dim()) + " dims, expected a matrix (>= 2 dims)");
+  }
+  if (w.dim() == 2) return w;
+  if (!flatten) {
+    throw InvalidArgument(std::string(argument) + ": shape " + shape_text(w.sizes()) +
+                          " has more than 2 dims, expected a matrix (or set flatten)");
+  }
+  return w.reshape({w.size(0), -1});
+}
+
+Spectrum singular_values(const at::Tensor& w, const SpectralOptions& options) {
+  check_options(options);
+  const at::Tensor m = to_double_matrix(w, options.flatten, "w");
+  Spectrum sp;
+  sp.rows = m.size(0);
+  sp.cols = m.size(1);
+  const int64_t small = std::min(sp.rows, sp.cols);
+  if (options.k > 0 && options.k < small) {
+    TopKSvd t = top_k_double(m, options.k, options, false, w.scalar_type() != at::kDouble);
+    sp.values = to_vector_desc(t.S);
+    sp.method = t.method;
+    sp.complete = false;
+    sp.error_bound = t.error_bound;
+    return sp;
+  }
+  sp.values = exact_values(m, options, sp.method);
+  return sp;
+}
+
+PowerLawFit fit_power_law(const std::vector<double>& evals, const SpectralOptions& options) {
+  PowerLawFit fit;
+  std::vector<double> x;
+  x.reserve(evals.size());
+  for (double v : evals) {
+    if (!std::isfinite(v)) {
+      throw InvalidArgument("evals: contains " + std::to_string(v) + ", expected finite eigenvalues");
+    }
+    if (v > options.evals_thresh) x.push_back(v);
+  }
+  std::sort(x.begin(), x.end());
+  const int64_t n = static_cast<int64_t>(x.size());
+  fit.num_evals = n;
+  if (n < options.min_evals) {
+    fit.reason = "only " + std::to_string(n) + " eigenvalues above evals_thresh " +
+                 std::to_string(options.evals_thresh) + ", need min_evals = " + std::to_string(options.min_evals);
+    return fit;
+  }
+  fit.xmax = x.back();
+  std::vector<double> logx(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) logx[i] = std::log(x[i]);
+  // Suffix sums of log x make each candidate's MLE O(1); the KS scan is O(n) per candidate.
+  std::vector<double> suffix(static_cast<size_t>(n + 1), 0.0);
+  for (int64_t i = n - 1; i >= 0; --i) suffix[i] = suffix[i + 1] + logx[i];
+  double best_d = std::numeric_limits<double>::infinity();
+  int64_t best = -1;
+  double best_alpha = kNaN;
+  for (int64_t i = 0; i + 1 < n; ++i) {
+    const double cnt = static_cast<double>(n - i);
+    const double denom = suffix[i] - cnt * logx[i];
+    const double alpha = 1.0 + cnt / denom;
+    // WeightWatcher keeps D = 1 when alpha <= 1; a zero denominator (all tail values equal) is the same case.
+    double d = 1.0;
+    if (denom > 0 && std::isfinite(alpha) && alpha > 1) {
+      d = 0;
+      for (int64_t j = i; j < n; ++j) {
+        const double theory = 1.0 - std::exp((1.0 - alpha) * (logx[j] - logx[i]));
+        const double empirical = static_cast<double>(j - i) / cnt;
+        d = std::max(d, std::fabs(theory - empirical));
+      }
+    }
+    if (d < best_d) {  // first minimum wins, like np.argmin
+      best_d = d;
+      best = i;
+      best_alpha = alpha;
+    }
+  }
+  if (best < 0 || !(best_alpha > 1) || !std::isfinite(best_alpha)) {
+    fit.reason = "no xmin candidate gave a finite alpha > 1";
+    return fit;
+  }
+  fit.status = "success";
+  fit.alpha = best_alpha;
+  fit.xmin = x[best];
+  fit.D = best_d;
+  fit.sigma = (best_alpha - 1.0) / std::sqrt(static_cast<double>(n - best));
+  int64_t spikes = 0;
+  for (double v : evals) spikes += v >= fit.xmin;
+  fit.num_pl_spikes = spikes;
+  return fit;
+}
+
+SpectralStats spectral_stats_from(const Spectrum& sp, double frobenius_sq, double rank_eps,
+                                  const SpectralOptions& options) {
+  SpectralStats s;
+  s.rows = sp.rows;
+  s.cols = sp.cols;
+  s.method = sp.method;
+  s.complete = sp.complete;
+  s.error_bound = sp.error_bound;
+  s.num_singular_values = static_cast<int64_t>(sp.values.size());
+  s.frobenius_norm = std::sqrt(frobenius_sq);
+  s.log_norm = std::log10(frobenius_sq);
+  if (sp.values.empty()) {
+    s.fit.reason = "empty matrix";
+    return s;
+  }
+  const auto& sv = sp.values;
+  s.sv_max = sv.front();
+  s.sv_min = sv.back();
+  s.spectral_norm = sv.front();
+  s.lambda_max = sv.front() * sv.front();
+  s.log_spectral_norm = std::log10(s.lambda_max);
+  s.stable_rank = s.lambda_max > 0 ? frobenius_sq / s.lambda_max : kNaN;
+  std::vector<double> lam(sv.size());
+  for (size_t i = 0; i < sv.size(); ++i) lam[i] = sv[i] * sv[i];
+  s.fit = fit_power_law(lam, options);
+  if (!sp.complete) s.fit.reason = s.fit.reason.empty() ? "fit on the top-k eigenvalues only" : s.fit.reason;
+  if (s.fit.status == "success") {
+    s.alpha = s.fit.alpha;
+    s.alpha_weighted = s.alpha * s.log_spectral_norm;
+  }
+  if (!sp.complete) return s;
+  // Whole-spectrum metrics.
+  const double tol = sv.front() * static_cast<double>(std::max(sp.rows, sp.cols)) * rank_eps;
+  s.numerical_rank = 0;
+  for (double v : sv) s.numerical_rank += v > tol;
+  s.condition_number = s.sv_min > 0 ? s.sv_max / s.sv_min : std::numeric_limits<double>::infinity();
+  const double sum_sv = std::accumulate(sv.begin(), sv.end(), 0.0);
+  if (sum_sv > 0) {
+    double h = 0;
+    for (double v : sv) {
+      const double p = v / sum_sv;
+      if (p > 0) h -= p * std::log(p);
+    }
+    s.effective_rank = std::exp(h);
+  }
+  if (s.fit.status == "success") {
+    double acc = 0;
+    for (double l : lam) acc += std::pow(l, s.alpha);
+    s.log_alpha_norm = std::log10(acc);
+  }
+  const double sum_lam = std::accumulate(lam.begin(), lam.end(), 0.0);
+  if (sum_lam > 0 && s.numerical_rank > 1) {
+    double h = 0;
+    for (double l : lam) {
+      const double p = l / sum_lam + 1e-10;
+      h -= p * std::log(p);
+    }
+    s.entropy = h / std::log(static_cast<double>(s.numerical_rank));
+  }
+  return s;
+}
+
+SpectralStats spectral_stats(const at::Tensor& w, const SpectralOptions& options) {
+  check_options(options);
+  const at::Tensor m = to_double_matrix(w, options.flatten, "w");
+  Spectrum sp;
+  sp.rows = m.size(0);
+  sp.cols = m.size(1);
+  const int64_t small = std::min(sp.rows, sp.cols);
+  if (options.k > 0 && options.k < small) {
+    TopKSvd t = top_k_double(m, options.k, options, false, w.scalar_type() != at::kDouble);
+    sp.values = to_vector_desc(t.S);
+    sp.method = t.method;
+    sp.complete = false;
+    sp.error_bound = t.error_bound;
+  } else {
+    sp.values = exact_values(m, options, sp.method);
+  }
+  const double fro_sq = m.numel() ? at::sum(m * m).item<double>() : 0.0;
+  return spectral_stats_from(sp, fro_sq, default_eps(w, options.rank_eps), options);
+}
+
+TopKSvd top_k_svd(const at::Tensor& w, int64_t k, const SpectralOptions& options, bool exact) {
+  check_options(options);
+  const at::Tensor m = to_double_matrix(w, options.flatten, "w");
+  const int64_t small = std::min(m.size(0), m.size(1));
+  if (k < 1 || k > small) {
+    throw InvalidArgument("k: " + std::to_string(k) + ", expected 1 <= k <= min(rows, cols) = " +
+                          std::to_string(small));
+  }
+  return top_k_double(m, k, options, exact, w.scalar_type() != at::kDouble);
+}
+
+namespace {
+
+SubspaceAngles angles_double(const at::Tensor& a, const at::Tensor& b, int64_t k, const SpectralOptions& o) {
+  SubspaceAngles out;
+  out.k = k;
+  // Exact SVD for small matrices or a large k, where the randomized sketch saves little.
+  const int64_t small = std::min(a.size(0), a.size(1));
+  const bool exact = small <= 1024 || 4 * k >= small;
+  SpectralOptions ro = o;
+  ro.power_iterations = std::max<int64_t>(o.power_iterations, 6);
+  TopKSvd ta = top_k_double(a, k, ro, exact);
+  TopKSvd tb = top_k_double(b, k, ro, exact);
+  angles_from(principal_cosines(ta.U, tb.U), out.left_max_deg, out.left_mean_deg);
+  angles_from(principal_cosines(ta.V, tb.V), out.right_max_deg, out.right_mean_deg);
+  return out;
+}
+
+}  // namespace
+
+SubspaceAngles principal_angles(const at::Tensor& w0, const at::Tensor& w1, int64_t k,
+                                const SpectralOptions& options) {
+  check_options(options);
+  const at::Tensor a = to_double_matrix(w0, options.flatten, "w0");
+  const at::Tensor b = to_double_matrix(w1, options.flatten, "w1");
+  if (a.sizes() != b.sizes()) {
+    throw InvalidArgument("w1: shape " + shape_text(w1.sizes()) + " differs from w0's shape " +
+                          shape_text(w0.sizes()) + ", expected the same shape");
+  }
+  const int64_t small = std::min(a.size(0), a.size(1));
+  if (k < 1 || k > small) {
+    throw InvalidArgument("k: " + std::to_string(k) + ", expected 1 <= k <= min(rows, cols) = " +
+                          std::to_string(small));
+  }
+  return angles_double(a, b, k, options);
+}
+
+UpdateSpectralStats update_spectral_stats(const at::Tensor& w0, const at::Tensor& w1, int64_t k,
+                                          const SpectralOptions& options) {
+  check_options(options);
+  if (k < 1) throw InvalidArgument("k: " + std::to_string(k) + ", expected >= 1");
+  const at::Tensor a = to_double_matrix(w0, options.flatten, "w0");
+  const at::Tensor b = to_double_matrix(w1, options.flatten, "w1");
+  if (a.sizes() != b.sizes()) {
+    throw InvalidArgument("w1: shape " + shape_text(w1.sizes()) + " differs from w0's shape " +
+                          shape_text(w0.sizes()) + ", expected the same shape");
+  }
+  UpdateSpectralStats u;
+  const int64_t small = std::min(a.size(0), a.size(1));
+  if (small == 0) return u;
+  k = std::min(k, small);
+  u.k = k;
+  SpectralOptions exact = options;
+  exact.k = 0;
+  std::string method;
+  const std::vector<double> sd = exact_values(b - a, exact, method);
+  const double eps = default_eps(w0, options.rank_eps);
+  const double tol = sd.front() * static_cast<double>(std::max(a.size(0), a.size(1))) * eps;
+  double total = 0, top = 0;
+  for (size_t i = 0; i < sd.size(); ++i) {
+    u.update_rank += sd[i] > tol;
+    total += sd[i] * sd[i];
+    if (static_cast<int64_t>(i) < k) top += sd[i] * sd[i];
+  }
+  u.normalized_rank = static_cast<double>(u.update_rank) / static_cast<double>(small);
+  u.topk_energy_fraction = total > 0 ? top / total : kNaN;
+  const std::vector<double> s0 = exact_values(a, exact, method);
+  const std::vector<double> s1 = exact_values(b, exact, method);
+  double num = 0, den = 0;
+  for (size_t i = 0; i < s0.size(); ++i) {
+    num += (s1[i] - s0[i]) * (s1[i] - s0[i]);
+    den += s0[i] * s0[i];
+  }
+  u.spectral_drift = den > 0 ? std::sqrt(num / den) : kNaN;
+  u.angles = angles_double(a, b, k, options);
+  return u;
+}
+
+}  // namespace metaprobe::params

@@ -1,0 +1,273 @@
+"""Parameter statistics: what fine-tuning did to the weights.
+
+Three families on tensors (each returns a dict keyed by snake_case metric names) and two walks over
+checkpoints (returning pandas DataFrames):
+
+* :func:`tensor_stats` - one pass, any dtype: ``mean``, ``std`` (ddof=0), ``min``, ``max``, ``mean_abs``,
+  ``l2_norm``, ``linf_norm``, ``zero_fraction``, ``skewness``, ``excess_kurtosis``, ``nan_count``, ...
+* :func:`update_stats` - reference ``w0`` vs tuned ``w1``: ``delta_fro``, ``rel_update_norm``, ``cosine``,
+  ``max_abs_delta``, ``sparsity_abs``, ``sparsity_rel``, ``sign_flip_fraction``, ...
+* :func:`spectral_stats` - one matrix: ``spectral_norm``, ``stable_rank``, ``effective_rank``,
+  ``numerical_rank``, ``condition_number``, and WeightWatcher's ``alpha``, ``alpha_weighted``, ``log_norm``,
+  ``log_spectral_norm``, ``log_alpha_norm``, ``entropy``, ``num_pl_spikes``, ``xmin``, ``D``, ``status``.
+* :func:`compare_checkpoints` / :func:`describe` - streaming walks over checkpoints.
+
+Definitions and sources: ``docs/params.md``. Heavy work runs in C++ with the GIL released.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
+
+import torch
+
+from . import _core
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+_p = _core.params
+
+__all__ = [
+    "tensor_stats",
+    "update_stats",
+    "spectral_stats",
+    "singular_values",
+    "update_spectral_stats",
+    "fit_power_law",
+    "parse_name",
+    "compare_checkpoints",
+    "describe",
+    "Comparison",
+]
+
+CheckpointLike = Union[str, "os.PathLike[str]", Mapping, torch.nn.Module, Any]
+
+
+def tensor_stats(t: torch.Tensor) -> dict[str, float]:
+    """Per-tensor statistics of ``t`` (any shape, any real dtype; bf16 is read without a float copy).
+
+    Statistics are over the finite entries; ``nan_count``/``inf_count`` report the others. ``std`` is the
+    population standard deviation; ``skewness``/``excess_kurtosis`` match ``scipy.stats.skew``/``kurtosis``
+    with their defaults (bias=True) and are NaN for a constant tensor.
+    """
+    return dict(_p.tensor_stats(t))
+
+
+def update_stats(w0: torch.Tensor, w1: torch.Tensor, *, atol: float = 1e-5, eta: float = 1e-3) -> dict[str, float]:
+    """How ``w1`` (tuned) differs from ``w0`` (reference), same shape, in one fused pass.
+
+    ``sparsity_abs`` is the fraction with ``|w1 - w0| <= atol`` (Mukherjee et al. 2025); ``sparsity_rel`` the
+    fraction with ``|w1 - w0| <= eta * max(|w0|, |w1|)`` (Path Not Taken, Def. 2.1). Pairs with a NaN/Inf on
+    either side are excluded and counted in ``nonfinite_count``.
+    """
+    return dict(_p.update_stats(w0, w1, float(atol), float(eta)))
+
+
+def _spectral_options(k: Optional[int] = None, **options: Any) -> dict[str, Any]:
+    out = {key: value for key, value in options.items() if value is not None}
+    out["k"] = 0 if k is None else int(k)
+    return out
+
+
+def spectral_stats(w: torch.Tensor, k: Optional[int] = None, **options: Any) -> dict[str, Any]:
+    """Spectral statistics of a matrix ``w`` ([rows, cols]; higher ranks are flattened to [shape0, rest]).
+
+    ``k=None`` uses every singular value (exactly, in float64); ``k=int`` the top ``k`` by seeded randomized
+    SVD, with ``error_bound`` bounding each value's error; whole-spectrum metrics are then NaN.
+    ``options``: ``method`` ('auto'|'gram'|'svd'), ``oversampling``, ``power_iterations``, ``seed``,
+    ``error_probes``, ``rank_eps``, ``evals_thresh``, ``min_evals``, ``flatten``, ``gram_max_side``,
+    ``gram_min_ratio``. A power-law fit that cannot be done has ``status='failed'`` and a ``reason``.
+    """
+    return dict(_p.spectral_stats(w, _spectral_options(k, **options)))
+
+
+def singular_values(w: torch.Tensor, k: Optional[int] = None, **options: Any) -> tuple[torch.Tensor, str, float]:
+    """Singular values of ``w`` in descending order (float64 [n]), the method used and the error bound."""
+    values, method, bound = _p.singular_values(w, _spectral_options(k, **options))
+    return values, method, bound
+
+
+def update_spectral_stats(w0: torch.Tensor, w1: torch.Tensor, k: int = 16, **options: Any) -> dict[str, Any]:
+    """Rank and top-``k`` energy of ``w1 - w0``, the spectral drift, and the principal angles (degrees)
+    between the top-``k`` left/right singular subspaces of ``w0`` and ``w1``."""
+    return dict(_p.update_spectral_stats(w0, w1, int(k), _spectral_options(None, **options)))
+
+
+def fit_power_law(evals: Any, **options: Any) -> dict[str, Any]:
+    """WeightWatcher's power-law fit of eigenvalues ``evals`` (Clauset xmin scan, KS distance ``D``)."""
+    values = [float(v) for v in torch.as_tensor(evals, dtype=torch.float64).flatten().tolist()]
+    return dict(_p.fit_power_law(values, _spectral_options(None, **options)))
+
+
+def parse_name(name: str) -> dict[str, Any]:
+    """Layer index (-1 outside blocks), module path, canonical ``kind`` and naming scheme of a parameter."""
+    return dict(_p.parse_name(name))
+
+
+def _source(obj: CheckpointLike, argument: str) -> Any:
+    from . import io as _io
+
+    if isinstance(obj, (str, os.PathLike)):
+        return os.fspath(obj)
+    try:
+        return _io.as_tensor_source(obj)
+    except TypeError as exc:
+        raise TypeError(f"{argument}: {exc}") from None
+
+
+class _Bar:
+    """A tqdm bar over bytes, on a terminal only (tqdm imported lazily)."""
+
+    def __init__(self, enabled: bool, desc: str) -> None:
+        self.bar = None
+        self.enabled = enabled and sys.stderr.isatty()
+        self.desc = desc
+        self.last = 0
+
+    def __call__(self, done: int, total: int, bytes_done: int, bytes_total: int, name: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=bytes_total, unit="B", unit_scale=True, desc=self.desc)
+        self.bar.update(bytes_done - self.last)
+        self.last = bytes_done
+        self.bar.set_postfix_str(name[-40:], refresh=False)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _callback(progress: Union[bool, Callable[..., None]], desc: str) -> tuple[Optional[Callable[..., None]], _Bar]:
+    bar = _Bar(progress is True, desc)
+    if callable(progress):
+        return progress, bar
+    return (bar if bar.enabled else None), bar
+
+
+@dataclass
+class Comparison:
+    """Result of :func:`compare_checkpoints`.
+
+    ``tensors``: one row per matched tensor (index = name); ``layers``: per layer index (``-1`` = outside
+    blocks); ``modules``: per canonical module kind; ``summary``: totals over every matched tensor plus the
+    counts of unmatched and mismatched tensors; ``unmatched``: names present on one side only;
+    ``shape_mismatches``: DataFrame of same-named tensors with different shapes.
+    """
+
+    tensors: "pd.DataFrame"
+    layers: "pd.DataFrame"
+    modules: "pd.DataFrame"
+    summary: dict[str, Any]
+    unmatched: dict[str, list[str]]
+    shape_mismatches: "pd.DataFrame"
+    json: str = field(repr=False, default="")
+
+    def to_json(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """Writes the full report (the CLI's format) atomically."""
+        path = os.fspath(path)
+        tmp = f"{path}.tmp.{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(self.json)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+
+def compare_checkpoints(
+    reference: CheckpointLike,
+    tuned: CheckpointLike,
+    *,
+    spectra: bool = False,
+    progress: Union[bool, Callable[..., None]] = True,
+    atol: float = 1e-5,
+    eta: float = 1e-3,
+    subspace_k: int = 16,
+    max_spectral_side: int = 16384,
+    release_pages: bool = True,
+    k: Optional[int] = None,
+    **spectral_options: Any,
+) -> Comparison:
+    """Compares two checkpoints tensor by tensor (paths, state dicts, ``nn.Module``s or io sources).
+
+    Streams: besides the memory maps only the current pair is resident. ``spectra=True`` adds spectral
+    statistics of every matched matrix (slow: a float64 SVD each; ``k`` switches to top-k randomized SVD).
+    ``progress``: ``True`` shows a tqdm bar on a terminal, or pass ``f(done, total, bytes_done, bytes_total,
+    name)``. Unmatched names and shape mismatches are returned, never dropped silently.
+    """
+    import pandas as pd
+
+    callback, bar = _callback(progress, "compare")
+    try:
+        raw = _p.compare(
+            _source(reference, "reference"),
+            _source(tuned, "tuned"),
+            float(atol),
+            float(eta),
+            bool(spectra),
+            _spectral_options(k, **spectral_options),
+            int(subspace_k),
+            int(max_spectral_side),
+            bool(release_pages),
+            callback,
+        )
+    finally:
+        bar.close()
+    tensors = pd.DataFrame(raw["tensors"])
+    if len(tensors):
+        tensors = tensors.set_index("name")
+    layers = pd.DataFrame(raw["layers"])
+    if len(layers):
+        layers = layers.drop(columns=["key"]).set_index("layer")
+    modules = pd.DataFrame(raw["modules"])
+    if len(modules):
+        modules = modules.drop(columns=["layer"]).rename(columns={"key": "kind"}).set_index("kind")
+    summary = dict(raw["summary"])
+    summary.pop("key", None)
+    summary.pop("layer", None)
+    return Comparison(
+        tensors=tensors,
+        layers=layers,
+        modules=modules,
+        summary=summary,
+        unmatched={"only_in_reference": list(raw["only_in_reference"]), "only_in_tuned": list(raw["only_in_tuned"])},
+        shape_mismatches=pd.DataFrame(raw["shape_mismatches"], columns=["name", "reference_shape", "tuned_shape"]),
+        json=raw["json"],
+    )
+
+
+def describe(
+    checkpoint: CheckpointLike,
+    *,
+    spectra: bool = False,
+    progress: Union[bool, Callable[..., None]] = True,
+    max_spectral_side: int = 16384,
+    release_pages: bool = True,
+    k: Optional[int] = None,
+    **spectral_options: Any,
+) -> "pd.DataFrame":
+    """One row per tensor (index = name): dtype, shape, layer, kind and every :func:`tensor_stats` column;
+    with ``spectra=True`` also the :func:`spectral_stats` columns (``spectral_status`` says why a tensor has
+    none)."""
+    import pandas as pd
+
+    callback, bar = _callback(progress, "describe")
+    try:
+        rows = _p.describe(
+            _source(checkpoint, "checkpoint"),
+            bool(spectra),
+            _spectral_options(k, **spectral_options),
+            int(max_spectral_side),
+            bool(release_pages),
+            callback,
+        )
+    finally:
+        bar.close()
+    df = pd.DataFrame(rows)
+    return df.set_index("name") if len(df) else df
