@@ -1,0 +1,36 @@
+#pragma once
+// Probe generators: the families of each cell of the skill grid (docs/probes.md lists them all).
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <metaprobe/probes/item.hpp>
+#include <metaprobe/probes/taxonomy.hpp>
+
+namespace metaprobe::probes {
+
+/// A generator family: one genuine task of one skill in one domain.
+struct FamilyInfo {
+  std::string name;         ///< e.g. "math.prime_factorisation"
+  Skill skill = Skill::calculation;
+  Domain domain = Domain::math;
+  int version = 1;          ///< bumped whenever the family's output for a key changes
+  std::string description;  ///< what it tests and what difficulty scales
+};
+
+/// Every family, ordered by cell (skill-major) then by name within the cell's fixed order.
+const std::vector<FamilyInfo>& families();
+/// The families of one cell, in the order a suite alternates them.
+std::vector<FamilyInfo> families(const Cell& cell);
+/// The family with this name; throws InvalidArgument naming the value.
+const FamilyInfo& family_info(std::string_view name);
+
+/// The stable item id: FNV-1a 64 (hex) of "family|version|seed|index|difficulty".
+std::string item_id(std::string_view family, int version, uint64_t seed, uint64_t index, int difficulty);
+
+/// Generates one item: the same (family, version, seed, index, difficulty) gives a byte-identical item.
+/// Throws InvalidArgument for an unknown family or a difficulty outside 1..5.
+Item generate_item(std::string_view family, int difficulty, uint64_t seed, uint64_t index);
+
+}  // namespace metaprobe::probes

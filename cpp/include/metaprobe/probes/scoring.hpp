@@ -1,0 +1,97 @@
+#pragma once
+// Scoring of probe items: answer extraction from free-form model output, normalised comparison by answer
+// type, multiple choice from per-choice log-likelihoods (lm-evaluation-harness acc / acc_norm), and
+// accuracy with Wilson 95% intervals per cell, skill and domain. Definitions: docs/probes.md, "Scoring".
+#include <array>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <metaprobe/probes/item.hpp>
+#include <metaprobe/probes/taxonomy.hpp>
+
+namespace metaprobe::probes {
+
+/// Every extraction strategy name, in priority order (the type-specific fallbacks after the markers).
+inline constexpr std::array<std::string_view, 9> kStrategies = {"boxed",       "gsm8k",         "the_answer_is",
+                                                                "answer_colon", "last_number",  "choice_letter",
+                                                                "choice_text", "last_line",     "none"};
+
+/// The answer found in a model output and the strategy that found it.
+/// Strategies, in priority order: "boxed", "gsm8k", "the_answer_is", "answer_colon", then by answer type
+/// "last_number" (integer, number), "choice_letter" then "choice_text" (choice), "last_line" (string,
+/// list); "none" when nothing was found (answer empty, found false).
+struct Extraction {
+  std::string answer;
+  std::string strategy = "none";
+  bool found = false;
+};
+
+/// Extracts the answer of an output for an item of the given answer type; `choices` are the options of a
+/// choice item (they bound the valid letters and enable "choice_text"). Never throws.
+Extraction extract(std::string_view output, AnswerType type, const std::vector<std::string>& choices = {});
+
+/// True when an extracted answer equals the item's answer after normalisation by answer type.
+/// Throws InvalidArgument when the item's own answer cannot be read for its type (e.g. a non-numeric
+/// answer of an integer item, a gold_index outside choices, a negative tolerance).
+bool answers_match(const Item& item, std::string_view extracted);
+
+/// extract() then answers_match(): whether a model output answers the item correctly.
+bool check(const Item& item, std::string_view output);
+
+/// An accuracy with its Wilson score interval.
+struct Accuracy {
+  int64_t n = 0;
+  int64_t correct = 0;
+  double acc = 0, lo = 0, hi = 0;
+};
+
+/// Accuracy correct/n with the Wilson score interval at normal quantile z (default: 95%). n = 0 gives
+/// acc 0 and the interval [0, 1]; throws InvalidArgument unless 0 ≤ correct ≤ n and z is finite and > 0.
+Accuracy wilson(int64_t correct, int64_t n, double z = 1.959963984540054);
+
+/// The score of one item.
+struct ItemScore {
+  std::string id;
+  Cell cell;
+  std::string extracted;
+  std::string strategy;
+  bool correct = false;
+};
+
+/// Per-item scores and accuracies aggregated per cell, skill and domain (only groups with items appear).
+struct Scores {
+  std::vector<ItemScore> items;
+  std::map<Cell, Accuracy> by_cell;
+  std::map<Skill, Accuracy> by_skill;
+  std::map<Domain, Accuracy> by_domain;
+  Accuracy overall;
+};
+
+/// Scores outputs aligned with items (outputs[i] answers items[i]); a size mismatch is InvalidArgument.
+Scores score(const std::vector<Item>& items, const std::vector<std::string>& outputs);
+
+/// The same over borrowed items and texts (no copies; used by the Python binding). Null items are
+/// InvalidArgument.
+Scores score(const std::vector<const Item*>& items, const std::vector<std::string_view>& outputs);
+
+/// Multiple-choice prediction from per-choice log-likelihoods, as lm-evaluation-harness: pred = argmax ll
+/// (acc), pred_norm = argmax ll / len(choice) in Unicode code points (acc_norm); ties go to the first.
+struct ChoiceScore {
+  int pred = -1;
+  int pred_norm = -1;
+  bool acc = false;
+  bool acc_norm = false;
+};
+
+/// Scores one choice item from the log-likelihood of each option (in the order of item.choices).
+/// Throws InvalidArgument on a size mismatch, a NaN, an empty option, or a gold_index outside the choices.
+ChoiceScore score_choice(const Item& item, const std::vector<double>& loglikelihoods);
+
+/// The number of Unicode code points of UTF-8 text (Python's len of the decoded string; counts the bytes
+/// that do not continue a sequence), the length lm-evaluation-harness divides by for acc_norm.
+int64_t utf8_length(std::string_view text);
+
+}  // namespace metaprobe::probes
