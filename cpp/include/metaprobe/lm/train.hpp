@@ -1,0 +1,118 @@
+#pragma once
+// Training for TinyTransformer: supervised fine-tuning (next-token cross-entropy) and GRPO (group-relative
+// policy gradient with a clipped ratio and an optional KL penalty to a frozen reference). Both use AdamW, are
+// deterministic on CPU for a seed and a thread count, keep no global state, and report progress through a
+// callback (return false from it to stop early). See docs/lm.md for the objectives.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <metaprobe/lm/transformer.hpp>
+
+namespace metaprobe::lm {
+
+/// AdamW hyper-parameters and the learning-rate schedule shared by both trainers: linear warm-up over `warmup`
+/// steps, then cosine decay from lr to lr * min_lr_ratio at the last step.
+struct OptimizerOptions {
+  double lr = 1e-3;
+  double weight_decay = 0.01;   // decoupled; applied to matrices only (not to norm weights)
+  double beta1 = 0.9;
+  double beta2 = 0.95;
+  double eps = 1e-8;
+  int64_t warmup = 0;
+  double min_lr_ratio = 0.1;
+  double max_grad_norm = 1.0;   // global L2 clip; 0 disables
+};
+
+/// Which tokens carry the SFT loss.
+enum class LossOn { completion, all };
+/// "completion" / "all".
+std::string_view to_string(LossOn loss_on);
+/// Parses "completion" / "all"; throws InvalidArgument otherwise.
+LossOn parse_loss_on(std::string_view name);
+
+/// One training example: the model reads BOS + prompt + completion + EOS.
+struct SftExample {
+  std::string prompt;
+  std::string completion;
+};
+
+struct SftOptions {
+  int64_t steps = 100;
+  int64_t batch_size = 16;
+  OptimizerOptions optimizer{};
+  uint64_t seed = 0;                 // order of the examples (reshuffled every epoch)
+  LossOn loss_on = LossOn::completion;  // completion: the completion and EOS; all: every token after BOS
+  bool truncate = false;             // cut sequences to max_len instead of throwing
+};
+
+struct SftStep {
+  int64_t step = 0;          // 1-based
+  double loss = 0.0;         // mean cross-entropy (nats/token) over the batch's loss tokens
+  double lr = 0.0;
+  double grad_norm = 0.0;    // before clipping
+  int64_t tokens = 0;        // loss tokens in the batch
+};
+
+struct SftResult {
+  std::vector<double> losses;   // one per step run
+  std::vector<SftStep> steps;
+};
+
+/// Called after every optimizer step with the model already updated (safe to save it); false stops training.
+using SftCallback = std::function<bool(const SftStep&)>;
+
+/// Trains `model` in place. Throws InvalidArgument for empty examples, bad options, or (unless truncate) an
+/// example longer than max_len.
+SftResult sft_train(TinyTransformer& model, const std::vector<SftExample>& examples, const SftOptions& options = {},
+                    const SftCallback& on_step = {});
+
+/// Reward of one completion of prompts[prompt_index].
+using RewardFn = std::function<double(const std::string& completion, int64_t prompt_index)>;
+
+struct GrpoOptions {
+  int64_t steps = 50;
+  int64_t prompts_per_step = 4;
+  int64_t group_size = 8;
+  OptimizerOptions optimizer{1e-4, 0.0};
+  double temperature = 1.0;          // sampling and log-prob temperature (> 0)
+  int64_t top_k = 0;
+  int64_t max_new_tokens = 32;
+  std::vector<std::string> stop;
+  double clip_eps = 0.2;
+  double kl_coef = 0.0;              // > 0: penalise the k3 KL estimate to the frozen initial model
+  int64_t inner_steps = 1;           // optimizer steps per sampled batch (the ratio moves from 1 after the first)
+  double adv_eps = 1e-6;             // advantage = (r - mean) / (std + adv_eps), std over the group (population)
+  uint64_t seed = 0;
+};
+
+struct GrpoStep {
+  int64_t step = 0;               // 1-based
+  double mean_reward = 0.0;       // over the step's prompts_per_step * group_size samples
+  double reward_std = 0.0;
+  double loss = 0.0;              // last inner step's loss
+  double kl = 0.0;                // mean k3 KL estimate to the reference (0 when kl_coef = 0)
+  double clip_fraction = 0.0;     // tokens whose ratio was clipped, last inner step
+  double mean_completion_tokens = 0.0;
+  double zero_advantage_groups = 0.0;  // fraction of groups whose rewards were all equal (no signal)
+  double lr = 0.0;
+  std::vector<int64_t> prompt_indices;
+};
+
+struct GrpoResult {
+  std::vector<double> mean_rewards;  // one per step run
+  std::vector<GrpoStep> steps;
+};
+
+/// Called after every step with the model already updated (safe to save a checkpoint); false stops training.
+using GrpoCallback = std::function<bool(const GrpoStep&)>;
+
+/// Trains `model` in place with GRPO on `prompts` (BOS is prepended; completions are sampled from the current
+/// policy). Throws InvalidArgument for empty prompts, a missing reward function, bad options or a non-finite
+/// reward.
+GrpoResult grpo_train(TinyTransformer& model, const std::vector<std::string>& prompts, const RewardFn& reward_fn,
+                      const GrpoOptions& options = {}, const GrpoCallback& on_step = {});
+
+}  // namespace metaprobe::lm
