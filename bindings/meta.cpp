@@ -1,0 +1,160 @@
+// metaprobe._core.meta: the meta-probing run. Python callables become C++ logit sources, loaders and tokenizer
+// functions that take the GIL only while they run; the run itself releases it.
+#include <memory>
+
+#include <nlohmann/json.hpp>
+
+#include <metaprobe/error.hpp>
+#include <metaprobe/io/tensor_source.hpp>
+#include <metaprobe/lm/transformer.hpp>
+#include <metaprobe/meta/run.hpp>
+#include <metaprobe/probes/jsonl.hpp>
+
+#include "binding.hpp"
+
+namespace metaprobe::bindings {
+namespace {
+
+using namespace metaprobe::meta;
+
+// A Python object whose last reference may be dropped on a thread without the GIL.
+std::shared_ptr<py::object> hold(py::object o) {
+  return std::shared_ptr<py::object>(new py::object(std::move(o)), [](py::object* p) {
+    py::gil_scoped_acquire gil;
+    delete p;
+  });
+}
+
+std::shared_ptr<LogitSource> callable_source(py::object fn, const std::string& description) {
+  auto h = hold(std::move(fn));
+  return std::make_shared<FunctionSource>(
+      [h](const at::Tensor& ids, const at::Tensor& mask) {
+        py::gil_scoped_acquire gil;
+        py::object out = (*h)(ids, mask);
+        if (!THPVariable_Check(out.ptr()))
+          throw InvalidArgument("a Python logit source returned " + std::string(py::str(py::type::of(out))) +
+                                ", expected a torch.Tensor [B, T, V]");
+        return out.cast<at::Tensor>();
+      },
+      description);
+}
+
+std::shared_ptr<LogitSource> stage_source(const py::dict& spec, const std::string& name) {
+  auto get = [&](const char* key) -> py::object {
+    return spec.contains(key) ? py::reinterpret_borrow<py::object>(spec[key]) : py::none();
+  };
+  if (!get("source").is_none()) return callable_source(get("source"), get("description").is_none() ? "python" : py::str(get("description")));
+  if (!get("torchscript").is_none()) {
+    auto ts = std::make_shared<TorchScriptSource>(get("torchscript").cast<std::string>());
+    if (!get("weights").is_none()) ts->load_safetensors(get("weights").cast<std::string>());
+    return ts;
+  }
+  if (!get("tiny_lm").is_none()) {
+    const std::string path = get("tiny_lm").cast<std::string>();
+    return std::make_shared<TinyLMSource>(std::make_shared<lm::TinyTransformer>(lm::load(path)), "tiny_lm:" + path);
+  }
+  return nullptr;
+}
+
+Stage make_stage(const py::dict& spec) {
+  Stage s;
+  s.name = spec["name"].cast<std::string>();
+  if (spec.contains("arm")) s.arm = spec["arm"].cast<std::string>();
+  if (spec.contains("step")) s.step = spec["step"].cast<int64_t>();
+  s.source = stage_source(spec, s.name);
+  if (spec.contains("loader") && !spec["loader"].is_none()) {
+    auto h = hold(py::reinterpret_borrow<py::object>(spec["loader"]));
+    const std::string name = s.name;
+    s.loader = [h, name]() -> std::shared_ptr<LogitSource> {
+      py::gil_scoped_acquire gil;
+      py::object src = (*h)();
+      if (!PyCallable_Check(src.ptr()))
+        throw InvalidArgument("stage '" + name + "': the loader returned " + std::string(py::str(py::type::of(src))) +
+                              ", expected a callable logit source");
+      return callable_source(src, "python (loaded)");
+    };
+  }
+  if (spec.contains("checkpoint") && !spec["checkpoint"].is_none()) s.checkpoint_path = spec["checkpoint"].cast<std::string>();
+  if (spec.contains("state_dict") && !spec["state_dict"].is_none())
+    s.checkpoint = std::make_shared<io::MemorySource>(
+        spec["state_dict"].cast<std::vector<std::pair<std::string, at::Tensor>>>());
+  return s;
+}
+
+std::shared_ptr<const Tokenizer> make_tokenizer(py::object tok) {
+  if (py::isinstance<py::str>(tok)) {
+    if (tok.cast<std::string>() == "char") return std::make_shared<CharTokenizerAdapter>();
+    throw InvalidArgument("tokenizer is '" + tok.cast<std::string>() + "', expected \"char\" or a tokenizer object");
+  }
+  auto h = hold(tok);
+  auto attr_id = [&](const char* name) -> int64_t {
+    py::object v = tok.attr(name);
+    return v.is_none() ? -1 : v.cast<int64_t>();
+  };
+  return std::make_shared<FunctionTokenizer>(
+      [h](const std::string& text) {
+        py::gil_scoped_acquire gil;
+        return h->attr("encode")(text).cast<std::vector<int64_t>>();
+      },
+      [h](const std::vector<int64_t>& ids) {
+        py::gil_scoped_acquire gil;
+        return h->attr("decode")(ids).cast<std::string>();
+      },
+      attr_id("pad_id"), attr_id("bos_id"), attr_id("eos_id"));
+}
+
+std::string run_py(const std::string& items_jsonl, const py::list& stages, py::object tokenizer,
+                   const std::string& options_json, py::object progress) {
+  RunOptions options = options_from_json(nlohmann::json::parse(options_json));
+  if (!progress.is_none()) {
+    auto h = hold(progress);
+    options.progress = [h](const RunProgress& p) {
+      py::gil_scoped_acquire gil;
+      (*h)(p.phase, p.stage, p.done, p.total);
+    };
+  }
+  Run run(probes::parse_jsonl(items_jsonl, "probes"), make_tokenizer(tokenizer), options);
+  for (const auto& s : stages) run.add_stage(make_stage(s.cast<py::dict>()));
+  Report report;
+  {
+    py::gil_scoped_release release;
+    report = run.run();
+  }
+  return to_json(report).dump();
+}
+
+}  // namespace
+
+void bind_meta(py::module_& m) {
+  auto mm = m.def_submodule("meta", "The meta-probing run (use metaprobe.MetaProbe rather than this module)");
+  mm.def("run", &run_py, py::arg("items_jsonl"), py::arg("stages"), py::arg("tokenizer"), py::arg("options_json"),
+         py::arg("progress") = py::none(),
+         "Runs the meta-probe; stages are dicts (name, arm, step, source | loader | torchscript [+ weights] | tiny_lm, "
+         "checkpoint | state_dict). Returns the report as JSON text.");
+  mm.def(
+      "validate_report",
+      [](const std::string& text) {
+        nlohmann::json j;
+        try {
+          j = nlohmann::json::parse(text);
+        } catch (const nlohmann::json::parse_error& e) {
+          throw FormatError(std::string("report: not JSON: ") + e.what());
+        }
+        return to_json(report_from_json(j)).dump();
+      },
+      py::arg("text"), "Parses a report document strictly (FormatError on a bad one) and returns it re-serialised.");
+  mm.def(
+      "default_options",
+      []() {
+        const RunOptions defaults;
+        return options_to_json(defaults).dump();
+      },
+      "The default RunOptions as JSON text.");
+  mm.def(
+      "check_options", [](const std::string& text) { return options_to_json(options_from_json(nlohmann::json::parse(text))).dump(); },
+      py::arg("options_json"), "Validates options JSON (InvalidArgumentError naming the field) and returns it completed.");
+  mm.attr("SCHEMA") = kReportSchema;
+  mm.attr("SCHEMA_VERSION") = kReportSchemaVersion;
+}
+
+}  // namespace metaprobe::bindings

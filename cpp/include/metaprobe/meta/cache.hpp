@@ -1,0 +1,41 @@
+#pragma once
+// The reference's next-token distributions cached as top-k log-probabilities plus what the divergences need
+// exactly (entropy, argmax), so stages can be probed one model at a time. Coarse-graining the vocabulary into
+// the k cached tokens plus one tail bucket gives lower bounds on KL and JS (data-processing inequality); the
+// gaps are bounded as documented in docs/meta.md, section "Top-k cache".
+#include <cstdint>
+
+#include <ATen/core/Tensor.h>
+
+namespace metaprobe::meta {
+
+/// Cached reference rows: N positions.
+struct TopKCache {
+  at::Tensor indices;   ///< int64 [N, k], descending probability
+  at::Tensor logprobs;  ///< float64 [N, k]
+  at::Tensor tail;      ///< float64 [N]: 1 − Σ exp(logprobs), clamped at 0
+  at::Tensor entropy;   ///< float64 [N]: exact entropy of the full distribution
+  at::Tensor argmax;    ///< int64 [N]: first maximal logit
+};
+
+/// Caches rows of reference logits [N, V] at temperature `temperature`; k is capped at V. Throws
+/// InvalidArgument for k < 1, a non-2-D input or temperature ≤ 0.
+TopKCache build_topk_cache(const at::Tensor& logits, int64_t k, double temperature = 1.0);
+
+/// Per-position metrics of a stage against a cached reference (float64 [N] each, on the CPU).
+struct CachedDivergence {
+  at::Tensor kl_ref_stage, kl_stage_ref, js;    ///< coarse-grained: lower bounds on the exact values
+  at::Tensor entropy_ref, entropy_stage;        ///< exact
+  at::Tensor rank_shift, top1_agree;            ///< exact
+  at::Tensor js_bound;                          ///< exact JS − cached JS ≤ ln 2 · (P_tail + Q_tail) / 2
+  at::Tensor kl_ref_stage_bound;                ///< exact − cached ≤ Q_tail · (log P_tail − min_tail log p)
+};
+
+/// Compares stage logits [N, V] with cached reference rows (same N); throws InvalidArgument on a mismatch.
+CachedDivergence cached_divergence(const TopKCache& reference, const at::Tensor& stage_logits,
+                                   double temperature = 1.0);
+
+/// Rows [begin, end) of a cache.
+TopKCache slice(const TopKCache& cache, int64_t begin, int64_t end);
+
+}  // namespace metaprobe::meta

@@ -1,0 +1,159 @@
+#pragma once
+// The result of a meta-probing run as value types, and its versioned JSON document (docs/report-schema.md).
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <metaprobe/params/compare.hpp>
+#include <metaprobe/probes/scoring.hpp>
+#include <metaprobe/probes/taxonomy.hpp>
+
+namespace metaprobe::meta {
+
+/// Name and version of the report document; the version changes whenever a field changes meaning or goes.
+inline constexpr const char* kReportSchema = "metaprobe.report";
+inline constexpr int kReportSchemaVersion = 1;
+
+/// One item's answer by one stage.
+struct ItemResult {
+  std::string id;
+  probes::Cell cell;
+  std::string mode;                    ///< "generate" or "loglikelihood"
+  std::string output;                  ///< the completion (generate) or the chosen option (loglikelihood)
+  std::string extracted;               ///< the answer found in the output
+  bool correct = false;
+  int64_t generated_tokens = 0;        ///< tokens emitted (generate mode)
+  std::vector<double> loglikelihoods;  ///< per option (loglikelihood mode)
+};
+
+/// Accuracy of one cell with its Wilson interval.
+struct CellAccuracy {
+  probes::Cell cell;
+  probes::Accuracy accuracy;
+};
+
+/// A stage's behavioural profile: accuracy per cell of the grid (cells with items only) and overall.
+struct Behaviour {
+  std::vector<CellAccuracy> cells;
+  probes::Accuracy overall;
+  std::vector<ItemResult> items;
+};
+
+/// Divergence of a stage from the reference over one cell's solution tokens (token-weighted means). p is the
+/// reference, q the stage: kl_ref_stage = KL(ref‖stage), kl_stage_ref = KL(stage‖ref).
+struct CellDivergence {
+  probes::Cell cell;                   ///< unused in the stage total
+  int64_t items = 0, positions = 0;
+  double kl_ref_stage = 0, kl_stage_ref = 0, js = 0;
+  double entropy_ref = 0, entropy_stage = 0, entropy_change = 0;  ///< change = stage − ref
+  double js_sparsity = 0;              ///< fraction of positions with JS > τ
+  double rank_shift = 0;               ///< mean rank of the reference's argmax under the stage (1 = same)
+  double top1_agree = 0;               ///< fraction of positions whose argmax agree
+  std::vector<int64_t> position_counts;  ///< positions per bin of t/T
+  std::vector<int64_t> high_js_counts;   ///< positions with JS > τ per bin of t/T
+  // topk_cache mode: per-position upper bounds on (exact − cached), averaged; 0 in exact mode.
+  double js_cache_bound = 0, kl_ref_stage_cache_bound = 0;
+  // Huan et al.'s sampled-token estimator on the stage's own answers: mean over items of the per-token mean
+  // of log p_stage(y) − log p_ref(y) (signed; Huan report |mean|). NaN when no answers were generated.
+  double sampled_kl = 0;
+  int64_t sampled_items = 0, sampled_tokens = 0;
+};
+
+struct StageDivergence {
+  std::string mode;                    ///< "exact" or "topk_cache"
+  std::vector<CellDivergence> cells;
+  CellDivergence total;                ///< over every cell
+};
+
+/// One tensor's update statistics (a flat subset of params::TensorComparison).
+struct TensorUpdate {
+  std::string name, kind;
+  int64_t layer = -1, numel = 0;
+  double delta_fro = 0, ref_fro = 0, rel_update_norm = 0, cosine = 0, max_abs_delta = 0;
+  double sparsity_abs = 0, sparsity_rel = 0, unchanged_fraction = 0;
+};
+
+/// Update statistics of a stage against the reference's checkpoint (the params module).
+struct StageParams {
+  params::GroupStats total;
+  std::vector<params::GroupStats> layers, modules;
+  std::vector<TensorUpdate> tensors;
+  std::vector<std::string> only_in_reference, only_in_stage, shape_mismatches;
+};
+
+/// The change of one cell's accuracy from the reference.
+struct CellDrift {
+  probes::Cell cell;
+  double reference_acc = 0, acc = 0, delta = 0;  ///< delta = acc − reference_acc
+  bool collapsed = false;              ///< delta < −δ and the Wilson intervals do not overlap
+};
+
+/// Derived metrics of a stage against the reference.
+struct StageDerived {
+  std::vector<CellDrift> cells;
+  double drift_l1 = 0, drift_l2 = 0;
+  std::vector<std::string> collapsed;  ///< "skill/domain" of the collapsed cells
+  double acc_target = 0, acc_off_target = 0;        ///< pooled over items
+  double delta_target = 0, delta_off_target = 0;    ///< pooled accuracy change from the reference
+  // Transferability index (Huan et al.): ΔR_g = mean over cells g with reference accuracy > 0 of the relative
+  // change; TI = 100 · ΔR_g / ΔR_target (NaN when ΔR_target is 0 or a group is empty).
+  double dr_target = 0, dr_other = 0, dr_non = 0, ti_other = 0, ti_non = 0;
+  double div_off_target = 0, div_target = 0;        ///< razor metric, token-weighted over the cells
+};
+
+/// The RL's Razor test of one arm: correlation across its stages of off-target divergence and off-target
+/// accuracy change (Shenfeld et al.).
+struct ArmRazor {
+  std::string arm, metric;
+  std::vector<std::string> stages;
+  std::vector<int64_t> steps;
+  std::vector<double> divergence, accuracy_change;
+  double pearson = 0, spearman = 0;    ///< NaN with fewer than 3 points or no variance
+};
+
+struct StageInfo {
+  std::string name, arm, source, checkpoint;
+  int64_t step = 0;
+  bool is_reference = false;
+};
+
+/// Everything the run measured about one stage; absent parts were not requested or not possible.
+struct StageReport {
+  StageInfo info;
+  std::optional<Behaviour> behaviour;
+  std::optional<StageDivergence> divergence;
+  std::optional<StageParams> params;
+  std::optional<StageDerived> derived;
+  double seconds = 0;                  ///< wall time spent on this stage
+};
+
+struct Report {
+  std::string schema = kReportSchema;
+  int schema_version = kReportSchemaVersion;
+  std::string metaprobe_version;
+  std::string created;                 ///< UTC, ISO 8601
+  std::string reference;
+  nlohmann::json options = nlohmann::json::object();
+  std::vector<probes::Cell> target_cells;
+  int64_t n_items = 0;
+  std::vector<StageReport> stages;
+  std::vector<ArmRazor> razor;
+  double seconds = 0;
+
+  /// The stage named `name`; throws InvalidArgument if absent.
+  const StageReport& stage(const std::string& name) const;
+};
+
+/// The report as JSON (NaN and ±inf become null).
+nlohmann::json to_json(const Report& report);
+/// Parses a report document; throws FormatError naming the field on a wrong schema, version or field.
+Report report_from_json(const nlohmann::json& j);
+/// Writes the report's JSON to `path` atomically (temporary beside it, then rename); throws IoError.
+void save(const Report& report, const std::string& path, int indent = 1);
+/// Reads a report written by save(); throws IoError or FormatError.
+Report load_report(const std::string& path);
+
+}  // namespace metaprobe::meta

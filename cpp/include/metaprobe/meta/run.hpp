@@ -1,0 +1,55 @@
+#pragma once
+// The meta-probing run (arXiv 2512.24063; docs/meta.md): behaviour, divergence from the reference,
+// parameter updates and derived metrics for every stage of one or more post-training arms.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <metaprobe/io/tensor_source.hpp>
+#include <metaprobe/meta/logit_source.hpp>
+#include <metaprobe/meta/options.hpp>
+#include <metaprobe/meta/report.hpp>
+#include <metaprobe/probes/item.hpp>
+
+namespace metaprobe::meta {
+
+/// One checkpoint of an arm. Give `source` (kept resident) or `loader` (called when the stage is probed and
+/// released after, so one model at a time fits on a device in topk_cache mode). The checkpoint, when given, is
+/// compared with the reference's by the params module.
+struct Stage {
+  std::string name;
+  std::string arm = "base";
+  int64_t step = 0;
+  std::shared_ptr<LogitSource> source;
+  std::function<std::shared_ptr<LogitSource>()> loader;
+  std::string checkpoint_path;                         ///< safetensors file or checkpoint directory
+  std::shared_ptr<const io::TensorSource> checkpoint;  ///< or an in-memory state dict
+};
+
+/// A run over a set of probe items and stages that share one tokenizer.
+class Run {
+ public:
+  /// Throws InvalidArgument for no items, duplicate item ids, a null tokenizer or bad options.
+  Run(std::vector<probes::Item> items, std::shared_ptr<const Tokenizer> tokenizer, RunOptions options = {});
+
+  /// Adds a stage; throws InvalidArgument for an empty or duplicate name or when neither source nor loader
+  /// is given.
+  void add_stage(Stage stage);
+  const std::vector<Stage>& stages() const { return stages_; }
+  const std::vector<probes::Item>& items() const { return items_; }
+  const RunOptions& options() const { return options_; }
+
+  /// Runs every step; throws InvalidArgument when the reference stage is missing, and whatever a logit source
+  /// or checkpoint throws.
+  Report run();
+
+ private:
+  std::vector<probes::Item> items_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  RunOptions options_;
+  std::vector<Stage> stages_;
+};
+
+}  // namespace metaprobe::meta

@@ -1,0 +1,174 @@
+// RunOptions: validation and JSON.
+#include <metaprobe/meta/options.hpp>
+
+#include <cmath>
+#include <algorithm>
+#include <set>
+
+#include <metaprobe/error.hpp>
+
+namespace metaprobe::meta {
+namespace {
+
+std::string cell_name(const probes::Cell& c) { return probes::to_string(c); }
+
+probes::Cell parse_cell(const std::string& text) {
+  const auto slash = text.find('/');
+  if (slash == std::string::npos)
+    throw InvalidArgument("target_cells: '" + text + "' is not a cell, expected \"skill/domain\" (e.g. calculation/math)");
+  return {probes::parse_skill(text.substr(0, slash)), probes::parse_domain(text.substr(slash + 1))};
+}
+
+}  // namespace
+
+std::string to_string(ChoiceMode mode) { return mode == ChoiceMode::generate ? "generate" : "loglikelihood"; }
+std::string to_string(ReferenceMode mode) { return mode == ReferenceMode::exact ? "exact" : "topk_cache"; }
+
+ChoiceMode parse_choice_mode(const std::string& name) {
+  if (name == "generate") return ChoiceMode::generate;
+  if (name == "loglikelihood") return ChoiceMode::loglikelihood;
+  throw InvalidArgument("choice_mode: '" + name + "' is not a choice mode, expected generate or loglikelihood");
+}
+
+ReferenceMode parse_reference_mode(const std::string& name) {
+  if (name == "exact") return ReferenceMode::exact;
+  if (name == "topk_cache") return ReferenceMode::topk_cache;
+  throw InvalidArgument("reference_mode: '" + name + "' is not a reference mode, expected exact or topk_cache");
+}
+
+std::vector<std::string> razor_metric_names() { return {"kl_ref_stage", "kl_stage_ref", "js", "sampled_kl"}; }
+
+void RunOptions::validate() const {
+  auto bad = [](const std::string& field, const std::string& value, const std::string& expected) {
+    throw InvalidArgument("RunOptions." + field + " is " + value + ", expected " + expected);
+  };
+  if (reference.empty()) bad("reference", "empty", "the name of a stage");
+  if (max_new_tokens < 1) bad("max_new_tokens", std::to_string(max_new_tokens), ">= 1");
+  for (const auto& s : stop)
+    if (s.empty()) bad("stop", "a list with an empty string", "non-empty stop strings");
+  if (!(std::isfinite(z) && z > 0)) bad("z", std::to_string(z), "a finite value > 0");
+  if (cache_k < 1) bad("cache_k", std::to_string(cache_k), ">= 1");
+  if (!(std::isfinite(temperature) && temperature > 0)) bad("temperature", std::to_string(temperature), "> 0");
+  if (!(js_threshold >= 0 && js_threshold < std::log(2.0)))
+    bad("js_threshold", std::to_string(js_threshold), "a value in [0, ln 2) nats");
+  if (position_bins < 1 || position_bins > 1000) bad("position_bins", std::to_string(position_bins), "1..1000");
+  if (!(collapse_delta >= 0 && collapse_delta <= 1)) bad("collapse_delta", std::to_string(collapse_delta), "in [0, 1]");
+  if (batch_size < 1) bad("batch_size", std::to_string(batch_size), ">= 1");
+  if (!(update.atol >= 0)) bad("update.atol", std::to_string(update.atol), ">= 0");
+  if (!(update.eta >= 0)) bad("update.eta", std::to_string(update.eta), ">= 0");
+  const auto names = razor_metric_names();
+  if (std::find(names.begin(), names.end(), razor_metric) == names.end())
+    bad("razor_metric", "'" + razor_metric + "'", "one of kl_ref_stage, kl_stage_ref, js, sampled_kl");
+  probes::parse_domain(target_domain);
+  probes::PromptOptions p = prompt;
+  const auto templates = probes::template_names();
+  if (std::find(templates.begin(), templates.end(), p.template_name) == templates.end())
+    bad("prompt.template_name", "'" + p.template_name + "'", "one of plain, chat, few_shot");
+}
+
+std::vector<probes::Cell> RunOptions::resolved_target_cells() const {
+  if (!target_cells.empty()) return target_cells;
+  const probes::Domain d = probes::parse_domain(target_domain);
+  std::vector<probes::Cell> cells;
+  for (auto s : probes::kAllSkills) cells.push_back({s, d});
+  return cells;
+}
+
+nlohmann::json options_to_json(const RunOptions& o) {
+  nlohmann::json cells = nlohmann::json::array();
+  for (const auto& c : o.target_cells) cells.push_back(cell_name(c));
+  return {
+      {"reference", o.reference},
+      {"behaviour", o.behaviour},
+      {"prompt", {{"template", o.prompt.template_name}, {"k", o.prompt.k}, {"seed", o.prompt.seed}}},
+      {"choice_mode", to_string(o.choice_mode)},
+      {"choice_delimiter", o.choice_delimiter},
+      {"choice_norm", o.choice_norm},
+      {"max_new_tokens", o.max_new_tokens},
+      {"stop", o.stop},
+      {"z", o.z},
+      {"divergence", o.divergence},
+      {"solution_separator", o.solution_separator},
+      {"reference_mode", to_string(o.reference_mode)},
+      {"cache_k", o.cache_k},
+      {"temperature", o.temperature},
+      {"js_threshold", o.js_threshold},
+      {"position_bins", o.position_bins},
+      {"sampled_estimator", o.sampled_estimator},
+      {"parameters", o.parameters},
+      {"update_atol", o.update.atol},
+      {"update_eta", o.update.eta},
+      {"target_cells", cells},
+      {"target_domain", o.target_domain},
+      {"collapse_delta", o.collapse_delta},
+      {"razor_metric", o.razor_metric},
+      {"razor_include_reference", o.razor_include_reference},
+      {"batch_size", o.batch_size},
+  };
+}
+
+RunOptions options_from_json(const nlohmann::json& j) {
+  if (!j.is_object()) throw InvalidArgument("options: got JSON " + std::string(j.type_name()) + ", expected an object");
+  RunOptions o;
+  const std::set<std::string> known = {"reference", "behaviour", "prompt", "choice_mode", "choice_delimiter",
+                                       "choice_norm", "max_new_tokens", "stop", "z", "divergence",
+                                       "solution_separator", "reference_mode", "cache_k", "temperature",
+                                       "js_threshold", "position_bins", "sampled_estimator", "parameters",
+                                       "update_atol", "update_eta", "target_cells", "target_domain",
+                                       "collapse_delta", "razor_metric", "razor_include_reference", "batch_size"};
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (!known.count(it.key()))
+      throw InvalidArgument("options: unknown key '" + it.key() + "', expected one of the RunOptions fields (docs/meta.md)");
+  auto get = [&](const char* key, auto& field) {
+    if (!j.contains(key)) return;
+    try {
+      j.at(key).get_to(field);
+    } catch (const nlohmann::json::exception&) {
+      throw InvalidArgument(std::string("options.") + key + ": got " + j.at(key).dump() +
+                            ", expected a value of the documented type (docs/meta.md)");
+    }
+  };
+  try {
+    get("reference", o.reference);
+    get("behaviour", o.behaviour);
+    if (j.contains("prompt")) {
+      const auto& p = j.at("prompt");
+      if (!p.is_object()) throw InvalidArgument("options.prompt: got " + p.dump() + ", expected an object {template, k, seed}");
+      if (p.contains("template")) o.prompt.template_name = p.at("template").get<std::string>();
+      if (p.contains("k")) o.prompt.k = p.at("k").get<int>();
+      if (p.contains("seed")) o.prompt.seed = p.at("seed").get<uint64_t>();
+    }
+    if (j.contains("choice_mode")) o.choice_mode = parse_choice_mode(j.at("choice_mode").get<std::string>());
+    get("choice_delimiter", o.choice_delimiter);
+    get("choice_norm", o.choice_norm);
+    get("max_new_tokens", o.max_new_tokens);
+    get("stop", o.stop);
+    get("z", o.z);
+    get("divergence", o.divergence);
+    get("solution_separator", o.solution_separator);
+    if (j.contains("reference_mode")) o.reference_mode = parse_reference_mode(j.at("reference_mode").get<std::string>());
+    get("cache_k", o.cache_k);
+    get("temperature", o.temperature);
+    get("js_threshold", o.js_threshold);
+    get("position_bins", o.position_bins);
+    get("sampled_estimator", o.sampled_estimator);
+    get("parameters", o.parameters);
+    get("update_atol", o.update.atol);
+    get("update_eta", o.update.eta);
+    if (j.contains("target_cells")) {
+      o.target_cells.clear();
+      for (const auto& c : j.at("target_cells")) o.target_cells.push_back(parse_cell(c.get<std::string>()));
+    }
+    get("target_domain", o.target_domain);
+    get("collapse_delta", o.collapse_delta);
+    get("razor_metric", o.razor_metric);
+    get("razor_include_reference", o.razor_include_reference);
+    get("batch_size", o.batch_size);
+  } catch (const nlohmann::json::exception& e) {
+    throw InvalidArgument(std::string("options: a value has the wrong JSON type: ") + e.what());
+  }
+  o.validate();
+  return o;
+}
+
+}  // namespace metaprobe::meta

@@ -1,0 +1,235 @@
+// The report document: JSON with NaN/inf as null, strict parsing, atomic save.
+#include <metaprobe/meta/report.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include <metaprobe/error.hpp>
+#include <metaprobe/params/report.hpp>
+
+namespace nlohmann {
+
+template <>
+struct adl_serializer<metaprobe::probes::Cell> {
+  static void to_json(json& j, const metaprobe::probes::Cell& c) {
+    j = {{"skill", metaprobe::probes::to_string(c.skill)}, {"domain", metaprobe::probes::to_string(c.domain)}};
+  }
+  static void from_json(const json& j, metaprobe::probes::Cell& c) {
+    try {
+      c.skill = metaprobe::probes::parse_skill(j.at("skill").get<std::string>());
+      c.domain = metaprobe::probes::parse_domain(j.at("domain").get<std::string>());
+    } catch (const metaprobe::InvalidArgument& e) {
+      throw metaprobe::FormatError(std::string("report: bad cell ") + j.dump() + ": " + e.what());
+    }
+  }
+};
+
+template <>
+struct adl_serializer<metaprobe::probes::Accuracy> {
+  static void to_json(json& j, const metaprobe::probes::Accuracy& a) {
+    j = {{"n", a.n}, {"correct", a.correct}, {"acc", a.acc}, {"lo", a.lo}, {"hi", a.hi}};
+  }
+  static void from_json(const json& j, metaprobe::probes::Accuracy& a) {
+    j.at("n").get_to(a.n);
+    j.at("correct").get_to(a.correct);
+    j.at("acc").get_to(a.acc);
+    j.at("lo").get_to(a.lo);
+    j.at("hi").get_to(a.hi);
+  }
+};
+
+template <>
+struct adl_serializer<metaprobe::params::GroupStats> {
+  static void to_json(json& j, const metaprobe::params::GroupStats& g) {
+    j = {{"key", g.key},
+         {"layer", g.layer},
+         {"tensors", g.tensors},
+         {"numel", g.numel},
+         {"delta_fro", g.delta_fro},
+         {"ref_fro", g.ref_fro},
+         {"tuned_fro", g.tuned_fro},
+         {"rel_update_norm", g.rel_update_norm},
+         {"cosine", g.cosine},
+         {"max_abs_delta", g.max_abs_delta},
+         {"sparsity_abs", g.sparsity_abs},
+         {"sparsity_rel", g.sparsity_rel},
+         {"unchanged_fraction", g.unchanged_fraction},
+         {"sign_flip_fraction", g.sign_flip_fraction}};
+  }
+  static void from_json(const json& j, metaprobe::params::GroupStats& g) {
+    j.at("key").get_to(g.key);
+    j.at("layer").get_to(g.layer);
+    j.at("tensors").get_to(g.tensors);
+    j.at("numel").get_to(g.numel);
+    j.at("delta_fro").get_to(g.delta_fro);
+    j.at("ref_fro").get_to(g.ref_fro);
+    j.at("tuned_fro").get_to(g.tuned_fro);
+    j.at("rel_update_norm").get_to(g.rel_update_norm);
+    j.at("cosine").get_to(g.cosine);
+    j.at("max_abs_delta").get_to(g.max_abs_delta);
+    j.at("sparsity_abs").get_to(g.sparsity_abs);
+    j.at("sparsity_rel").get_to(g.sparsity_rel);
+    j.at("unchanged_fraction").get_to(g.unchanged_fraction);
+    j.at("sign_flip_fraction").get_to(g.sign_flip_fraction);
+  }
+};
+
+}  // namespace nlohmann
+
+namespace metaprobe::meta {
+
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ItemResult, id, cell, mode, output, extracted, correct, generated_tokens,
+                                   loglikelihoods)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CellAccuracy, cell, accuracy)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Behaviour, cells, overall, items)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CellDivergence, cell, items, positions, kl_ref_stage, kl_stage_ref, js, entropy_ref,
+                                   entropy_stage, entropy_change, js_sparsity, rank_shift, top1_agree, position_counts,
+                                   high_js_counts, js_cache_bound, kl_ref_stage_cache_bound, sampled_kl, sampled_items,
+                                   sampled_tokens)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StageDivergence, mode, cells, total)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TensorUpdate, name, kind, layer, numel, delta_fro, ref_fro, rel_update_norm, cosine,
+                                   max_abs_delta, sparsity_abs, sparsity_rel, unchanged_fraction)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StageParams, total, layers, modules, tensors, only_in_reference, only_in_stage,
+                                   shape_mismatches)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CellDrift, cell, reference_acc, acc, delta, collapsed)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StageDerived, cells, drift_l1, drift_l2, collapsed, acc_target, acc_off_target,
+                                   delta_target, delta_off_target, dr_target, dr_other, dr_non, ti_other, ti_non,
+                                   div_off_target, div_target)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ArmRazor, arm, metric, stages, steps, divergence, accuracy_change, pearson, spearman)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StageInfo, name, arm, source, checkpoint, step, is_reference)
+
+namespace {
+
+template <class T>
+void put_optional(nlohmann::json& j, const char* key, const std::optional<T>& v) {
+  j[key] = v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+}
+
+template <class T>
+void get_optional(const nlohmann::json& j, const char* key, std::optional<T>& v) {
+  if (!j.contains(key)) throw FormatError(std::string("report: a stage has no '") + key + "' field (null when absent)");
+  if (j.at(key).is_null()) {
+    v.reset();
+  } else {
+    v = j.at(key).get<T>();
+  }
+}
+
+// null stands for NaN in numeric fields: give the parser NaN back wherever a number is expected. Only
+// numeric fields of the schema may be null, so every remaining null is one of them.
+void nulls_to_nan(nlohmann::json& j) {
+  if (j.is_object()) {
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      const std::string& k = it.key();
+      if (k == "behaviour" || k == "divergence" || k == "params" || k == "derived") {
+        if (!it->is_null()) nulls_to_nan(*it);
+        continue;
+      }
+      if (it->is_null())
+        *it = std::numeric_limits<double>::quiet_NaN();
+      else
+        nulls_to_nan(*it);
+    }
+  } else if (j.is_array()) {
+    for (auto& e : j) {
+      if (e.is_null())
+        e = std::numeric_limits<double>::quiet_NaN();
+      else
+        nulls_to_nan(e);
+    }
+  }
+}
+
+}  // namespace
+
+const StageReport& Report::stage(const std::string& name) const {
+  for (const auto& s : stages)
+    if (s.info.name == name) return s;
+  throw InvalidArgument("Report::stage: no stage named '" + name + "'");
+}
+
+nlohmann::json to_json(const Report& r) {
+  nlohmann::json stages = nlohmann::json::array();
+  for (const auto& s : r.stages) {
+    nlohmann::json js = {{"info", s.info}, {"seconds", s.seconds}};
+    put_optional(js, "behaviour", s.behaviour);
+    put_optional(js, "divergence", s.divergence);
+    put_optional(js, "params", s.params);
+    put_optional(js, "derived", s.derived);
+    stages.push_back(std::move(js));
+  }
+  return {{"schema", r.schema},
+          {"schema_version", r.schema_version},
+          {"metaprobe_version", r.metaprobe_version},
+          {"created", r.created},
+          {"reference", r.reference},
+          {"options", r.options},
+          {"target_cells", r.target_cells},
+          {"n_items", r.n_items},
+          {"stages", stages},
+          {"razor", r.razor},
+          {"seconds", r.seconds}};
+}
+
+Report report_from_json(const nlohmann::json& input) {
+  if (!input.is_object()) throw FormatError("report: the document is JSON " + std::string(input.type_name()) + ", expected an object");
+  if (!input.contains("schema") || input.at("schema") != kReportSchema)
+    throw FormatError("report: schema is " + (input.contains("schema") ? input.at("schema").dump() : std::string("missing")) +
+                      ", expected \"" + kReportSchema + "\"");
+  if (!input.contains("schema_version") || !input.at("schema_version").is_number_integer() ||
+      input.at("schema_version").get<int>() != kReportSchemaVersion)
+    throw FormatError("report: schema_version is " +
+                      (input.contains("schema_version") ? input.at("schema_version").dump() : std::string("missing")) +
+                      ", expected " + std::to_string(kReportSchemaVersion));
+  nlohmann::json j = input;
+  nlohmann::json options = j.value("options", nlohmann::json::object());
+  j.erase("options");
+  nulls_to_nan(j);
+  Report r;
+  try {
+    j.at("schema").get_to(r.schema);
+    j.at("schema_version").get_to(r.schema_version);
+    j.at("metaprobe_version").get_to(r.metaprobe_version);
+    j.at("created").get_to(r.created);
+    j.at("reference").get_to(r.reference);
+    r.options = options;
+    j.at("target_cells").get_to(r.target_cells);
+    j.at("n_items").get_to(r.n_items);
+    for (const auto& js : j.at("stages")) {
+      StageReport s;
+      js.at("info").get_to(s.info);
+      js.at("seconds").get_to(s.seconds);
+      get_optional(js, "behaviour", s.behaviour);
+      get_optional(js, "divergence", s.divergence);
+      get_optional(js, "params", s.params);
+      get_optional(js, "derived", s.derived);
+      r.stages.push_back(std::move(s));
+    }
+    j.at("razor").get_to(r.razor);
+    j.at("seconds").get_to(r.seconds);
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(std::string("report: a field is missing or has the wrong type: ") + e.what());
+  }
+  return r;
+}
+
+void save(const Report& report, const std::string& path, int indent) {
+  params::write_text_atomic(path, to_json(report).dump(indent) + "\n");
+}
+
+Report load_report(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw IoError("load_report: cannot open '" + path + "' for reading");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(ss.str());
+  } catch (const nlohmann::json::parse_error& e) {
+    throw FormatError("load_report: '" + path + "' is not JSON: " + e.what());
+  }
+  return report_from_json(j);
+}
+
+}  // namespace metaprobe::meta

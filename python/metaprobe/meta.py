@@ -1,0 +1,217 @@
+"""The meta-probing run (arXiv 2512.24063): behaviour, divergence, parameter updates and derived metrics of
+every stage of one or more post-training arms against a reference stage.
+
+>>> mp = MetaProbe(probes, reference="base", options=MetaOptions(max_new_tokens=32))
+>>> mp.add_stage("base", arm="base", step=0, source=base_model, checkpoint="base.safetensors")
+>>> mp.add_stage("sft-100", arm="sft", step=100, source=adapters.hf(model, tokenizer), checkpoint=model)
+>>> report = mp.run()          # metaprobe.report.Report: DataFrames, plots, JSON, HTML
+
+The engine is the C++ ``metaprobe::meta::Run``: Python callables become C++ logit sources that take the GIL
+only while they run. Definitions of every metric: ``docs/meta.md``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Optional, Sequence, Union
+
+import torch
+
+from . import _core
+from ._core import InvalidArgumentError
+from .adapters import HFSource, HFTokenizer, as_logit_source
+
+__all__ = ["MetaOptions", "MetaProbe", "default_options"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass
+class MetaOptions:
+    """Options of the run; every field and its default is documented in ``docs/meta.md``."""
+
+    behaviour: bool = True
+    prompt_template: str = "plain"        #: "plain", "chat" or "few_shot" (metaprobe.probes templates)
+    prompt_k: int = 3                     #: few_shot examples
+    prompt_seed: int = 0
+    choice_mode: str = "generate"         #: "generate" or "loglikelihood" for multiple-choice items
+    choice_delimiter: str = " "
+    choice_norm: bool = False             #: loglikelihood mode: acc_norm instead of acc
+    max_new_tokens: int = 48
+    stop: Sequence[str] = ("\n",)
+    z: float = 1.959963984540054          #: Wilson interval quantile
+    divergence: bool = True
+    solution_separator: str = " "
+    reference_mode: str = "exact"         #: "exact" or "topk_cache"
+    cache_k: int = 32
+    temperature: float = 1.0
+    js_threshold: float = 0.05            #: τ of the JS sparsity fraction, nats
+    position_bins: int = 10
+    sampled_estimator: bool = True
+    parameters: bool = True
+    update_atol: float = 1e-5
+    update_eta: float = 1e-3
+    target_cells: Sequence[str] = ()      #: "skill/domain"; empty: every cell of target_domain
+    target_domain: str = "math"
+    collapse_delta: float = 0.1
+    razor_metric: str = "kl_ref_stage"    #: kl_ref_stage, kl_stage_ref, js or sampled_kl
+    razor_include_reference: bool = True
+    batch_size: int = 16
+
+    def to_json(self, reference: str) -> str:
+        d = asdict(self)
+        d["prompt"] = {"template": d.pop("prompt_template"), "k": d.pop("prompt_k"), "seed": d.pop("prompt_seed")}
+        d["stop"] = list(d["stop"])
+        d["target_cells"] = list(d["target_cells"])
+        d["reference"] = reference
+        return json.dumps(d)
+
+
+def default_options() -> dict:
+    """The C++ defaults of every option, as a dict."""
+    return json.loads(_core.meta.default_options())
+
+
+def _items_jsonl(probes: Any) -> str:
+    if isinstance(probes, (str, os.PathLike)):
+        with open(os.fspath(probes), encoding="utf-8") as f:
+            return f.read()
+    if not isinstance(probes, Iterable):
+        raise InvalidArgumentError(
+            f"probes is a {type(probes).__name__}, expected a ProbeSet, a sequence of Items or dicts, or a JSONL path")
+    lines = []
+    for k, item in enumerate(probes):
+        if hasattr(item, "to_json") and callable(item.to_json):
+            lines.append(item.to_json())
+        elif isinstance(item, Mapping):
+            lines.append(json.dumps(dict(item), sort_keys=True))
+        else:
+            raise InvalidArgumentError(f"probes[{k}] is a {type(item).__name__}, expected a metaprobe Item or a dict")
+    if not lines:
+        raise InvalidArgumentError("probes is empty, expected at least one probe item")
+    return "\n".join(lines) + "\n"
+
+
+def _state_items(checkpoint: Any, name: str) -> list[tuple[str, torch.Tensor]]:
+    if isinstance(checkpoint, Mapping):
+        items = list(checkpoint.items())
+    elif hasattr(checkpoint, "state_dict") and callable(checkpoint.state_dict):
+        items = list(checkpoint.state_dict().items())
+    else:
+        raise InvalidArgumentError(
+            f"stage '{name}': checkpoint is a {type(checkpoint).__name__}, expected a path, a state dict or a module")
+    out = []
+    for key, t in items:
+        if not isinstance(t, torch.Tensor):
+            raise InvalidArgumentError(f"stage '{name}': checkpoint entry '{key}' is a {type(t).__name__}, expected a tensor")
+        out.append((str(key), t.detach().cpu()))
+    return out
+
+
+class MetaProbe:
+    """A meta-probing run over probe items and stages that share one tokenizer.
+
+    Args:
+        probes: a :class:`metaprobe.probes.ProbeSet`, a sequence of Items or JSONL dicts, or a JSONL path.
+        reference: the name of the reference stage (usually the base model).
+        options: :class:`MetaOptions` (defaults when omitted).
+        tokenizer: ``"char"`` (the built-in character tokenizer), a run tokenizer (``encode``/``decode``/
+            ``pad_id``/``bos_id``/``eos_id``) or ``None`` (the tokenizer of the first stage made with
+            :func:`metaprobe.adapters.hf` that has one, else ``"char"``).
+    """
+
+    def __init__(self, probes: Any, reference: str = "base", options: Optional[MetaOptions] = None,
+                 tokenizer: Any = None) -> None:
+        self._items_jsonl = _items_jsonl(probes)
+        self.reference = reference
+        self.options = options if options is not None else MetaOptions()
+        if not isinstance(self.options, MetaOptions):
+            raise InvalidArgumentError(f"options is a {type(self.options).__name__}, expected a MetaOptions")
+        _core.meta.check_options(self.options.to_json(reference))
+        self.tokenizer = tokenizer
+        self._stages: list[dict[str, Any]] = []
+
+    @property
+    def stages(self) -> list[str]:
+        """Names of the stages added so far, in order."""
+        return [s["name"] for s in self._stages]
+
+    def add_stage(self, name: str, arm: str = "base", step: int = 0, source: Any = None, *,
+                  loader: Optional[Callable[[], Any]] = None, checkpoint: Any = None,
+                  torchscript: Optional[PathLike] = None, weights: Optional[PathLike] = None) -> "MetaProbe":
+        """Adds a stage.
+
+        Args:
+            name: unique stage name; arm: "base", "sft", "rl" or any string; step: training step.
+            source: a logit source (any callable ``(input_ids, attention_mask) -> logits`` or an object returning
+                ``.logits``), e.g. ``adapters.hf(model, tokenizer)`` or a ``metaprobe.lm.TinyLM``.
+            loader: instead of ``source``, a function returning one, called when the stage is probed and dropped
+                after (one model resident at a time with ``reference_mode="topk_cache"``).
+            checkpoint: a safetensors file or checkpoint directory, a state dict, or a module (its
+                ``state_dict()``); compared with the reference's by :mod:`metaprobe.params`.
+            torchscript / weights: instead of ``source``, a TorchScript file whose ``forward(ids, mask)`` returns
+                logits, optionally with its parameters replaced from a safetensors file.
+        """
+        if any(s["name"] == name for s in self._stages):
+            raise InvalidArgumentError(f"add_stage: a stage named '{name}' already exists")
+        given = [x is not None for x in (source, loader, torchscript)]
+        if sum(given) != 1:
+            raise InvalidArgumentError(
+                f"add_stage: stage '{name}' needs exactly one of source, loader or torchscript, got {sum(given)}")
+        spec: dict[str, Any] = {"name": str(name), "arm": str(arm), "step": int(step)}
+        if source is not None:
+            spec["source"] = as_logit_source(source, f"stage '{name}' source")
+            spec["description"] = type(source).__name__
+            if isinstance(source, HFSource) and source.tokenizer is not None:
+                spec["_tokenizer"] = source.tokenizer
+        if loader is not None:
+            if not callable(loader):
+                raise InvalidArgumentError(f"add_stage: stage '{name}' loader is not callable")
+            spec["loader"] = lambda: as_logit_source(loader(), f"stage '{name}' loaded source")
+        if torchscript is not None:
+            spec["torchscript"] = os.fspath(torchscript)
+            if weights is not None:
+                spec["weights"] = os.fspath(weights)
+        if checkpoint is not None:
+            if isinstance(checkpoint, (str, os.PathLike)):
+                spec["checkpoint"] = os.fspath(checkpoint)
+            else:
+                spec["state_dict"] = _state_items(checkpoint, name)
+        self._stages.append(spec)
+        return self
+
+    def _tokenizer(self) -> Any:
+        tok = self.tokenizer
+        if tok is None:
+            tok = next((s["_tokenizer"] for s in self._stages if "_tokenizer" in s), "char")
+        if isinstance(tok, str) or all(hasattr(tok, a) for a in ("encode", "decode", "pad_id", "bos_id", "eos_id")):
+            return tok
+        return HFTokenizer(tok)  # a Hugging Face style tokenizer (e.g. metaprobe.lm.CharTokenizer)
+
+    def run(self, progress: bool = True) -> "Report":
+        """Runs every step and returns the :class:`metaprobe.report.Report`. ``progress`` shows a tqdm bar."""
+        from .report import Report
+
+        bar = None
+        callback = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=0, desc="meta-probe", unit="batch", leave=False)
+
+            def callback(phase: str, stage: str, done: int, total: int) -> None:
+                if bar.total != total:
+                    bar.total = total
+                bar.set_postfix_str(f"{phase} {stage}".strip(), refresh=False)
+                bar.update(done - bar.n)
+
+        stages = [{k: v for k, v in s.items() if not k.startswith("_")} for s in self._stages]
+        try:
+            text = _core.meta.run(self._items_jsonl, stages, self._tokenizer(), self.options.to_json(self.reference),
+                                  callback)
+        finally:
+            if bar is not None:
+                bar.close()
+        return Report(json.loads(text))

@@ -1,0 +1,356 @@
+"""The report of a meta-probing run: its JSON document (schema in ``docs/report-schema.md``), pandas tables,
+and one self-contained HTML page.
+
+``Report.load(path)`` validates the document with the C++ parser (a :class:`metaprobe.FormatError` names the
+bad field); ``report.save(path)`` writes it atomically. Tables are built on demand (pandas is imported lazily).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io as _io
+import json
+import math
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Union
+
+from . import _core
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["Report", "SCHEMA", "SCHEMA_VERSION"]
+
+SCHEMA: str = _core.meta.SCHEMA
+SCHEMA_VERSION: int = _core.meta.SCHEMA_VERSION
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def _num(x: Any) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def _cell(c: dict) -> str:
+    return f"{c['skill']}/{c['domain']}"
+
+
+class Report:
+    """A meta-probing report. ``data`` is the JSON document as a dict (NaN and ±inf are ``None``)."""
+
+    def __init__(self, data: dict) -> None:
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise _core.FormatError(f"report: schema is {data.get('schema') if isinstance(data, dict) else data!r}, "
+                                    f"expected {SCHEMA!r}")
+        self.data = data
+
+    # --- persistence -------------------------------------------------------------------------------------
+    @classmethod
+    def from_json(cls, text: str) -> "Report":
+        """Parses and validates a report document (FormatError naming the bad field)."""
+        return cls(json.loads(_core.meta.validate_report(text)))
+
+    @classmethod
+    def load(cls, path: PathLike) -> "Report":
+        """Reads a report written by :meth:`save` or by ``metaprobe run``."""
+        try:
+            with open(os.fspath(path), encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise _core.IoError(f"Report.load: cannot read '{os.fspath(path)}': {exc.strerror}") from exc
+        return cls.from_json(text)
+
+    def to_json(self, indent: Optional[int] = 1) -> str:
+        """The JSON document (no NaN literals: they are null)."""
+        return json.dumps(self.data, indent=indent, allow_nan=False)
+
+    def save(self, path: PathLike) -> None:
+        """Writes the JSON document whole or not at all (temporary file beside ``path``, then rename)."""
+        _atomic_write(os.fspath(path), self.to_json().encode("utf-8") + b"\n")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Report) and self.to_json() == other.to_json()
+
+    def __repr__(self) -> str:
+        names = ", ".join(s["info"]["name"] for s in self.stages_raw)
+        return f"Report(stages=[{names}], reference={self.reference!r}, items={self.data['n_items']})"
+
+    # --- raw access ----------------------------------------------------------------------------------------
+    @property
+    def reference(self) -> str:
+        return self.data["reference"]
+
+    @property
+    def stages_raw(self) -> list[dict]:
+        return self.data["stages"]
+
+    @property
+    def stage_names(self) -> list[str]:
+        return [s["info"]["name"] for s in self.stages_raw]
+
+    @property
+    def target_cells(self) -> list[str]:
+        return [_cell(c) for c in self.data["target_cells"]]
+
+    def stage(self, name: str) -> dict:
+        """The raw dict of one stage; KeyError names the valid stages."""
+        for s in self.stages_raw:
+            if s["info"]["name"] == name:
+                return s
+        raise KeyError(f"no stage named {name!r}; stages: {', '.join(self.stage_names)}")
+
+    @staticmethod
+    def _key(s: dict) -> dict:
+        i = s["info"]
+        return {"stage": i["name"], "arm": i["arm"], "step": i["step"]}
+
+    # --- tables ----------------------------------------------------------------------------------------------
+    @property
+    def profile(self) -> "pd.DataFrame":
+        """One row per (stage, cell): n, correct, acc and its Wilson interval [lo, hi]."""
+        import pandas as pd
+
+        rows = []
+        for s in self.stages_raw:
+            b = s.get("behaviour")
+            if not b:
+                continue
+            for c in b["cells"]:
+                a = c["accuracy"]
+                rows.append({**self._key(s), "skill": c["cell"]["skill"], "domain": c["cell"]["domain"],
+                             "n": a["n"], "correct": a["correct"], "acc": _num(a["acc"]), "lo": _num(a["lo"]),
+                             "hi": _num(a["hi"])})
+        return pd.DataFrame(rows, columns=["stage", "arm", "step", "skill", "domain", "n", "correct", "acc", "lo", "hi"])
+
+    _DIV_COLS = ["items", "positions", "kl_ref_stage", "kl_stage_ref", "js", "entropy_ref", "entropy_stage",
+                 "entropy_change", "js_sparsity", "rank_shift", "top1_agree", "js_cache_bound",
+                 "kl_ref_stage_cache_bound", "sampled_kl", "sampled_items", "sampled_tokens"]
+
+    @property
+    def divergence(self) -> "pd.DataFrame":
+        """One row per (stage, cell) plus a row per stage with skill = domain = "all": token-weighted means."""
+        import pandas as pd
+
+        rows = []
+        for s in self.stages_raw:
+            d = s.get("divergence")
+            if not d:
+                continue
+            for c in d["cells"] + [dict(d["total"], cell=None)]:
+                skill, domain = (c["cell"]["skill"], c["cell"]["domain"]) if c["cell"] else ("all", "all")
+                rows.append({**self._key(s), "mode": d["mode"], "skill": skill, "domain": domain,
+                             **{k: _num(c[k]) for k in self._DIV_COLS}})
+        return pd.DataFrame(rows, columns=["stage", "arm", "step", "mode", "skill", "domain"] + self._DIV_COLS)
+
+    @property
+    def positional(self) -> "pd.DataFrame":
+        """The JS positional profile: per (stage, cell or "all", bin of t/T) the positions and those with JS > τ."""
+        import pandas as pd
+
+        rows = []
+        for s in self.stages_raw:
+            d = s.get("divergence")
+            if not d:
+                continue
+            for c in d["cells"] + [dict(d["total"], cell=None)]:
+                cell = _cell(c["cell"]) if c["cell"] else "all"
+                counts, high = c["position_counts"], c["high_js_counts"]
+                bins = len(counts)
+                for b in range(bins):
+                    rows.append({**self._key(s), "cell": cell, "bin": b, "lo": b / bins, "hi": (b + 1) / bins,
+                                 "positions": counts[b], "high_js": high[b],
+                                 "fraction": high[b] / counts[b] if counts[b] else float("nan")})
+        return pd.DataFrame(rows, columns=["stage", "arm", "step", "cell", "bin", "lo", "hi", "positions", "high_js",
+                                           "fraction"])
+
+    _GROUP_COLS = ["tensors", "numel", "delta_fro", "ref_fro", "tuned_fro", "rel_update_norm", "cosine",
+                   "max_abs_delta", "sparsity_abs", "sparsity_rel", "unchanged_fraction", "sign_flip_fraction"]
+
+    @property
+    def params(self) -> "pd.DataFrame":
+        """Update statistics per stage at three levels: "total", "layer" (key = layer index) and "module" (kind)."""
+        import pandas as pd
+
+        rows = []
+        for s in self.stages_raw:
+            p = s.get("params")
+            if not p:
+                continue
+            groups = [("total", p["total"])] + [("layer", g) for g in p["layers"]] + [("module", g) for g in p["modules"]]
+            for level, g in groups:
+                rows.append({**self._key(s), "level": level, "key": g["key"] if level != "total" else "all",
+                             "layer": g["layer"], **{k: _num(g[k]) for k in self._GROUP_COLS}})
+        return pd.DataFrame(rows, columns=["stage", "arm", "step", "level", "key", "layer"] + self._GROUP_COLS)
+
+    @property
+    def tensors(self) -> "pd.DataFrame":
+        """Update statistics per tensor and stage."""
+        import pandas as pd
+
+        rows = []
+        for s in self.stages_raw:
+            p = s.get("params")
+            if not p:
+                continue
+            for t in p["tensors"]:
+                rows.append({**self._key(s), **{k: (_num(v) if k not in ("name", "kind") else v) for k, v in t.items()}})
+        return pd.DataFrame(rows)
+
+    @property
+    def drift(self) -> "pd.DataFrame":
+        """Per (stage, cell): reference accuracy, accuracy, delta and the collapse flag."""
+        import pandas as pd
+
+        rows = []
+        for s in self.stages_raw:
+            d = s.get("derived")
+            if not d:
+                continue
+            for c in d["cells"]:
+                rows.append({**self._key(s), "skill": c["cell"]["skill"], "domain": c["cell"]["domain"],
+                             "reference_acc": _num(c["reference_acc"]), "acc": _num(c["acc"]),
+                             "delta": _num(c["delta"]), "collapsed": bool(c["collapsed"])})
+        return pd.DataFrame(rows, columns=["stage", "arm", "step", "skill", "domain", "reference_acc", "acc", "delta",
+                                           "collapsed"])
+
+    _DERIVED_COLS = ["drift_l1", "drift_l2", "acc_target", "acc_off_target", "delta_target", "delta_off_target",
+                     "dr_target", "dr_other", "dr_non", "ti_other", "ti_non", "div_off_target", "div_target"]
+
+    @property
+    def derived(self) -> "pd.DataFrame":
+        """Per stage: profile drift (L1, L2), collapsed cells, target/off-target accuracy and change,
+        transferability index (ti_other, ti_non, in %) and the razor divergence on and off target."""
+        import pandas as pd
+
+        rows = []
+        for s in self.stages_raw:
+            d = s.get("derived")
+            if not d:
+                continue
+            rows.append({**self._key(s), **{k: _num(d[k]) for k in self._DERIVED_COLS},
+                         "n_collapsed": len(d["collapsed"]), "collapsed": ", ".join(d["collapsed"])})
+        return pd.DataFrame(rows, columns=["stage", "arm", "step"] + self._DERIVED_COLS + ["n_collapsed", "collapsed"])
+
+    @property
+    def razor(self) -> "pd.DataFrame":
+        """Per arm: the RL's Razor correlation between off-target divergence and off-target accuracy change."""
+        import pandas as pd
+
+        rows = [{"arm": r["arm"], "metric": r["metric"], "points": len(r["stages"]), "pearson": _num(r["pearson"]),
+                 "spearman": _num(r["spearman"]), "stages": ", ".join(r["stages"])} for r in self.data["razor"]]
+        return pd.DataFrame(rows, columns=["arm", "metric", "points", "pearson", "spearman", "stages"])
+
+    @property
+    def items(self) -> "pd.DataFrame":
+        """Per (stage, item): mode, output, extracted answer, correctness."""
+        import pandas as pd
+
+        rows = []
+        for s in self.stages_raw:
+            b = s.get("behaviour")
+            if not b:
+                continue
+            for it in b["items"]:
+                rows.append({**self._key(s), "id": it["id"], "skill": it["cell"]["skill"],
+                             "domain": it["cell"]["domain"], "mode": it["mode"], "output": it["output"],
+                             "extracted": it["extracted"], "correct": bool(it["correct"]),
+                             "generated_tokens": it["generated_tokens"]})
+        return pd.DataFrame(rows, columns=["stage", "arm", "step", "id", "skill", "domain", "mode", "output",
+                                           "extracted", "correct", "generated_tokens"])
+
+    @property
+    def summary(self) -> "pd.DataFrame":
+        """One row per stage: accuracy overall, on and off target, off-target divergence (token-weighted KL(ref‖stage)
+        and JS), Huan's sampled-token KL, total relative update norm, profile drift and collapsed cells."""
+        import pandas as pd
+
+        target = set(self.target_cells)
+        rows = []
+        for s in self.stages_raw:
+            row: dict[str, Any] = {**self._key(s), "reference": bool(s["info"]["is_reference"])}
+            b, d, p, der = s.get("behaviour"), s.get("divergence"), s.get("params"), s.get("derived")
+            row["acc"] = _num(b["overall"]["acc"]) if b else float("nan")
+            row["acc_target"] = _num(der["acc_target"]) if der else float("nan")
+            row["acc_off_target"] = _num(der["acc_off_target"]) if der else float("nan")
+            for metric in ("kl_ref_stage", "js"):
+                num = den = 0.0
+                if d:
+                    for c in d["cells"]:
+                        if _cell(c["cell"]) not in target and c["positions"]:
+                            num += _num(c[metric]) * c["positions"]
+                            den += c["positions"]
+                row[f"{metric}_off_target"] = num / den if den else (0.0 if s["info"]["is_reference"] else float("nan"))
+            row["sampled_kl"] = _num(d["total"]["sampled_kl"]) if d else (0.0 if s["info"]["is_reference"] else float("nan"))
+            row["rel_update_norm"] = _num(p["total"]["rel_update_norm"]) if p else (0.0 if s["info"]["is_reference"] else float("nan"))
+            row["drift_l2"] = _num(der["drift_l2"]) if der else float("nan")
+            row["collapsed"] = len(der["collapsed"]) if der else 0
+            row["seconds"] = _num(s["seconds"])
+            rows.append(row)
+        return pd.DataFrame(rows)
+
+    # --- HTML ------------------------------------------------------------------------------------------------
+    def to_html(self, path: PathLike, plots: bool = True, title: str = "metaprobe report") -> None:
+        """Writes ONE self-contained HTML file: the tables and the plots as embedded PNGs (no network, no scripts)."""
+        parts = [f"<h1>{html.escape(title)}</h1>",
+                 f"<p>reference <b>{html.escape(self.reference)}</b> · {self.data['n_items']} items · "
+                 f"target cells {html.escape(', '.join(self.target_cells))} · metaprobe "
+                 f"{html.escape(self.data['metaprobe_version'])} · {html.escape(self.data['created'])} · "
+                 f"schema {SCHEMA} v{SCHEMA_VERSION}</p>"]
+
+        def table(title: str, df: "pd.DataFrame") -> None:
+            parts.append(f"<h2>{html.escape(title)}</h2>")
+            if df.empty:
+                parts.append("<p>(empty)</p>")
+            else:
+                parts.append(df.to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="–", border=0,
+                                        classes="tbl", escape=True))
+
+        table("Summary", self.summary)
+        if plots:
+            from . import plot
+
+            parts.append("<h2>Plots</h2>")
+            for name, fig in plot.figures(self):
+                buf = _io.BytesIO()
+                fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+                plot.close(fig)
+                data = base64.b64encode(buf.getvalue()).decode("ascii")
+                parts.append(f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{data}">'
+                             f"<figcaption>{html.escape(name)}</figcaption></figure>")
+        table("Derived metrics", self.derived)
+        table("RL's Razor (per arm)", self.razor)
+        prof = self.profile
+        if not prof.empty:
+            piv = prof.assign(cell=prof.skill + "/" + prof.domain).pivot_table(
+                index="cell", columns="stage", values="acc", sort=False)
+            parts.append("<h2>Behavioural profiles (accuracy per cell)</h2>")
+            parts.append(piv.reset_index().to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–",
+                                                    border=0, classes="tbl"))
+        table("Divergence from the reference", self.divergence)
+        params = self.params
+        table("Parameter updates (totals and modules)", params[params.level != "layer"] if not params.empty else params)
+        css = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table.tbl{border-collapse:collapse;"
+               "font-size:12px}table.tbl td,table.tbl th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+               "figure{display:inline-block;margin:8px}img{max-width:640px}")
+        doc = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+               f"<title>{html.escape(title)}</title><style>{css}</style></head><body>\n"
+               + "\n".join(parts) + "\n</body></html>\n")
+        _atomic_write(os.fspath(path), doc.encode("utf-8"))
+
+
+def _atomic_write(path: str, data: bytes) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    except OSError as exc:
+        raise _core.IoError(f"cannot write '{path}': {exc.strerror}") from exc
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
