@@ -1,0 +1,111 @@
+#pragma once
+// Per-position divergence metrics between two next-token distributions given as logits [..., V]
+// (DESIGN.md, "Metric definitions"; docs/divergence.md).
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+namespace metaprobe {
+
+/// One metric the divergence engine can compute; the value is its bit in a MetricSet.
+enum class Metric : std::uint32_t {
+  kl_pq = 1u << 0,             ///< KL(p‖q)
+  kl_qp = 1u << 1,             ///< KL(q‖p)
+  js = 1u << 2,                ///< generalised Jensen–Shannon with weight beta
+  entropy_p = 1u << 3,         ///< H(p)
+  entropy_q = 1u << 4,         ///< H(q)
+  cross_entropy_pq = 1u << 5,  ///< H(p, q) = −Σ p log q
+  top1_agree = 1u << 6,        ///< 1 when argmax p == argmax q (lowest index on ties)
+  rank_shift = 1u << 7,        ///< rank of p's argmax token under q (1 = same)
+  logp_target = 1u << 8,       ///< log p(y) (needs targets)
+  logq_target = 1u << 9,       ///< log q(y) (needs targets)
+  target_rank_p = 1u << 10,    ///< rank of y under p (1 = argmax; needs targets)
+  target_rank_q = 1u << 11,    ///< rank of y under q (needs targets)
+};
+
+inline constexpr std::size_t kNumMetrics = 12;
+/// Every metric, in the canonical order used by names and result fields.
+inline constexpr std::array<Metric, kNumMetrics> kAllMetrics = {
+    Metric::kl_pq,      Metric::kl_qp,       Metric::js,          Metric::entropy_p,
+    Metric::entropy_q,  Metric::cross_entropy_pq, Metric::top1_agree, Metric::rank_shift,
+    Metric::logp_target, Metric::logq_target, Metric::target_rank_p, Metric::target_rank_q};
+
+/// The snake_case name of a metric ("kl_pq").
+std::string_view to_string(Metric metric);
+/// Parses a metric name; throws InvalidArgument naming the value and the valid names.
+Metric parse_metric(std::string_view name);
+
+/// A set of metrics (a bitmask over Metric).
+struct MetricSet {
+  std::uint32_t bits = 0;
+  /// Every metric; target metrics are skipped when no targets are given.
+  static constexpr MetricSet all() { return MetricSet{(1u << kNumMetrics) - 1u}; }
+  /// The set of the named metrics; throws InvalidArgument on an unknown name.
+  static MetricSet parse(const std::vector<std::string>& names);
+  constexpr bool has(Metric m) const { return (bits & static_cast<std::uint32_t>(m)) != 0; }
+  constexpr MetricSet with(Metric m) const { return MetricSet{bits | static_cast<std::uint32_t>(m)}; }
+  constexpr bool empty() const { return bits == 0; }
+  friend constexpr bool operator==(MetricSet a, MetricSet b) { return a.bits == b.bits; }
+  friend constexpr bool operator!=(MetricSet a, MetricSet b) { return a.bits != b.bits; }
+};
+
+/// How per-position values are reduced.
+enum class Reduction {
+  none,  ///< one value per position: shape = the leading dims
+  row,   ///< mean over the kept positions of the last leading dim ([B, T, V] → [B])
+  mean,  ///< mean over every kept position → scalar
+};
+/// Parses "none" | "row" | "mean".
+Reduction parse_reduction(std::string_view name);
+/// The name of a reduction.
+std::string_view to_string(Reduction reduction);
+
+/// Logarithm base of the information metrics (KL, JS, entropies, cross-entropy, log-probabilities).
+enum class LogBase { e, two };
+/// Parses "e" (nats) or "2" (bits).
+LogBase parse_log_base(std::string_view name);
+
+/// Which implementation computes the metrics.
+enum class Backend {
+  automatic,  ///< fused kernel for CPU tensors, composite ATen path elsewhere
+  fused,      ///< the fused CPU kernel (CPU tensors only)
+  composite,  ///< ATen ops chunked over rows (any device); the reference path of CUDA tensors
+};
+/// Parses "auto" | "fused" | "composite".
+Backend parse_backend(std::string_view name);
+
+/// Options of divergence(). Defaults compute every metric in nats per position.
+struct DivergenceOptions {
+  double temperature = 1.0;            ///< divides both logits; must be > 0
+  MetricSet metrics = MetricSet::all();
+  LogBase base = LogBase::e;
+  double beta = 0.5;                   ///< JS weight: M = βP + (1−β)Q; 0 → KL(p‖q), 1 → KL(q‖p)
+  Reduction reduction = Reduction::none;
+  at::Tensor mask;                     ///< optional, leading dims, bool or 0/1 integer; false = skip
+  at::Tensor targets;                  ///< optional, leading dims, integer token ids
+  std::int64_t ignore_index = -100;    ///< positions whose target equals this are skipped entirely
+  Backend backend = Backend::automatic;
+};
+
+/// One float64 tensor per metric (undefined when not computed), plus the number of positions used.
+/// Under Reduction::none a skipped (masked or ignored) position holds NaN.
+struct DivergenceResult {
+  at::Tensor kl_pq, kl_qp, js, entropy_p, entropy_q, cross_entropy_pq, top1_agree, rank_shift;
+  at::Tensor logp_target, logq_target, target_rank_p, target_rank_q;
+  std::int64_t count = 0;  ///< positions used (mask true and target not ignored)
+
+  /// The field of a metric.
+  at::Tensor& operator[](Metric m);
+  const at::Tensor& operator[](Metric m) const;
+};
+
+/// Computes the requested metrics between softmax(p_logits / T) and softmax(q_logits / T) over the last
+/// dim. Throws InvalidArgument on bad shapes, dtypes, options, NaN logits (naming the first bad row).
+DivergenceResult divergence(const at::Tensor& p_logits, const at::Tensor& q_logits,
+                            const DivergenceOptions& options = {});
+
+}  // namespace metaprobe

@@ -1,0 +1,105 @@
+#pragma once
+// Private pieces shared by the fused kernel, the composite (ATen) path and the sharded form. Both paths
+// reduce a row to the same partial sums and finish it with finish_row(), so their formulas cannot drift.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include <metaprobe/divergence/divergence.hpp>
+
+namespace metaprobe::divergence_detail {
+
+/// Column of a metric in a per-row value array (the order of kAllMetrics).
+inline int col(Metric m) {
+  int i = 0;
+  auto bits = static_cast<std::uint32_t>(m);
+  while ((bits >>= 1) != 0) ++i;
+  return i;
+}
+
+// Shifted logits at or below kFloor count as −inf (zero probability); the clamp keeps every product finite.
+template <typename T> struct Limits;
+template <> struct Limits<float> {
+  static constexpr float floor = -1e30f;
+  // exp below this is set to 0: e^-72 / V stays a normal float for V up to 10^6, so no product of the
+  // metric pass is denormal (slow), and Eigen's pexp floor (~3e-39 for any input below -88.7) is removed.
+  static constexpr float exp_zero = -72.0f;
+};
+template <> struct Limits<double> {
+  static constexpr double floor = -1e300;
+  static constexpr double exp_zero = -708.0;
+};
+
+/// Partial sums of one row over (a slice of) the vocabulary, with a = max(z/T − M_p, floor), b likewise,
+/// ea = exp(a) (0 below exp_zero), x = ea / S_p, y = eb / S_q.
+enum Partial : int {
+  kSumEaD = 0,   // Σ ea (a − b)
+  kSumEbD = 1,   // Σ eb (a − b)
+  kSumEaA = 2,   // Σ ea a
+  kSumEbB = 3,   // Σ eb b
+  kSumJs = 4,    // Σ m log(m/max(x,y)) + β x relu(−δ) + (1−β) y relu(δ), δ = (a − b) − (L_p − L_q)
+  kInfPQ = 5,    // #{a > floor, b == floor}
+  kInfQP = 6,    // #{b > floor, a == floor}
+  kCntRank = 7,  // #{z_q > z_q[argmax p]}
+  kCntTp = 8,    // #{z_p > z_p[y]}
+  kCntTq = 9,    // #{z_q > z_q[y]}
+};
+
+/// What the engine computes, resolved once from the options and the shapes.
+struct Plan {
+  std::vector<std::int64_t> lead_shape;
+  std::int64_t rows = 0;
+  std::int64_t vocab = 0;
+  MetricSet metrics;        // effective: target metrics removed when there are no targets
+  bool has_targets = false;
+  double inv_temperature = 1.0;
+  double beta = 0.5;
+  std::vector<std::int64_t> kept;  // flattened row indices that are used, ascending
+  at::Tensor targets;              // int64 contiguous CPU [rows], or undefined
+  bool need_kl_group() const;      // any of kl, entropy, cross-entropy, or JS at β ∈ {0, 1}
+  bool need_js_sum() const;        // JS with 0 < β < 1
+  bool need_argmax_p() const;
+  bool need_argmax_q() const;
+};
+
+/// Validates the options against the shapes and builds the plan (mask/targets checked here).
+Plan make_plan(const at::Tensor& p, const at::Tensor& q, const DivergenceOptions& options, const char* p_name,
+               const char* q_name);
+
+/// Checks temperature, beta and metrics and sets the option fields of the plan (vocab must be set).
+void apply_options(const DivergenceOptions& options, Plan& plan);
+
+/// Checks mask and targets against plan.lead_shape/vocab and fills plan.kept and plan.targets.
+void plan_positions(const DivergenceOptions& options, Plan& plan);
+
+/// Turns a row's statistics into its metric values (nats), written to out[col(metric)].
+/// max/sum are the global M and S of p and q; partial holds the summed Partial columns.
+void finish_row(const Plan& plan, double max_p, double max_q, double sum_p, double sum_q, std::int64_t argmax_p,
+                std::int64_t argmax_q, double zp_target, double zq_target, const double* partial, double* out);
+
+/// Fused CPU kernel: fills values[k * kNumMetrics + col] for each kept row k. Returns the first bad kept row
+/// (or −1) and its reason in *bad_reason / *bad_in_q.
+std::int64_t fused_cpu(const at::Tensor& p, const at::Tensor& q, const Plan& plan, double* values, int* bad_reason,
+                       bool* bad_in_q);
+
+/// Composite ATen path (any device), chunked over rows; same contract as fused_cpu.
+std::int64_t composite(const at::Tensor& p, const at::Tensor& q, const Plan& plan, double* values, int* bad_reason,
+                       bool* bad_in_q);
+
+/// Builds the result from per-kept-row values (nats) and applies base conversion and the reduction.
+DivergenceResult assemble(const Plan& plan, const std::vector<double>& values, LogBase base, Reduction reduction,
+                          const at::Device& device);
+
+/// "row 5 (position [1, 2])" for a flattened row index.
+std::string describe_row(const Plan& plan, std::int64_t row);
+
+/// Throws the InvalidArgument of a bad row found by a kernel (reason: 1 NaN, 2 +inf, 3 no finite logit).
+[[noreturn]] void throw_bad_row(const Plan& plan, std::int64_t row, int reason, bool in_q, const char* p_name,
+                                const char* q_name);
+
+}  // namespace metaprobe::divergence_detail

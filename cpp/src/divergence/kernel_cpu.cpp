@@ -1,0 +1,413 @@
+// The fused CPU kernel. Per row pair, three passes over blocks of kBlock elements: (1) max, argmax block and
+// NaN check; (2) exp(z/T − M) stored into a per-thread buffer, its sum, and the rank counts; (3) the metric
+// sums, which need no transcendental except one log per element for JS. Only pass 1 reads the row from
+// memory; passes 2 and 3 hit cache. Vectorised with Eigen's packet primitives (its pexp/plog are SIMD).
+//
+// Determinism: every row is processed by one thread with a fixed block/packet order that depends only on V
+// (the exp buffer and the conversion buffers are aligned, the input is read with unaligned loads), so a row's
+// values are bitwise the same for any thread count and any batch it sits in.
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <type_traits>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <Eigen/Core>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+#include <metaprobe/error.hpp>
+
+#include "internal.hpp"
+
+namespace metaprobe::divergence_detail {
+namespace {
+
+using namespace Eigen::internal;
+
+constexpr std::int64_t kBlock = 1024;
+// Float SIMD partial sums are flushed into double every kFlush packets, which bounds their rounding error
+// to that of 16-term float sums per lane at a cost of a few horizontal adds per 16 packets.
+constexpr std::int64_t kFlush = 16;
+
+template <typename T> using Pk = typename packet_traits<T>::type;
+template <typename T> constexpr int kLanes = unpacket_traits<Pk<T>>::size;
+
+struct AlignedFree {
+  void operator()(void* p) const { std::free(p); }
+};
+template <typename T> std::unique_ptr<T[], AlignedFree> aligned_buffer(std::int64_t n) {
+  std::size_t bytes = static_cast<std::size_t>(n) * sizeof(T);
+  bytes = (bytes + 63) / 64 * 64;
+  void* p = std::aligned_alloc(64, bytes == 0 ? 64 : bytes);
+  if (!p) throw std::bad_alloc();
+  return std::unique_ptr<T[], AlignedFree>(static_cast<T*>(p));
+}
+
+inline std::int64_t round_up(std::int64_t n, std::int64_t m) { return (n + m - 1) / m * m; }
+
+inline void convert(const c10::BFloat16* s, std::int64_t n, float* d) {
+  const auto* u = reinterpret_cast<const std::uint16_t*>(s);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::uint32_t b = static_cast<std::uint32_t>(u[i]) << 16;
+    std::memcpy(d + i, &b, sizeof(float));
+  }
+}
+
+inline void convert(const c10::Half* s, std::int64_t n, float* d) {
+  std::int64_t i = 0;
+#if defined(__F16C__) && defined(__AVX__)
+  for (; i + 8 <= n; i += 8) {
+    _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
+  }
+#endif
+  for (; i < n; ++i) d[i] = static_cast<float>(s[i]);
+}
+
+template <typename T> inline T to_compute(T v) { return v; }
+inline float to_compute(c10::BFloat16 v) { return static_cast<float>(v); }
+inline float to_compute(c10::Half v) { return static_cast<float>(v); }
+
+// A pointer to n elements of the row as T, readable up to round_up(n, lanes) (padded with −inf, which adds
+// nothing to any sum, count or maximum).
+template <typename T, typename In>
+inline const T* load_block(const In* src, std::int64_t n, T* tmp) {
+  const std::int64_t np = round_up(n, kLanes<T>);
+  if constexpr (std::is_same_v<In, T>) {
+    if (np == n) return src;
+    std::copy(src, src + n, tmp);
+  } else {
+    convert(src, n, tmp);
+  }
+  for (std::int64_t i = n; i < np; ++i) tmp[i] = -std::numeric_limits<T>::infinity();
+  return tmp;
+}
+
+template <typename T> struct RowState {
+  T max_p = 0, max_q = 0;        // raw maxima
+  T shift_p = 0, shift_q = 0;    // M = max · (1/T), in T arithmetic
+  std::int64_t arg_p = -1, arg_q = -1;
+  double sum_p = 0, sum_q = 0;
+  double partial[10] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+};
+
+struct Scratch {
+  void* ep;
+  void* eq;
+  void* tp;
+  void* tq;
+};
+
+// Pass 1. Returns 0 or the reason code (1 NaN, 2 +inf, 3 all −inf); *in_q says which tensor.
+template <typename T, typename In>
+int pass_max(const In* zp, const In* zq, std::int64_t V, bool want_arg_p, bool want_arg_q, T* tp, T* tq,
+             RowState<T>& st, bool* in_q) {
+  using P = Pk<T>;
+  constexpr int L = kLanes<T>;
+  const T ninf = -std::numeric_limits<T>::infinity();
+  const P vninf = pset1<P>(ninf);
+  P nan_p = pzero(vninf), nan_q = pzero(vninf);
+  T max_p = ninf, max_q = ninf;
+  std::int64_t blk_p = 0, blk_q = 0;
+  for (std::int64_t off = 0; off < V; off += kBlock) {
+    const std::int64_t n = std::min(kBlock, V - off), np = round_up(n, L);
+    const T* xp = load_block<T>(zp + off, n, tp);
+    const T* xq = load_block<T>(zq + off, n, tq);
+    P mp0 = vninf, mp1 = vninf, mq0 = vninf, mq1 = vninf;
+    std::int64_t i = 0;
+    for (; i + 2 * L <= np; i += 2 * L) {
+      const P a0 = ploadu<P>(xp + i), a1 = ploadu<P>(xp + i + L);
+      const P b0 = ploadu<P>(xq + i), b1 = ploadu<P>(xq + i + L);
+      mp0 = pmax(mp0, a0);
+      mp1 = pmax(mp1, a1);
+      mq0 = pmax(mq0, b0);
+      mq1 = pmax(mq1, b1);
+      nan_p = por(nan_p, por(pcmp_lt_or_nan(a0, vninf), pcmp_lt_or_nan(a1, vninf)));
+      nan_q = por(nan_q, por(pcmp_lt_or_nan(b0, vninf), pcmp_lt_or_nan(b1, vninf)));
+    }
+    for (; i < np; i += L) {
+      const P a0 = ploadu<P>(xp + i), b0 = ploadu<P>(xq + i);
+      mp0 = pmax(mp0, a0);
+      mq0 = pmax(mq0, b0);
+      nan_p = por(nan_p, pcmp_lt_or_nan(a0, vninf));
+      nan_q = por(nan_q, pcmp_lt_or_nan(b0, vninf));
+    }
+    const T bp = predux_max(pmax(mp0, mp1)), bq = predux_max(pmax(mq0, mq1));
+    if (bp > max_p) { max_p = bp; blk_p = off; }
+    if (bq > max_q) { max_q = bq; blk_q = off; }
+  }
+  const bool np_ = predux_any(nan_p), nq_ = predux_any(nan_q);
+  auto check = [&](bool nan, T mx) -> int {
+    if (nan) return 1;
+    if (mx == std::numeric_limits<T>::infinity()) return 2;
+    if (mx == ninf) return 3;
+    return 0;
+  };
+  if (int r = check(np_, max_p)) { *in_q = false; return r; }
+  if (int r = check(nq_, max_q)) { *in_q = true; return r; }
+  st.max_p = max_p;
+  st.max_q = max_q;
+  auto first_max = [&](const In* z, std::int64_t off, T mx, T* tmp) {
+    const std::int64_t n = std::min(kBlock, V - off);
+    const T* x = load_block<T>(z + off, n, tmp);
+    for (std::int64_t i = 0; i < n; ++i) if (x[i] == mx) return off + i;
+    return off;  // unreachable: the block holds its maximum
+  };
+  if (want_arg_p) st.arg_p = first_max(zp, blk_p, max_p, tp);
+  if (want_arg_q) st.arg_q = first_max(zq, blk_q, max_q, tq);
+  return 0;
+}
+
+// Pass 2: exponentials into ep/eq, their sums, and the rank counts (#{z > threshold}).
+template <bool kRank, bool kTarget, typename T, typename In>
+void pass_exp(const In* zp, const In* zq, std::int64_t V, T inv_t, T* ep, T* eq, T* tp, T* tq, T thr_rank, T thr_tp,
+              T thr_tq, RowState<T>& st) {
+  using P = Pk<T>;
+  constexpr int L = kLanes<T>;
+  const P vinv = pset1<P>(inv_t), vmp = pset1<P>(st.shift_p), vmq = pset1<P>(st.shift_q);
+  const P vzero_at = pset1<P>(Limits<T>::exp_zero), one = pset1<P>(T(1));
+  const P vr = pset1<P>(thr_rank), vtp = pset1<P>(thr_tp), vtq = pset1<P>(thr_tq);
+  double sp = 0, sq = 0, c0 = 0, c1 = 0, c2 = 0;
+  for (std::int64_t off = 0; off < V; off += kBlock) {
+    const std::int64_t n = std::min(kBlock, V - off), np = round_up(n, L);
+    const T* xp = load_block<T>(zp + off, n, tp);
+    const T* xq = load_block<T>(zq + off, n, tq);
+    for (std::int64_t i0 = 0; i0 < np; i0 += kFlush * L) {
+    P ap = pzero(one), aq = pzero(one), k0 = pzero(one), k1 = pzero(one), k2 = pzero(one);
+    for (std::int64_t i = i0, i1 = std::min(np, i0 + kFlush * L); i < i1; i += L) {
+      const P rp = ploadu<P>(xp + i), rq = ploadu<P>(xq + i);
+      const P a = psub(pmul(rp, vinv), vmp), b = psub(pmul(rq, vinv), vmq);
+      const P ea = pand(pexp(a), pcmp_lt(vzero_at, a));
+      const P eb = pand(pexp(b), pcmp_lt(vzero_at, b));
+      pstore(ep + off + i, ea);
+      pstore(eq + off + i, eb);
+      ap = padd(ap, ea);
+      aq = padd(aq, eb);
+      if constexpr (kRank) k0 = padd(k0, pand(pcmp_lt(vr, rq), one));
+      if constexpr (kTarget) {
+        k1 = padd(k1, pand(pcmp_lt(vtp, rp), one));
+        k2 = padd(k2, pand(pcmp_lt(vtq, rq), one));
+      }
+    }
+    sp += static_cast<double>(predux(ap));
+    sq += static_cast<double>(predux(aq));
+    if constexpr (kRank) c0 += static_cast<double>(predux(k0));
+    if constexpr (kTarget) {
+      c1 += static_cast<double>(predux(k1));
+      c2 += static_cast<double>(predux(k2));
+    }
+    }
+  }
+  st.sum_p = sp;
+  st.sum_q = sq;
+  st.partial[kCntRank] = c0;
+  st.partial[kCntTp] = c1;
+  st.partial[kCntTq] = c2;
+}
+
+// log(1 − w/2) for w ∈ [0, 1] as w·Q(w), Q a degree-9 least-squares fit on Chebyshev nodes: exact 0 at
+// w = 0 and within 2e-8 (below float rounding) elsewhere; a third of the cost of a general log.
+template <typename P> inline P log1m_half(const P& w) {
+  P q = pset1<P>(-1.735369326e-03f);
+  q = pmadd(q, w, pset1<P>(4.991734477e-03f));
+  q = pmadd(q, w, pset1<P>(-8.006765355e-03f));
+  q = pmadd(q, w, pset1<P>(4.961037983e-03f));
+  q = pmadd(q, w, pset1<P>(-5.528364619e-03f));
+  q = pmadd(q, w, pset1<P>(-5.412867310e-03f));
+  q = pmadd(q, w, pset1<P>(-1.576061568e-02f));
+  q = pmadd(q, w, pset1<P>(-4.165562386e-02f));
+  q = pmadd(q, w, pset1<P>(-1.250003462e-01f));
+  q = pmadd(q, w, pset1<P>(-4.999999982e-01f));
+  return pmul(q, w);
+}
+
+enum JsMode { kNoJs = 0, kJsGeneral = 1, kJsHalf = 2 };
+
+// Pass 3: the metric sums (see Partial in internal.hpp). kJsHalf (float, β = 1/2) uses
+// JS_v = ½[(hi + lo) log(1 − w/2) + lo |δ|], hi/lo = max/min(x, y), w = (hi − lo)/hi, since m/hi = 1 − w/2.
+template <bool kKL, int kJS, typename T, typename In>
+void pass_metrics(const In* zp, const In* zq, std::int64_t V, T inv_t, T beta, const T* ep, const T* eq, T* tp,
+                  T* tq, RowState<T>& st) {
+  using P = Pk<T>;
+  constexpr int L = kLanes<T>;
+  const P vinv = pset1<P>(inv_t), vmp = pset1<P>(st.shift_p), vmq = pset1<P>(st.shift_q);
+  const P vf = pset1<P>(Limits<T>::floor), one = pset1<P>(T(1)), zero = pzero(one);
+  const P vcp = pset1<P>(static_cast<T>(1.0 / st.sum_p)), vcq = pset1<P>(static_cast<T>(1.0 / st.sum_q));
+  const P vb = pset1<P>(beta), vb1 = pset1<P>(T(1) - beta);
+  const P vdl = pset1<P>(static_cast<T>(std::log(st.sum_p) - std::log(st.sum_q)));
+  const P vtiny = pset1<P>(std::numeric_limits<T>::min());
+  const P vrlo = pset1<P>(std::min(beta, T(1) - beta));
+  double acc[7] = {0, 0, 0, 0, 0, 0, 0};
+  for (std::int64_t off = 0; off < V; off += kBlock) {
+    const std::int64_t n = std::min(kBlock, V - off), np = round_up(n, L);
+    const T* xp = load_block<T>(zp + off, n, tp);
+    const T* xq = load_block<T>(zq + off, n, tq);
+    for (std::int64_t i0 = 0; i0 < np; i0 += kFlush * L) {
+    P s1 = zero, s2 = zero, s3 = zero, s4 = zero, s5 = zero, i1 = zero, i2 = zero;
+    for (std::int64_t i = i0, iend = std::min(np, i0 + kFlush * L); i < iend; i += L) {
+      const P a = pmax(psub(pmul(ploadu<P>(xp + i), vinv), vmp), vf);
+      const P b = pmax(psub(pmul(ploadu<P>(xq + i), vinv), vmq), vf);
+      const P ea = pload<P>(ep + off + i), eb = pload<P>(eq + off + i);
+      const P d = psub(a, b);
+      if constexpr (kKL) {
+        s1 = pmadd(ea, d, s1);
+        s2 = pmadd(eb, d, s2);
+        s3 = pmadd(ea, a, s3);
+        s4 = pmadd(eb, b, s4);
+        const P a_live = pcmp_lt(vf, a), b_live = pcmp_lt(vf, b);
+        i1 = padd(i1, pand(pandnot(a_live, b_live), one));
+        i2 = padd(i2, pand(pandnot(b_live, a_live), one));
+      }
+      if constexpr (kJS == kJsHalf) {
+        const P x = pmul(ea, vcp), y = pmul(eb, vcq);
+        const P hi = pmax(x, y), lo = pmin(x, y);
+        const P w = pdiv(psub(hi, lo), pmax(hi, vtiny));
+        const P del = psub(d, vdl);
+        s5 = padd(s5, pmadd(padd(hi, lo), log1m_half(w), pmul(lo, pabs(del))));
+      }
+      if constexpr (kJS == kJsGeneral) {
+        const P x = pmul(ea, vcp), y = pmul(eb, vcq);
+        const P m = pmadd(vb, x, pmul(vb1, y));
+        const P r = pmin(pmax(pdiv(m, pmax(pmax(x, y), vtiny)), vrlo), one);
+        const P del = psub(d, vdl);
+        const P t = pmadd(m, plog(r),
+                          pmadd(pmul(vb, x), pmax(pnegate(del), zero), pmul(pmul(vb1, y), pmax(del, zero))));
+        s5 = padd(s5, t);
+      }
+    }
+    if constexpr (kKL) {
+      acc[0] += static_cast<double>(predux(s1));
+      acc[1] += static_cast<double>(predux(s2));
+      acc[2] += static_cast<double>(predux(s3));
+      acc[3] += static_cast<double>(predux(s4));
+      acc[5] += static_cast<double>(predux(i1));
+      acc[6] += static_cast<double>(predux(i2));
+    }
+    if constexpr (kJS == kJsHalf) acc[4] += 0.5 * static_cast<double>(predux(s5));
+    if constexpr (kJS == kJsGeneral) acc[4] += static_cast<double>(predux(s5));
+    }
+  }
+  st.partial[kSumEaD] = acc[0];
+  st.partial[kSumEbD] = acc[1];
+  st.partial[kSumEaA] = acc[2];
+  st.partial[kSumEbB] = acc[3];
+  st.partial[kSumJs] = acc[4];
+  st.partial[kInfPQ] = acc[5];
+  st.partial[kInfQP] = acc[6];
+}
+
+template <typename In, typename T>
+std::int64_t run(const at::Tensor& p_in, const at::Tensor& q_in, const Plan& plan, double* values, int* bad_reason,
+                 bool* bad_in_q) {
+  // Rows must be unit-stride along V; leading dims may be strided (views, slices, transposes).
+  const at::Tensor p = p_in.stride(-1) == 1 ? p_in : p_in.contiguous();
+  const at::Tensor q = q_in.stride(-1) == 1 ? q_in : q_in.contiguous();
+  const std::int64_t V = plan.vocab;
+  const std::int64_t nd = static_cast<std::int64_t>(plan.lead_shape.size());
+  std::vector<std::int64_t> ps(p.strides().begin(), p.strides().end() - 1);
+  std::vector<std::int64_t> qs(q.strides().begin(), q.strides().end() - 1);
+  const bool dense = p.is_contiguous() && q.is_contiguous();
+  auto offsets = [&](std::int64_t row, std::int64_t* op, std::int64_t* oq) {
+    if (dense) { *op = *oq = row * V; return; }
+    std::int64_t a = 0, b = 0;
+    for (std::int64_t d = nd - 1; d >= 0; --d) {
+      const std::int64_t i = row % plan.lead_shape[d];
+      row /= plan.lead_shape[d];
+      a += i * ps[d];
+      b += i * qs[d];
+    }
+    *op = a;
+    *oq = b;
+  };
+  const In* pb = p.data_ptr<In>();
+  const In* qb = q.data_ptr<In>();
+  const std::int64_t nk = static_cast<std::int64_t>(plan.kept.size());
+  std::vector<signed char> reasons(static_cast<std::size_t>(nk), 0);
+  const bool kl = plan.need_kl_group(), js = plan.need_js_sum();
+  const bool arg_p = plan.need_argmax_p(), arg_q = plan.need_argmax_q();
+  const bool rank = plan.metrics.has(Metric::rank_shift);
+  const bool target = plan.metrics.has(Metric::target_rank_p) || plan.metrics.has(Metric::target_rank_q);
+  const int js_mode = !js ? kNoJs : (std::is_same_v<T, float> && plan.beta == 0.5) ? kJsHalf : kJsGeneral;
+  const T inv_t = static_cast<T>(plan.inv_temperature);
+  const T beta = static_cast<T>(plan.beta);
+  const std::int64_t* tgt = plan.has_targets ? plan.targets.data_ptr<std::int64_t>() : nullptr;
+  const std::int64_t grain = std::max<std::int64_t>(1, (1 << 15) / V);
+  const T nan = std::numeric_limits<T>::quiet_NaN();
+
+  at::parallel_for(0, nk, grain, [&](std::int64_t begin, std::int64_t end) {
+    const std::int64_t vb = round_up(V, kBlock);
+    auto ep = aligned_buffer<T>(vb), eq = aligned_buffer<T>(vb);
+    auto tp = aligned_buffer<T>(kBlock), tq = aligned_buffer<T>(kBlock);
+    for (std::int64_t k = begin; k < end; ++k) {
+      const std::int64_t row = plan.kept[static_cast<std::size_t>(k)];
+      std::int64_t op = 0, oq = 0;
+      offsets(row, &op, &oq);
+      const In* zp = pb + op;
+      const In* zq = qb + oq;
+      RowState<T> st;
+      bool in_q = false;
+      if (int r = pass_max<T>(zp, zq, V, arg_p, arg_q, tp.get(), tq.get(), st, &in_q)) {
+        reasons[static_cast<std::size_t>(k)] = static_cast<signed char>(in_q ? -r : r);
+        continue;
+      }
+      st.shift_p = st.max_p * inv_t;
+      st.shift_q = st.max_q * inv_t;
+      const std::int64_t y = tgt ? tgt[row] : -1;
+      const T thr_rank = st.arg_p >= 0 ? to_compute(zq[st.arg_p]) : nan;
+      const T zpy = y >= 0 ? to_compute(zp[y]) : nan;
+      const T zqy = y >= 0 ? to_compute(zq[y]) : nan;
+      T* e1 = ep.get();
+      T* e2 = eq.get();
+      T* t1 = tp.get();
+      T* t2 = tq.get();
+      if (rank && target) pass_exp<true, true>(zp, zq, V, inv_t, e1, e2, t1, t2, thr_rank, zpy, zqy, st);
+      else if (rank) pass_exp<true, false>(zp, zq, V, inv_t, e1, e2, t1, t2, thr_rank, zpy, zqy, st);
+      else if (target) pass_exp<false, true>(zp, zq, V, inv_t, e1, e2, t1, t2, thr_rank, zpy, zqy, st);
+      else pass_exp<false, false>(zp, zq, V, inv_t, e1, e2, t1, t2, thr_rank, zpy, zqy, st);
+      switch ((kl ? 3 : 0) + js_mode) {
+        case 1: pass_metrics<false, kJsGeneral>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
+        case 2: pass_metrics<false, kJsHalf>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
+        case 3: pass_metrics<true, kNoJs>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
+        case 4: pass_metrics<true, kJsGeneral>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
+        case 5: pass_metrics<true, kJsHalf>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
+        default: break;
+      }
+      finish_row(plan, static_cast<double>(st.shift_p), static_cast<double>(st.shift_q), st.sum_p, st.sum_q,
+                 st.arg_p, st.arg_q, static_cast<double>(zpy), static_cast<double>(zqy), st.partial,
+                 values + k * static_cast<std::int64_t>(kNumMetrics));
+    }
+  });
+  for (std::int64_t k = 0; k < nk; ++k) {
+    const int r = reasons[static_cast<std::size_t>(k)];
+    if (r != 0) {
+      *bad_reason = r < 0 ? -r : r;
+      *bad_in_q = r < 0;
+      return plan.kept[static_cast<std::size_t>(k)];
+    }
+  }
+  return -1;
+}
+
+}  // namespace
+
+std::int64_t fused_cpu(const at::Tensor& p, const at::Tensor& q, const Plan& plan, double* values, int* bad_reason,
+                       bool* bad_in_q) {
+  switch (p.scalar_type()) {
+    case at::kFloat: return run<float, float>(p, q, plan, values, bad_reason, bad_in_q);
+    case at::kDouble: return run<double, double>(p, q, plan, values, bad_reason, bad_in_q);
+    case at::kBFloat16: return run<c10::BFloat16, float>(p, q, plan, values, bad_reason, bad_in_q);
+    case at::kHalf: return run<c10::Half, float>(p, q, plan, values, bad_reason, bad_in_q);
+    default:
+      throw Unsupported("p_logits: dtype " + std::string(c10::toString(p.scalar_type())) +
+                        " is not served by the fused kernel, expected float32, float64, float16 or bfloat16");
+  }
+}
+
+}  // namespace metaprobe::divergence_detail
