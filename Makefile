@@ -53,6 +53,21 @@ demo: python
 
 bench: python
 	$(VPY) bench/divergence.py --json
+	$(VPY) bench/meta.py --json
+	$(VPY) bench/probes.py --json
+	$(VPY) bench/lm.py --json
+	$(VPY) bench/params.py --json
+
+# libFuzzer on the safetensors header parser (clang, ASan + UBSan), bounded to FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD ?= $(BUILD)/fuzz
+fuzz:
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMETAPROBE_FUZZ=ON \
+	  -DMETAPROBE_BUILD_TESTS=OFF -DMETAPROBE_BUILD_PYTHON=OFF -DMETAPROBE_BUILD_TOOLS=OFF
+	cmake --build $(FUZZ_BUILD) --target fuzz_safetensors_header
+	mkdir -p $(FUZZ_BUILD)/corpus
+	$(FUZZ_BUILD)/tests/fuzz/fuzz_safetensors_header -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
+	  -dict=tests/fuzz/safetensors.dict $(FUZZ_BUILD)/corpus tests/fuzz/corpus
 
 clean:
 	rm -rf $(BUILD) $(VENV)

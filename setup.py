@@ -58,6 +58,12 @@ class CMakeBuild(build_ext):
         prefix = Path(torch.utils.cmake_prefix_path)
         if prefix.is_dir():
             args.append(f"-DCMAKE_PREFIX_PATH={prefix}")
+        try:  # a pip-installed pybind11 is not on CMake's default search path
+            import pybind11
+
+            args.append(f"-Dpybind11_DIR={pybind11.get_cmake_dir()}")
+        except ImportError:
+            pass
         if shutil.which("ninja"):
             args += ["-G", "Ninja"]
         args += shlex.split(os.environ.get("METAPROBE_CMAKE_ARGS", ""))

@@ -7,4 +7,11 @@ namespace py = pybind11;
 
 namespace metaprobe::bindings {
 void bind_errors(py::module_& m);
+void bind_lm(py::module_& m);
+void bind_io(py::module_& m);
+void bind_params(py::module_& m);
+void bind_divergence(py::module_& m);
+void bind_probes(py::module_& m);
+void bind_probes_score(py::module_& m);
+void bind_meta(py::module_& m);
 }  // namespace metaprobe::bindings

@@ -7,13 +7,14 @@
 namespace metaprobe::bindings {
 namespace {
 
+// The builtin comes first so its constructor (OSError's errno/strerror parsing) is the one Python uses.
 // `builtin` may be null when the base (a RuntimeError) is already the builtin wanted.
 // Leaked on purpose: exception classes must outlive every module teardown order.
 PyObject* make_error_class(py::module_& m, const char* name, PyObject* builtin, py::handle base,
                            const char* doc) {
   using namespace pybind11::literals;
   py::object type = py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(&PyType_Type));
-  py::object cls = type(name, builtin ? py::make_tuple(base, py::handle(builtin)) : py::make_tuple(base),
+  py::object cls = type(name, builtin ? py::make_tuple(py::handle(builtin), base) : py::make_tuple(base),
                         py::dict("__module__"_a = "metaprobe", "__doc__"_a = doc));
   m.attr(name) = cls;
   return cls.release().ptr();

@@ -16,6 +16,18 @@ from ._core import (
     UnsupportedError,
 )
 
+from . import scoring  # noqa: E402  (probe scoring; pandas is imported lazily inside)
+from . import probes  # noqa: E402  (probe generators, ProbeSet, prompts; pandas imported lazily inside)
+from . import io  # noqa: E402  (safetensors checkpoints)
+from . import lm  # noqa: E402  (tiny character-level LMs: tokenizer, model, generation, SFT, GRPO)
+from . import params  # noqa: E402  (parameter statistics; pandas/tqdm imported lazily inside)
+from . import adapters, meta, report, plot  # noqa: E402  (meta-probing run; pandas/matplotlib/tqdm lazy)
+from .meta import MetaOptions, MetaProbe  # noqa: E402
+from .report import Report  # noqa: E402
+
+from . import distributed  # noqa: E402  (vocabulary-sharded divergence over torch.distributed)
+from .divergence import DivergenceResult, divergence  # noqa: E402
+
 __version__: str = _core.__version__
 
 __all__ = [
@@ -25,4 +37,6 @@ __all__ = [
     "IoError",
     "FormatError",
     "UnsupportedError",
+    "divergence",
+    "DivergenceResult",
 ]

@@ -1,4 +1,27 @@
 #pragma once
 // Umbrella header: includes every public module of metaprobe.
+#include <metaprobe/divergence/divergence.hpp>
+#include <metaprobe/divergence/sharded.hpp>
 #include <metaprobe/error.hpp>
+#include <metaprobe/lm/generate.hpp>
+#include <metaprobe/lm/tokenizer.hpp>
+#include <metaprobe/lm/train.hpp>
+#include <metaprobe/lm/transformer.hpp>
+#include <metaprobe/meta/cache.hpp>
+#include <metaprobe/meta/logit_source.hpp>
+#include <metaprobe/meta/options.hpp>
+#include <metaprobe/meta/report.hpp>
+#include <metaprobe/meta/run.hpp>
+#include <metaprobe/params/compare.hpp>
+#include <metaprobe/params/names.hpp>
+#include <metaprobe/params/report.hpp>
+#include <metaprobe/params/spectral.hpp>
+#include <metaprobe/params/tensor_stats.hpp>
+#include <metaprobe/probes/generate.hpp>
+#include <metaprobe/probes/item.hpp>
+#include <metaprobe/probes/jsonl.hpp>
+#include <metaprobe/probes/prompt.hpp>
+#include <metaprobe/probes/rng.hpp>
+#include <metaprobe/probes/suite.hpp>
+#include <metaprobe/probes/taxonomy.hpp>
 #include <metaprobe/version.hpp>
