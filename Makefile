@@ -46,7 +46,7 @@ consumer: build
 	cmake --build $(BUILD)/examples-cpp
 	$(BUILD)/examples-cpp/metaprobe_consumer
 
-test: ctest pytest consumer
+test: ctest consumer pytest
 
 demo: python
 	$(VPY) examples/divergence_tour.py

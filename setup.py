@@ -42,6 +42,18 @@ class CMakeBuild(build_ext):
         target = Path(self.get_ext_fullpath(ext.name))
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(built[-1], target)
+        self._bundle_cli(build_dir, jobs, target.parent)
+
+    def _bundle_cli(self, build_dir: Path, jobs: str, package_dir: Path) -> None:
+        """Copies the C++ `metaprobe` tool to metaprobe/bin/, where `metaprobe.cli` delegates to it."""
+        targets = subprocess.run(["cmake", "--build", str(build_dir), "--target", "help"],
+                                 capture_output=True, text=True, check=True).stdout
+        if "metaprobe_cli" not in targets:
+            print("metaprobe: the C++ command-line tool is not configured (CLI11 missing); not bundled")
+            return
+        subprocess.check_call(["cmake", "--build", str(build_dir), "--target", "metaprobe_cli", "-j", jobs])
+        (package_dir / "bin").mkdir(exist_ok=True)
+        shutil.copy2(build_dir / "cpp" / "tools" / "metaprobe", package_dir / "bin" / "metaprobe")
 
     def _configure(self, build_dir: Path) -> None:
         import torch
@@ -52,7 +64,6 @@ class CMakeBuild(build_ext):
             "-DCMAKE_BUILD_TYPE=Release",
             f"-DPython_EXECUTABLE={sys.executable}",
             "-DMETAPROBE_BUILD_TESTS=OFF",
-            "-DMETAPROBE_BUILD_TOOLS=OFF",
         ]
         # A pip-installed torch ships its CMake config inside the package; Debian's lives in /usr.
         prefix = Path(torch.utils.cmake_prefix_path)
