@@ -29,6 +29,7 @@
 #include <metaprobe/error.hpp>
 
 #include "internal.hpp"
+#include "common/parallel.hpp"
 
 namespace metaprobe::divergence_detail {
 namespace {
@@ -306,37 +307,6 @@ void pass_metrics(const In* zp, const In* zq, std::int64_t V, T inv_t, T beta, c
   st.partial[kInfQP] = acc[6];
 }
 
-// Splits [0, n) into at most at::get_num_threads() contiguous chunks of at least `grain` items, one per
-// thread (the caller's thread takes the first). at::parallel_for would do the same, but with ATen's OpenMP
-// backend it is a header template that only runs in parallel when the calling file is built with -fopenmp,
-// which would put libgomp on every link line of the project; a plain fan-out has no such requirement.
-template <typename F> void parallel_rows(std::int64_t n, std::int64_t grain, const F& f) {
-  if (n <= 0) return;
-  const std::int64_t max_chunks = std::max<std::int64_t>(1, n / std::max<std::int64_t>(grain, 1));
-  const std::int64_t chunks = std::min<std::int64_t>(std::max(1, at::get_num_threads()), max_chunks);
-  if (chunks <= 1) {
-    f(0, n);
-    return;
-  }
-  const std::int64_t size = (n + chunks - 1) / chunks;
-  std::vector<std::thread> workers;
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(chunks));
-  auto job = [&](std::int64_t c) {
-    try {
-      f(c * size, std::min(n, (c + 1) * size));
-    } catch (...) {
-      errors[static_cast<std::size_t>(c)] = std::current_exception();
-    }
-  };
-  workers.reserve(static_cast<std::size_t>(chunks - 1));
-  for (std::int64_t c = 1; c < chunks && c * size < n; ++c) workers.emplace_back(job, c);
-  job(0);
-  for (auto& w : workers) w.join();
-  for (auto& e : errors) {
-    if (e) std::rethrow_exception(e);
-  }
-}
-
 template <typename In, typename T>
 std::int64_t run(const at::Tensor& p_in, const at::Tensor& q_in, const Plan& plan, double* values, int* bad_reason,
                  bool* bad_in_q) {
@@ -376,7 +346,7 @@ std::int64_t run(const at::Tensor& p_in, const at::Tensor& q_in, const Plan& pla
   const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 16) / V);
   const T nan = std::numeric_limits<T>::quiet_NaN();
 
-  parallel_rows(nk, grain, [&](std::int64_t begin, std::int64_t end) {
+  metaprobe::detail::parallel_for(nk, grain, [&](std::int64_t begin, std::int64_t end) {
     const std::int64_t vb = round_up(V, kBlock);
     auto ep = aligned_buffer<T>(vb), eq = aligned_buffer<T>(vb);
     auto tp = aligned_buffer<T>(kBlock), tq = aligned_buffer<T>(kBlock);

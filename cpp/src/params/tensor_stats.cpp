@@ -12,9 +12,10 @@
 #include <string>
 #include <vector>
 
-#include <ATen/Parallel.h>
 
 #include <metaprobe/error.hpp>
+
+#include "common/parallel.hpp"
 
 namespace metaprobe::params {
 namespace {
@@ -154,7 +155,7 @@ Moments moments_of(const S* data, int64_t numel) {
   const int64_t nblocks = (numel + kBlock - 1) / kBlock;
   const int64_t nsuper = (nblocks + kSuperBlocks - 1) / kSuperBlocks;
   std::vector<Moments> partial(static_cast<size_t>(std::max<int64_t>(nsuper, 1)));
-  at::parallel_for(0, nsuper, 1, [&](int64_t begin, int64_t end) {
+  metaprobe::detail::parallel_for(nsuper, 1, [&](int64_t begin, int64_t end) {
     std::vector<C> buf(kBlock);
     for (int64_t s = begin; s < end; ++s) {
       Moments acc;
@@ -303,7 +304,7 @@ PairSums pair_sums(const S0* a, const S1* b, int64_t numel, double atol, double 
   const int64_t nblocks = (numel + kBlock - 1) / kBlock;
   const int64_t nsuper = (nblocks + kSuperBlocks - 1) / kSuperBlocks;
   std::vector<PairSums> partial(static_cast<size_t>(std::max<int64_t>(nsuper, 1)));
-  at::parallel_for(0, nsuper, 1, [&](int64_t begin, int64_t end) {
+  metaprobe::detail::parallel_for(nsuper, 1, [&](int64_t begin, int64_t end) {
     for (int64_t s = begin; s < end; ++s) {
       PairSums acc;
       const int64_t off0 = s * kSuperBlocks * kBlock;
