@@ -14,7 +14,11 @@ PyObject* make_error_class(py::module_& m, const char* name, PyObject* builtin, 
                            const char* doc) {
   using namespace pybind11::literals;
   py::object type = py::reinterpret_borrow<py::object>(reinterpret_cast<PyObject*>(&PyType_Type));
-  py::object cls = type(name, builtin ? py::make_tuple(py::handle(builtin), base) : py::make_tuple(base),
+  // Built as a list first: newer pybind11 gives make_tuple results distinct static types.
+  py::list bases;
+  if (builtin) bases.append(py::handle(builtin));
+  bases.append(base);
+  py::object cls = type(name, py::tuple(bases),
                         py::dict("__module__"_a = "metaprobe", "__doc__"_a = doc));
   m.attr(name) = cls;
   return cls.release().ptr();

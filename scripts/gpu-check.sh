@@ -8,11 +8,22 @@ OUT=${OUT:-/tmp/gpu-check}; mkdir -p "$OUT"
 if [ -d .devicekit/usr ]; then cp -r .devicekit/usr/. /usr/; fi
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c "import torch, sys; print(sys.version.split()[0], torch.__version__, torch.version.cuda, torch.cuda.is_available(), torch._C._GLIBCXX_USE_CXX11_ABI)" | tee -a "$OUT/gpu.txt"
-export METAPROBE_BUILD_DIR=/tmp/metaprobe-build CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
+B=/tmp/metaprobe-build
+export METAPROBE_BUILD_DIR=$B CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
 start=$(date +%s)
-python3 -m pip install --no-build-isolation --no-deps --no-index -q . > "$OUT/build.log" 2>&1
-rc=$?; echo "build+install rc=$rc in $(( $(date +%s) - start )) s" | tee -a "$OUT/gpu.txt"
-if [ $rc -ne 0 ]; then tail -n 60 "$OUT/build.log"; exit $rc; fi
+cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE="$(command -v python3)" \
+  -DCMAKE_PREFIX_PATH="$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')" \
+  -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" -DMETAPROBE_BUILD_TESTS=OFF > "$OUT/configure.log" 2>&1 \
+  || { tail -n 40 "$OUT/configure.log"; exit 1; }
+# -k 0: report every translation unit that fails, not only the first.
+cmake --build $B --target _core -- -k 0 > "$OUT/build.log" 2>&1
+rc=$?; echo "configure+build rc=$rc in $(( $(date +%s) - start )) s" | tee -a "$OUT/gpu.txt"
+if [ $rc -ne 0 ]; then grep -E "error|FAILED" "$OUT/build.log" | head -n 40; exit $rc; fi
+python3 -m pip install --no-build-isolation --no-deps --no-index -q . > "$OUT/install.log" 2>&1 \
+  || { tail -n 40 "$OUT/install.log"; exit 1; }
+# Which C++ runtimes the process loads (a second libstdc++ or OpenMP runtime is a classic source of crashes).
+python3 -c "import torch, metaprobe; print(sorted({l.split()[-1] for l in open('/proc/self/maps') if 'libstdc++' in l or 'libgomp' in l}))" \
+  | tee -a "$OUT/gpu.txt"
 cd tests/python
 PYTHONUNBUFFERED=1 timeout 300 python3 -m pytest -q -p no:cacheprovider -rs \
   test_errors.py test_divergence.py test_divergence_distributed.py test_io.py test_params.py test_lm.py \

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/GradMode.h>
 
 #include <metaprobe/error.hpp>
 #include <metaprobe/lm/generate.hpp>
@@ -90,7 +91,7 @@ std::vector<Generation> generate(const TinyTransformer& model, const CharTokeniz
     }
   }
   std::vector<Generation> out(n);
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   std::vector<double> scratch;
   for (int64_t start = 0; start < n; start += options.batch_size) {
     const int64_t b = std::min(options.batch_size, n - start);

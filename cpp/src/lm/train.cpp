@@ -3,6 +3,7 @@
 #include <optional>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/GradMode.h>
 
 #include <metaprobe/error.hpp>
 #include <metaprobe/lm/generate.hpp>
@@ -68,7 +69,7 @@ class AdamW {
 
   // Clips the global gradient norm and applies one update; returns the norm before clipping.
   double step(double lr) {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     double sq = 0.0;
     for (const auto& p : params_) {
       if (p.grad().defined()) sq += p.grad().to(at::kDouble).pow(2).sum().item<double>();
@@ -345,7 +346,7 @@ GrpoResult grpo_train(TinyTransformer& model, const std::vector<std::string>& pr
     }
     at::Tensor ref_logp;
     if (reference) {
-      at::NoGradGuard no_grad;
+      c10::NoGradGuard no_grad;
       ref_logp = token_logprobs(reference->forward(batch.ids, batch.attention_mask), targets, o.temperature);
     }
     const bool has_signal = flat_groups < P || reference.has_value();
@@ -365,7 +366,7 @@ GrpoResult grpo_train(TinyTransformer& model, const std::vector<std::string>& pr
       at::Tensor loss = -(objective * weight).sum();
       loss.backward();
       {
-        at::NoGradGuard no_grad;
+        c10::NoGradGuard no_grad;
         at::Tensor outside = ((ratio - 1.0).abs() > o.clip_eps).to(at::kFloat) * (weight > 0).to(at::kFloat);
         info.clip_fraction = outside.sum().item<double>() / std::max(1.0, total_tokens);
       }

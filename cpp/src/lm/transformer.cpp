@@ -2,6 +2,7 @@
 #include <limits>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/GradMode.h>
 #include <nlohmann/json.hpp>
 
 #include <metaprobe/error.hpp>
@@ -228,7 +229,7 @@ int64_t TinyTransformer::num_parameters() const {
 
 TinyTransformer TinyTransformer::clone() const {
   TinyTransformer out(config_);
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   for (size_t i = 0; i < params_.size(); ++i) out.params_[i].second.copy_(params_[i].second);
   return out;
 }
@@ -247,7 +248,7 @@ void TinyTransformer::load_parameters(const io::TensorSource& source) {
       if (!known) throw InvalidArgument("source: unexpected tensor '" + name + "' for a TinyTransformer");
     }
   }
-  at::NoGradGuard no_grad;
+  c10::NoGradGuard no_grad;
   for (auto& [name, param] : params_) {
     at::Tensor t = source.tensor(name);
     if (t.sizes() != param.sizes()) {

@@ -14,6 +14,8 @@
 
 #include <metaprobe/error.hpp>
 
+#include "common/format.hpp"
+
 namespace metaprobe::params {
 namespace {
 
@@ -132,10 +134,7 @@ std::string csv_field(const std::string& s) {
 
 std::string csv_num(double v) {
   if (std::isnan(v)) return "";
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.17g", v);
-  return buf;
+  return metaprobe::detail::format_double(v);
 }
 
 std::string shape_text(const std::vector<int64_t>& s) {
@@ -199,9 +198,9 @@ std::string comparison_csv(const CompareResult& r) {
   for (const auto& t : r.tensors) {
     const bool sp = t.spectral_status == "ok";
     const double nan = std::nan("");
-    out << csv_field(t.name) << ',' << t.parsed.layer << ',' << csv_field(t.parsed.kind) << ','
+    out << csv_field(t.name) << ',' << std::to_string(t.parsed.layer) << ',' << csv_field(t.parsed.kind) << ','
         << csv_field(shape_text(t.shape)) << ',' << t.reference_dtype << ',' << t.tuned_dtype << ','
-        << t.update.numel << ',' << csv_num(t.reference.mean) << ',' << csv_num(t.reference.std) << ','
+        << std::to_string(t.update.numel) << ',' << csv_num(t.reference.mean) << ',' << csv_num(t.reference.std) << ','
         << csv_num(t.reference.skewness) << ',' << csv_num(t.reference.excess_kurtosis) << ','
         << csv_num(t.tuned.mean) << ',' << csv_num(t.tuned.std) << ',' << csv_num(t.tuned.skewness) << ','
         << csv_num(t.tuned.excess_kurtosis) << ',' << csv_num(t.update.delta_fro) << ','
@@ -209,7 +208,7 @@ std::string comparison_csv(const CompareResult& r) {
         << csv_num(t.update.cosine) << ',' << csv_num(t.update.max_abs_delta) << ','
         << csv_num(t.update.sparsity_abs) << ',' << csv_num(t.update.sparsity_rel) << ','
         << csv_num(t.update.unchanged_fraction) << ',' << csv_num(t.update.sign_flip_fraction) << ','
-        << t.update.nonfinite_count << ',' << csv_field(t.spectral_status) << ','
+        << std::to_string(t.update.nonfinite_count) << ',' << csv_field(t.spectral_status) << ','
         << csv_num(sp ? t.reference_spectral.alpha : nan) << ',' << csv_num(sp ? t.tuned_spectral.alpha : nan) << ','
         << csv_num(sp ? t.reference_spectral.stable_rank : nan) << ','
         << csv_num(sp ? t.tuned_spectral.stable_rank : nan) << ','
@@ -244,9 +243,9 @@ std::string description_csv(const std::vector<TensorDescription>& rows) {
     const bool sp = t.spectral_status == "ok";
     const double nan = std::nan("");
     const TensorStats& s = t.stats;
-    out << csv_field(t.name) << ',' << t.parsed.layer << ',' << csv_field(t.parsed.kind) << ','
-        << csv_field(shape_text(t.shape)) << ',' << t.dtype << ',' << s.numel << ',' << s.nan_count << ','
-        << s.inf_count << ',' << csv_num(s.mean) << ',' << csv_num(s.std) << ',' << csv_num(s.min) << ','
+    out << csv_field(t.name) << ',' << std::to_string(t.parsed.layer) << ',' << csv_field(t.parsed.kind) << ','
+        << csv_field(shape_text(t.shape)) << ',' << t.dtype << ',' << std::to_string(s.numel) << ',' << std::to_string(s.nan_count) << ','
+        << std::to_string(s.inf_count) << ',' << csv_num(s.mean) << ',' << csv_num(s.std) << ',' << csv_num(s.min) << ','
         << csv_num(s.max) << ',' << csv_num(s.mean_abs) << ',' << csv_num(s.l2_norm) << ','
         << csv_num(s.linf_norm) << ',' << csv_num(s.zero_fraction) << ',' << csv_num(s.skewness) << ','
         << csv_num(s.excess_kurtosis) << ',' << csv_field(t.spectral_status) << ','

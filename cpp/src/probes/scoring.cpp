@@ -1,10 +1,10 @@
 // Answer checking by type, Wilson intervals, aggregation, and multiple choice from log-likelihoods.
 #include <cmath>
-#include <sstream>
 
 #include <metaprobe/error.hpp>
 #include <metaprobe/probes/scoring.hpp>
 
+#include "common/format.hpp"
 #include "scoring_internal.hpp"
 
 namespace metaprobe::probes {
@@ -42,9 +42,8 @@ Number gold_number(const Item& item) {
 
 void check_tolerance(const Item& item) {
   if (!(item.tolerance >= 0) || !std::isfinite(item.tolerance)) {
-    std::ostringstream os;
-    os << item_name(item) << ": tolerance " << item.tolerance << " is invalid, expected a finite value >= 0";
-    throw InvalidArgument(os.str());
+    throw InvalidArgument(item_name(item) + ": tolerance " + metaprobe::detail::format_double(item.tolerance) +
+                          " is invalid, expected a finite value >= 0");
   }
 }
 
@@ -184,9 +183,7 @@ Accuracy wilson(int64_t correct, int64_t n, double z) {
     throw InvalidArgument("wilson: correct = " + std::to_string(correct) + " and n = " + std::to_string(n) +
                           " are invalid, expected 0 <= correct <= n");
   if (!(z > 0) || !std::isfinite(z)) {
-    std::ostringstream os;
-    os << "wilson: z = " << z << " is invalid, expected a finite value > 0";
-    throw InvalidArgument(os.str());
+    throw InvalidArgument("wilson: z = " + metaprobe::detail::format_double(z) + " is invalid, expected a finite value > 0");
   }
   Accuracy a;
   a.n = n;

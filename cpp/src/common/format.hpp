@@ -1,0 +1,20 @@
+#pragma once
+// Internal: locale-independent number formatting for messages and text outputs.
+#include <charconv>
+#include <cmath>
+#include <string>
+
+namespace metaprobe::detail {
+
+// The shortest decimal that reads back as exactly `v` ("0.1", "1e+300", "nan", "inf", "-inf").
+// std::to_chars ignores the global locale and, unlike `ostream << double`, needs no locale facets: a message
+// formatted this way reads the same in every process (a pip torch wheel's process crashed in num_put).
+inline std::string format_double(double v) {
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[32];
+  const auto res = std::to_chars(buf, buf + sizeof buf, v);
+  return std::string(buf, res.ptr);
+}
+
+}  // namespace metaprobe::detail
