@@ -49,7 +49,7 @@ consumer: build
 test: ctest consumer pytest
 
 demo: python
-	$(VPY) examples/divergence_tour.py
+	$(VPY) -m metaprobe demo --out runs/demo
 
 bench: python
 	$(VPY) bench/divergence.py --json

@@ -24,6 +24,7 @@ from . import params  # noqa: E402  (parameter statistics; pandas/tqdm imported 
 from . import adapters, meta, report, plot  # noqa: E402  (meta-probing run; pandas/matplotlib/tqdm lazy)
 from .meta import MetaOptions, MetaProbe  # noqa: E402
 from .report import Report  # noqa: E402
+from . import demo  # noqa: E402  (the end-to-end SFT-vs-RL study of `metaprobe demo`; pandas/tqdm lazy)
 
 from . import distributed  # noqa: E402  (vocabulary-sharded divergence over torch.distributed)
 from .divergence import DivergenceResult, divergence  # noqa: E402

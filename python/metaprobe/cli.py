@@ -1,0 +1,105 @@
+"""The ``metaprobe`` command line (Python side).
+
+``metaprobe demo [--out runs/demo] [--fast] [--seed N] [--threads N]`` runs the end-to-end study of
+:mod:`metaprobe.demo`. Every other subcommand (``probes``, ``run``, ``divergence``, …) belongs to the C++
+``metaprobe`` binary bundled with the package at ``metaprobe/bin/metaprobe``; it is executed with the same
+arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import List, Optional, Sequence
+
+__all__ = ["main", "bundled_binary"]
+
+PYTHON_COMMANDS = ("demo",)
+
+
+def bundled_binary() -> Optional[str]:
+    """Path of the bundled C++ ``metaprobe`` executable, or None when this installation has none."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = os.path.join(here, "bin", "metaprobe")
+    return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+
+
+def _demo_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="metaprobe demo",
+        description="Train a tiny base model, post-train it with SFT and with RL (GRPO) on one probe slice, and "
+                    "meta-probe every checkpoint (report.json, report.html, plots).")
+    p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
+    p.add_argument("--fast", action="store_true", help="the small preset (about 2 minutes on 2 cores)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the probes, the models and the training (default 0)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (default 1, the fastest for these tiny models on a shared machine)")
+    p.add_argument("--target", default=None, help="target slice 'skill/domain' (default: diagnostic/math)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines; only the summary")
+    return p
+
+
+def _demo(argv: Sequence[str]) -> int:
+    args = _demo_parser().parse_args(list(argv))
+    from . import demo
+    from ._core import MetaprobeError
+
+    if args.seed < 0:
+        print(f"metaprobe demo: --seed must be >= 0, got {args.seed}", file=sys.stderr)
+        return 2
+    if args.threads < 1:
+        print(f"metaprobe demo: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    preset = demo.DemoConfig.fast if args.fast else demo.DemoConfig.default
+    overrides = {"seed": args.seed, "threads": args.threads}
+    if args.target:
+        overrides["target"] = args.target
+    cfg = preset(**overrides)
+    log = None if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))
+    t0 = time.perf_counter()
+    try:
+        result = demo.run_demo(args.out, config=cfg, progress=not args.quiet, log=log)
+    except MetaprobeError as exc:
+        print(f"metaprobe demo: {exc}", file=sys.stderr)
+        return 1
+    wall = time.perf_counter() - t0
+    print(f"metaprobe demo ({'fast' if args.fast else 'default'}, seed {args.seed}, {args.threads} thread(s), "
+          f"target {cfg.target}): {wall:.1f} s")
+    print(result.summary_text())
+    print(json.dumps({"case": "demo_fast" if args.fast else "demo", "seed": args.seed, "threads": args.threads,
+                      "wall_s": round(wall, 2), "phases_s": {k: round(v, 2) for k, v in result.timings.items()}}))
+    print(f"\nwrote {os.path.join(args.out, 'report.json')}, {os.path.join(args.out, 'report.html')}, "
+          f"{os.path.join(args.out, 'plots')}/ and the checkpoints")
+    return 0
+
+
+def _usage() -> str:
+    return ("usage: metaprobe <command> [args]\n"
+            "  demo      run the end-to-end SFT-vs-RL meta-probing study (metaprobe demo --help)\n"
+            "  other commands (probes, run, ...) are served by the bundled C++ binary")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of the ``metaprobe`` console script and of ``python -m metaprobe``."""
+    args: List[str] = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage(), file=sys.stdout if args else sys.stderr)
+        return 0 if args else 2
+    if args[0] in PYTHON_COMMANDS:
+        return _demo(args[1:])
+    binary = bundled_binary()
+    if binary is None:
+        print(f"metaprobe: '{args[0]}' is a command of the C++ metaprobe binary, which this installation does not "
+              "bundle (expected metaprobe/bin/metaprobe inside the package); build it with `make build` and run "
+              "build/cpp/tools/metaprobe, or use `metaprobe demo`.", file=sys.stderr)
+        return 2
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(binary, [binary] + args)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Executes examples/notebooks/meta_probing_tour.ipynb with nbclient (Debian python3-nbclient + ipykernel)."""
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOK = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "notebooks", "meta_probing_tour.ipynb")
+
+
+def test_tour_notebook_executes(tmp_path, monkeypatch):
+    # The kernel (kernel name python3) must import the same metaprobe as this process: under scripts/devpython
+    # that is a symlink farm on PYTHONPATH, in .venv the installed package. Handing it our sys.path covers both.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in sys.path if p))
+    monkeypatch.setenv("METAPROBE_TOUR_OUT", str(tmp_path / "tour"))
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(
+        "import sys, metaprobe; print(sys.executable); print(metaprobe.__file__)"))
+    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=400,
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    first = "".join(o.get("text", "") for o in nb.cells[0].outputs)
+    exe, mod = first.strip().splitlines()[:2]
+    assert os.path.basename(exe).startswith("python"), exe
+    assert os.path.realpath(os.path.dirname(mod)) == os.path.realpath(os.path.dirname(__import__("metaprobe").__file__))
+    images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                 if "image/png" in o.get("data", {}))
+    assert images >= 5, images
+    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    files = set(os.listdir(tmp_path / "tour"))
+    assert {"report.json", "report.html", "base.safetensors", "plots"} <= files
+    summary = "".join(o.get("text", "") for c in nb.cells if "format_summary" in c.source for o in c.outputs)
+    assert "acc tgt" in summary and "drifted more off target" in summary
