@@ -274,12 +274,15 @@ def test_torchscript_stage_matches_the_model(tmp_path, probes, models):
 
 
 def _cli() -> Path | None:
+    """The C++ tool: bundled in the installed package (metaprobe/bin) or beside _core in a CMake build."""
     so = Path(metaprobe._core.__file__).resolve()
-    cand = so.parent.parent / "cpp" / "tools" / "metaprobe"
-    return cand if cand.exists() else None
+    for cand in (so.parent / "bin" / "metaprobe", so.parent.parent / "cpp" / "tools" / "metaprobe"):
+        if cand.exists():
+            return cand
+    return None
 
 
-@pytest.mark.skipif(_cli() is None, reason="the metaprobe CLI of this build was not found next to _core")
+@pytest.mark.skipif(_cli() is None, reason="the metaprobe CLI was not found (neither bundled nor in the build)")
 def test_cli_run_writes_the_report(tmp_path, models):
     base, other = models
     base.save(tmp_path / "base.safetensors")
