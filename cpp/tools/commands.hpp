@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 namespace metaprobe::cli {
+void add_divergence_commands(CLI::App& app);
 void add_probes_commands(CLI::App& app);
 void add_params_commands(CLI::App& app);
 void add_run_commands(CLI::App& app);

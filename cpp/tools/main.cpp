@@ -10,6 +10,7 @@ int main(int argc, char** argv) {
   CLI::App app{"metaprobe: how post-training changes a language model"};
   app.require_subcommand(0, 1);
   app.set_version_flag("--version", std::string("metaprobe ") + metaprobe::kVersion);
+  metaprobe::cli::add_divergence_commands(app);
   metaprobe::cli::add_probes_commands(app);
   metaprobe::cli::add_params_commands(app);
   metaprobe::cli::add_run_commands(app);

@@ -16,6 +16,7 @@ import torch
 import metaprobe
 from metaprobe import MetaOptions, MetaProbe, Report, adapters
 from metaprobe.lm import CharTokenizer, TinyLM
+from cli_path import metaprobe_cli
 
 SMALL = dict(d_model=32, n_layers=1, n_heads=2, d_ff=64, max_len=1024)
 
@@ -273,16 +274,7 @@ def test_torchscript_stage_matches_the_model(tmp_path, probes, models):
     assert mp.run(progress=False).divergence.js.abs().max() < 1e-6
 
 
-def _cli() -> Path | None:
-    """The C++ tool: bundled in the installed package (metaprobe/bin) or beside _core in a CMake build."""
-    so = Path(metaprobe._core.__file__).resolve()
-    for cand in (so.parent / "bin" / "metaprobe", so.parent.parent / "cpp" / "tools" / "metaprobe"):
-        if cand.exists():
-            return cand
-    return None
-
-
-@pytest.mark.skipif(_cli() is None, reason="the metaprobe CLI was not found (neither bundled nor in the build)")
+@pytest.mark.skipif(metaprobe_cli() is None, reason="the metaprobe CLI was not found (neither bundled nor in the build)")
 def test_cli_run_writes_the_report(tmp_path, models):
     base, other = models
     base.save(tmp_path / "base.safetensors")
@@ -299,7 +291,7 @@ def test_cli_run_writes_the_report(tmp_path, models):
     }
     (tmp_path / "out").mkdir()
     (tmp_path / "config.json").write_text(json.dumps(cfg))
-    res = subprocess.run([str(_cli()), "run", str(tmp_path / "config.json")], capture_output=True, text=True,
+    res = subprocess.run([str(metaprobe_cli()), "run", str(tmp_path / "config.json")], capture_output=True, text=True,
                          timeout=120)
     assert res.returncode == 0, res.stderr
     rep = Report.load(tmp_path / "out" / "report.json")
@@ -308,7 +300,7 @@ def test_cli_run_writes_the_report(tmp_path, models):
     assert rep.divergence.query("skill == 'all'")["mode"].iloc[0] == "topk_cache"
     bad = dict(cfg, stages=[{"name": "base"}])
     (tmp_path / "bad.json").write_text(json.dumps(bad))
-    res = subprocess.run([str(_cli()), "run", str(tmp_path / "bad.json")], capture_output=True, text=True, timeout=60)
+    res = subprocess.run([str(metaprobe_cli()), "run", str(tmp_path / "bad.json")], capture_output=True, text=True, timeout=60)
     assert res.returncode != 0 and "no model, expected \"torchscript\"" in res.stderr
 
 
