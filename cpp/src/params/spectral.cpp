@@ -176,15 +176,15 @@ at::Tensor as_matrix(const at::Tensor& w, bool flatten, const char* argument) {
   return w.reshape({w.size(0), -1});
 }
 
-Spectrum singular_values(const at::Tensor& w, const SpectralOptions& options) {
-  check_options(options);
-  const at::Tensor m = to_double_matrix(w, options.flatten, "w");
+// The singular values of `m` (the float64 matrix of a tensor of dtype `source`): top-k by randomized SVD when
+// options.k asks for fewer than all, else all of them exactly.
+static Spectrum spectrum_of(const at::Tensor& m, at::ScalarType source, const SpectralOptions& options) {
   Spectrum sp;
   sp.rows = m.size(0);
   sp.cols = m.size(1);
   const int64_t small = std::min(sp.rows, sp.cols);
   if (options.k > 0 && options.k < small) {
-    TopKSvd t = top_k_double(m, options.k, options, false, w.scalar_type() != at::kDouble);
+    TopKSvd t = top_k_double(m, options.k, options, false, source != at::kDouble);
     sp.values = to_vector_desc(t.S);
     sp.method = t.method;
     sp.complete = false;
@@ -193,6 +193,11 @@ Spectrum singular_values(const at::Tensor& w, const SpectralOptions& options) {
   }
   sp.values = exact_values(m, options, sp.method);
   return sp;
+}
+
+Spectrum singular_values(const at::Tensor& w, const SpectralOptions& options) {
+  check_options(options);
+  return spectrum_of(to_double_matrix(w, options.flatten, "w"), w.scalar_type(), options);
 }
 
 PowerLawFit fit_power_law(const std::vector<double>& evals, const SpectralOptions& options) {
@@ -322,19 +327,7 @@ SpectralStats spectral_stats_from(const Spectrum& sp, double frobenius_sq, doubl
 SpectralStats spectral_stats(const at::Tensor& w, const SpectralOptions& options) {
   check_options(options);
   const at::Tensor m = to_double_matrix(w, options.flatten, "w");
-  Spectrum sp;
-  sp.rows = m.size(0);
-  sp.cols = m.size(1);
-  const int64_t small = std::min(sp.rows, sp.cols);
-  if (options.k > 0 && options.k < small) {
-    TopKSvd t = top_k_double(m, options.k, options, false, w.scalar_type() != at::kDouble);
-    sp.values = to_vector_desc(t.S);
-    sp.method = t.method;
-    sp.complete = false;
-    sp.error_bound = t.error_bound;
-  } else {
-    sp.values = exact_values(m, options, sp.method);
-  }
+  const Spectrum sp = spectrum_of(m, w.scalar_type(), options);
   const double fro_sq = m.numel() ? at::sum(m * m).item<double>() : 0.0;
   return spectral_stats_from(sp, fro_sq, default_eps(w, options.rank_eps), options);
 }
