@@ -53,7 +53,22 @@ class CMakeBuild(build_ext):
             return
         subprocess.check_call(["cmake", "--build", str(build_dir), "--target", "metaprobe_cli", "-j", jobs])
         (package_dir / "bin").mkdir(exist_ok=True)
-        shutil.copy2(build_dir / "cpp" / "tools" / "metaprobe", package_dir / "bin" / "metaprobe")
+        self._cli_built = package_dir / "bin" / "metaprobe"
+        shutil.copy2(build_dir / "cpp" / "tools" / "metaprobe", self._cli_built)
+
+    _cli_built: Path | None = None  # where _bundle_cli put the tool in this build
+
+    def get_outputs(self) -> list[str]:
+        outputs = super().get_outputs()
+        return outputs + [str(self._cli_built)] if self._cli_built else outputs
+
+    def copy_extensions_to_source(self) -> None:
+        # Editable installs copy the built extension into the source tree; the bundled CLI goes beside it.
+        super().copy_extensions_to_source()
+        target = ROOT / "python" / "metaprobe" / "bin" / "metaprobe"
+        if self._cli_built and self._cli_built != target:
+            target.parent.mkdir(exist_ok=True)
+            shutil.copy2(self._cli_built, target)
 
     def _configure(self, build_dir: Path) -> None:
         import torch
