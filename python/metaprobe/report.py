@@ -13,7 +13,7 @@ import json
 import math
 import os
 import tempfile
-from typing import TYPE_CHECKING, Any, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Union
 
 from . import _core
 
@@ -99,6 +99,13 @@ class Report:
                 return s
         raise KeyError(f"no stage named {name!r}; stages: {', '.join(self.stage_names)}")
 
+    def _sections(self, name: str) -> Iterator[tuple[dict, dict]]:
+        """(stage, its section `name`) for every stage whose section is present and non-empty, in stage order."""
+        for s in self.stages_raw:
+            section = s.get(name)
+            if section:
+                yield s, section
+
     @staticmethod
     def _key(s: dict) -> dict:
         i = s["info"]
@@ -111,10 +118,7 @@ class Report:
         import pandas as pd
 
         rows = []
-        for s in self.stages_raw:
-            b = s.get("behaviour")
-            if not b:
-                continue
+        for s, b in self._sections("behaviour"):
             for c in b["cells"]:
                 a = c["accuracy"]
                 rows.append({**self._key(s), "skill": c["cell"]["skill"], "domain": c["cell"]["domain"],
@@ -132,10 +136,7 @@ class Report:
         import pandas as pd
 
         rows = []
-        for s in self.stages_raw:
-            d = s.get("divergence")
-            if not d:
-                continue
+        for s, d in self._sections("divergence"):
             for c in d["cells"] + [dict(d["total"], cell=None)]:
                 skill, domain = (c["cell"]["skill"], c["cell"]["domain"]) if c["cell"] else ("all", "all")
                 rows.append({**self._key(s), "mode": d["mode"], "skill": skill, "domain": domain,
@@ -148,10 +149,7 @@ class Report:
         import pandas as pd
 
         rows = []
-        for s in self.stages_raw:
-            d = s.get("divergence")
-            if not d:
-                continue
+        for s, d in self._sections("divergence"):
             for c in d["cells"] + [dict(d["total"], cell=None)]:
                 cell = _cell(c["cell"]) if c["cell"] else "all"
                 counts, high = c["position_counts"], c["high_js_counts"]
@@ -172,10 +170,7 @@ class Report:
         import pandas as pd
 
         rows = []
-        for s in self.stages_raw:
-            p = s.get("params")
-            if not p:
-                continue
+        for s, p in self._sections("params"):
             groups = [("total", p["total"])] + [("layer", g) for g in p["layers"]] + [("module", g) for g in p["modules"]]
             for level, g in groups:
                 rows.append({**self._key(s), "level": level, "key": g["key"] if level != "total" else "all",
@@ -188,10 +183,7 @@ class Report:
         import pandas as pd
 
         rows = []
-        for s in self.stages_raw:
-            p = s.get("params")
-            if not p:
-                continue
+        for s, p in self._sections("params"):
             for t in p["tensors"]:
                 rows.append({**self._key(s), **{k: (_num(v) if k not in ("name", "kind") else v) for k, v in t.items()}})
         return pd.DataFrame(rows)
@@ -202,10 +194,7 @@ class Report:
         import pandas as pd
 
         rows = []
-        for s in self.stages_raw:
-            d = s.get("derived")
-            if not d:
-                continue
+        for s, d in self._sections("derived"):
             for c in d["cells"]:
                 rows.append({**self._key(s), "skill": c["cell"]["skill"], "domain": c["cell"]["domain"],
                              "reference_acc": _num(c["reference_acc"]), "acc": _num(c["acc"]),
@@ -223,10 +212,7 @@ class Report:
         import pandas as pd
 
         rows = []
-        for s in self.stages_raw:
-            d = s.get("derived")
-            if not d:
-                continue
+        for s, d in self._sections("derived"):
             rows.append({**self._key(s), **{k: _num(d[k]) for k in self._DERIVED_COLS},
                          "n_collapsed": len(d["collapsed"]), "collapsed": ", ".join(d["collapsed"])})
         return pd.DataFrame(rows, columns=["stage", "arm", "step"] + self._DERIVED_COLS + ["n_collapsed", "collapsed"])
@@ -246,10 +232,7 @@ class Report:
         import pandas as pd
 
         rows = []
-        for s in self.stages_raw:
-            b = s.get("behaviour")
-            if not b:
-                continue
+        for s, b in self._sections("behaviour"):
             for it in b["items"]:
                 rows.append({**self._key(s), "id": it["id"], "skill": it["cell"]["skill"],
                              "domain": it["cell"]["domain"], "mode": it["mode"], "output": it["output"],
