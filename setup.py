@@ -80,7 +80,8 @@ class CMakeBuild(build_ext):
             f"-DPython_EXECUTABLE={sys.executable}",
             "-DMETAPROBE_BUILD_TESTS=OFF",
         ]
-        # A pip-installed torch ships its CMake config inside the package; Debian's lives in /usr.
+        # cmake/MetaProbeTorch.cmake asks this interpreter's torch for its headers, libraries and ABI; the
+        # prefix path only serves other torch-dependent CMake packages a user may add.
         prefix = Path(torch.utils.cmake_prefix_path)
         if prefix.is_dir():
             args.append(f"-DCMAKE_PREFIX_PATH={prefix}")

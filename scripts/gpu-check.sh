@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Device check, run on a lent GPU machine (its own Python with a pip-installed PyTorch 2.x + CUDA): builds and
-# installs metaprobe against that torch (the "other torch" build path), then runs the Python suites that touch
-# tensors, including the CUDA-vs-CPU divergence comparison that is skipped on machines without a GPU.
-# Header-only dependencies that machine lacks (Eigen, nlohmann_json) travel in .devicekit/ (see docs/architecture.md).
+# Device check, run on a lent GPU machine (its own Python with a pip-installed PyTorch 2.x + CUDA): builds
+# metaprobe (library, CLI, C++ tests, extension) against that torch, runs the C++ tests (CTest), installs the
+# package and runs the Python suites that touch tensors, including the CUDA-vs-CPU comparisons that are skipped
+# on machines without a GPU. The header-only dependencies that machine lacks (Eigen, nlohmann_json, Catch2,
+# CLI11) travel in .devicekit/ (scripts/make-devicekit.sh; see docs/architecture.md).
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-check}; mkdir -p "$OUT"
 if [ -d .devicekit/usr ]; then cp -r .devicekit/usr/. /usr/; fi
@@ -13,12 +14,16 @@ export METAPROBE_BUILD_DIR=$B CMAKE_BUILD_PARALLEL_LEVEL=$(nproc)
 start=$(date +%s)
 cmake -S . -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython_EXECUTABLE="$(command -v python3)" \
   -DCMAKE_PREFIX_PATH="$(python3 -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')" \
-  -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir)" -DMETAPROBE_BUILD_TESTS=OFF > "$OUT/configure.log" 2>&1 \
+  -Dpybind11_DIR="$(python3 -m pybind11 --cmakedir 2>/dev/null || python3 -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "share", "cmake"))')" \
+  > "$OUT/configure.log" 2>&1 \
   || { tail -n 40 "$OUT/configure.log"; exit 1; }
 # -k 0: report every translation unit that fails, not only the first.
-cmake --build $B --target _core -- -k 0 > "$OUT/build.log" 2>&1
+cmake --build $B -- -k 0 > "$OUT/build.log" 2>&1
 rc=$?; echo "configure+build rc=$rc in $(( $(date +%s) - start )) s" | tee -a "$OUT/gpu.txt"
 if [ $rc -ne 0 ]; then grep -E "error|FAILED" "$OUT/build.log" | head -n 40; exit $rc; fi
+# The C++ tests run on the CPU (metaprobe's C++ links libtorch_cpu only; see cmake/MetaProbeTorch.cmake).
+timeout 300 ctest --test-dir $B -j "$(nproc)" --output-on-failure > "$OUT/ctest.log" 2>&1
+echo "ctest rc=$? ($(grep -E 'tests passed|tests failed' "$OUT/ctest.log" | tail -n 1))" | tee -a "$OUT/gpu.txt"
 python3 -m pip install --no-build-isolation --no-deps --no-index -q . > "$OUT/install.log" 2>&1 \
   || { tail -n 40 "$OUT/install.log"; exit 1; }
 # Which C++ runtimes the process loads (a second libstdc++ or OpenMP runtime is a classic source of crashes).

@@ -1,19 +1,15 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package that metaprobe's build, tests, benchmarks and demo need.
+# Installs the Debian 12 packages that metaprobe's build, tests, benchmarks and demo need and that pip does not
+# serve: compilers, build tools, the header-only C++ libraries, the fuzzer's clang and Chromium for the HTML
+# check. Python packages (torch, transformers, …) come from PyPI into .venv (see the Makefile).
 # Idempotent: when every package is already installed it does nothing and prints nothing.
 set -euo pipefail
 
 PACKAGES=(
   build-essential cmake ninja-build ccache git pkg-config
   clang libclang-rt-14-dev
-  libtorch-dev python3-torch
-  libopenblas0-pthread
-  pybind11-dev python3-pybind11
   libeigen3-dev nlohmann-json3-dev catch2 libcli11-dev libbenchmark-dev
-  python3 python3-dev python3-venv python3-pip python3-setuptools python3-wheel
-  python3-numpy python3-pandas python3-matplotlib python3-scipy python3-tqdm
-  python3-pytest python3-hypothesis
-  python3-nbclient python3-nbformat python3-ipykernel
+  python3-venv
   chromium
 )
 

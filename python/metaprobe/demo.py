@@ -246,9 +246,9 @@ class DemoResult:
 def _progress(enabled: bool, total: int, desc: str):
     if not enabled:
         return None
-    from tqdm.auto import tqdm
+    from ._progress import progress_bar
 
-    return tqdm(total=total, desc=desc, unit="phase")
+    return progress_bar(total=total, desc=desc, unit="phase")
 
 
 def _plain_prompt(item: Any) -> str:
@@ -437,9 +437,9 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
 
 
 def _write_text(path: str, text: str) -> None:
-    from .report import _atomic_write
+    from ._atomic import write_bytes_atomic
 
-    _atomic_write(path, text.encode("utf-8"))
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -203,9 +203,9 @@ def _make_config(config: Union[TransformerConfig, Dict[str, Any], None], overrid
 def _progress_callback(kind: str, steps: int, progress: bool, on_step: Optional[Callable[[Dict[str, Any]], Any]]):
     bar = None
     if progress:
-        from tqdm.auto import tqdm
+        from ._progress import progress_bar
 
-        bar = tqdm(total=steps, desc=kind, leave=False)
+        bar = progress_bar(total=steps, desc=kind, leave=False)
 
     def callback(record: Dict[str, Any]) -> bool:
         if bar is not None:
@@ -279,6 +279,28 @@ class TinyLM:
     def load(cls, path: PathLike) -> "TinyLM":
         """Reads a file written by :meth:`save`."""
         return cls(_lm.TinyTransformer.load(os.fspath(path)))
+
+    def save_pretrained(self, directory: PathLike) -> None:
+        """Writes a Hugging Face checkpoint directory (``config.json`` of a ``LlamaForCausalLM``,
+        ``model.safetensors``, ``generation_config.json`` and the character tokenizer as a
+        ``PreTrainedTokenizerFast``): ``transformers.AutoModelForCausalLM.from_pretrained(directory)`` gives
+        this model's logits within 1e-5. Needs the ``[hf]`` extra (``tokenizers``); see
+        :mod:`metaprobe.hf_format`."""
+        from . import hf_format
+
+        hf_format.save_pretrained(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: PathLike) -> "TinyLM":
+        """Reads a directory written by :meth:`save_pretrained` (or a Llama checkpoint of the same layout)."""
+        from . import hf_format
+        from . import io as mp_io
+
+        fields = hf_format.load_config(directory)
+        model = cls(_make_config(None, fields))
+        weights = mp_io.load(os.path.join(os.fspath(directory), "model.safetensors"))
+        model.load_state_dict({k: v.to(torch.float32) for k, v in weights.items()})
+        return model
 
     def __repr__(self) -> str:
         c = self.config

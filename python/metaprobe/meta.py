@@ -197,9 +197,9 @@ class MetaProbe:
         bar = None
         callback = None
         if progress:
-            from tqdm.auto import tqdm
+            from ._progress import progress_bar
 
-            bar = tqdm(total=0, desc="meta-probe", unit="batch", leave=False)
+            bar = progress_bar(total=0, desc="meta-probe", unit="batch", leave=False)
 
             def callback(phase: str, stage: str, done: int, total: int) -> None:
                 if bar.total != total:

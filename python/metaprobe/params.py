@@ -132,9 +132,9 @@ class _Bar:
         if not self.enabled:
             return
         if self.bar is None:
-            from tqdm.auto import tqdm
+            from ._progress import progress_bar
 
-            self.bar = tqdm(total=bytes_total, unit="B", unit_scale=True, desc=self.desc)
+            self.bar = progress_bar(total=bytes_total, unit="B", unit_scale=True, desc=self.desc)
         self.bar.update(bytes_done - self.last)
         self.last = bytes_done
         self.bar.set_postfix_str(name[-40:], refresh=False)

@@ -12,10 +12,10 @@ import io as _io
 import json
 import math
 import os
-import tempfile
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, Optional, Union
 
 from . import _core
+from ._atomic import write_bytes_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,7 +66,7 @@ class Report:
 
     def save(self, path: PathLike) -> None:
         """Writes the JSON document whole or not at all (temporary file beside ``path``, then rename)."""
-        _atomic_write(os.fspath(path), self.to_json().encode("utf-8") + b"\n")
+        write_bytes_atomic(os.fspath(path), self.to_json().encode("utf-8") + b"\n")
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Report) and self.to_json() == other.to_json()
@@ -318,22 +318,4 @@ class Report:
         doc = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                f"<title>{html.escape(title)}</title><style>{css}</style></head><body>\n"
                + "\n".join(parts) + "\n</body></html>\n")
-        _atomic_write(os.fspath(path), doc.encode("utf-8"))
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    except OSError as exc:
-        raise _core.IoError(f"cannot write '{path}': {exc.strerror}") from exc
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        write_bytes_atomic(os.fspath(path), doc.encode("utf-8"))

@@ -1,4 +1,4 @@
-"""Executes examples/notebooks/meta_probing_tour.ipynb with nbclient (Debian python3-nbclient + ipykernel)."""
+"""Executes examples/notebooks/meta_probing_tour.ipynb with nbclient and ipykernel (the [test] extra)."""
 from __future__ import annotations
 
 import os
@@ -19,12 +19,16 @@ def test_tour_notebook_executes(tmp_path, monkeypatch):
     monkeypatch.setenv("METAPROBE_TOUR_OUT", str(tmp_path / "tour"))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nb.cells.insert(0, nbformat.v4.new_code_cell(
-        "import sys, metaprobe; print(sys.executable); print(metaprobe.__file__)"))
+        "import sys, metaprobe; print('MP-EXE', sys.executable); print('MP-MOD', metaprobe.__file__)"))
     client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=400,
                                      resources={"metadata": {"path": str(tmp_path)}})
     client.execute()
-    first = "".join(o.get("text", "") for o in nb.cells[0].outputs)
-    exe, mod = first.strip().splitlines()[:2]
+    # Read the two tagged lines from the cell's stdout only: warnings (stderr) or other output may come first.
+    first = "".join(o.get("text", "") for o in nb.cells[0].outputs if o.get("name") == "stdout")
+    tagged = dict(line.split(" ", 1) for line in first.splitlines() if line.startswith("MP-"))
+    exe, mod = tagged["MP-EXE"], tagged["MP-MOD"]
+    # `import metaprobe` itself writes nothing to the notebook (no TqdmWarning or other noise on import).
+    assert not [o for o in nb.cells[0].outputs if o.get("name") == "stderr"], nb.cells[0].outputs
     assert os.path.basename(exe).startswith("python"), exe
     assert os.path.realpath(os.path.dirname(mod)) == os.path.realpath(os.path.dirname(__import__("metaprobe").__file__))
     images = sum(1 for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])

@@ -1,7 +1,5 @@
 // Checkpoints (sharded index, single file) and the in-memory source.
-// c10's logging header defines its own CHECK macro: include ATen first and let Catch's CHECK win.
 #include <ATen/ATen.h>
-#undef CHECK
 #include <catch2/catch.hpp>
 
 #include <metaprobe/io/checkpoint.hpp>

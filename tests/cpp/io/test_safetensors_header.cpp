@@ -1,7 +1,5 @@
 // The header validator against the reference's invalid-file vectors (anchors.md §2.5) and our two additions.
-// c10's logging header defines its own CHECK macro: include ATen first and let Catch's CHECK win.
 #include <ATen/ATen.h>
-#undef CHECK
 #include <catch2/catch.hpp>
 
 #include <metaprobe/io/safetensors.hpp>

@@ -1,7 +1,5 @@
 // Reading (zero copy, alignment, dtypes, FP8) and writing (reference bytes, order, atomicity).
-// c10's logging header defines its own CHECK macro: include ATen first and let Catch's CHECK win.
 #include <ATen/ATen.h>
-#undef CHECK
 #include <catch2/catch.hpp>
 
 #include <cmath>

@@ -16,7 +16,6 @@
 #include <metaprobe/params/report.hpp>
 
 // glog (pulled in by ATen) defines CHECK as an aborting assertion; Catch2's must win.
-#undef CHECK
 #include <catch2/catch.hpp>
 
 using namespace metaprobe;
