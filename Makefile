@@ -35,8 +35,12 @@ configure: deps venv $(BUILD)/CMakeCache.txt
 build: configure
 	cmake --build $(BUILD)
 
+# Note [Passive OpenMP waits in tests]: torch's libgomp workers spin between parallel regions; on a shared or
+# oversubscribed machine that made a 15 s example take over 5 minutes. Tests (not benchmarks) let them sleep.
+TEST_ENV := OMP_WAIT_POLICY=PASSIVE
+
 ctest: build
-	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
+	$(TEST_ENV) ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS)
 
 # .venv from the machine's python3 (no system site-packages) with every dependency pyproject.toml declares
 # (the package's own, [hf], [plot], [progress], [test]) at the versions requirements/constraints.txt pins.
@@ -57,7 +61,7 @@ python: build venv
 	METAPROBE_BUILD_DIR=$(abspath $(BUILD)) $(VPY) -m pip install --quiet --no-build-isolation --no-index --no-deps .
 
 pytest: python
-	cd tests/python && ../../$(VPY) -m pytest -q
+	cd tests/python && $(TEST_ENV) ../../$(VPY) -m pytest -q
 
 # Installs the C++ library into a prefix and builds examples/cpp against it with find_package(MetaProbe).
 consumer: build

@@ -283,7 +283,9 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
              log: Optional[Callable[[str], None]] = None) -> DemoResult:
     """Runs the whole study and writes it to ``out``; returns a :class:`DemoResult`.
 
-    Files: ``base.safetensors``, ``sft/step-N.safetensors``, ``rl/step-N.safetensors``, ``probes.jsonl``,
+    Files: ``base.safetensors``, ``sft/step-N.safetensors``, ``rl/step-N.safetensors`` and the same models as
+    Hugging Face checkpoint directories ``hf/base``, ``hf/sft/step-N``, ``hf/rl/step-N`` (``transformers``'
+    ``AutoModelForCausalLM``/``AutoTokenizer.from_pretrained`` open them), ``probes.jsonl``,
     ``report.json``, ``report.html``, ``plots/*.png``, ``summary.csv``, ``summary.txt`` and ``training.json``
     (per-step SFT losses and GRPO rewards). ``config`` overrides the preset chosen by ``fast`` (its ``seed`` and
     ``threads`` are then used as given).
@@ -334,6 +336,7 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
                              progress=progress)
         base_path = os.path.join(out, "base.safetensors")
         base.save(base_path)
+        base.save_pretrained(os.path.join(out, "hf", "base"))  # opens with transformers (docs/demo.md)
         timings["base"] = time.perf_counter() - t0
         say(f"base: {base.num_parameters()} parameters, {cfg.base_steps} steps, loss "
             f"{base_hist.losses[0]:.3f} -> {base_hist.losses[-1]:.3f} ({timings['base']:.1f} s)")
@@ -353,6 +356,7 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
                 if counter["n"] in at:
                     path = os.path.join(out, arm, f"step-{counter['n']:04d}.safetensors")
                     model.save(path)
+                    model.save_pretrained(os.path.join(out, "hf", arm, f"step-{counter['n']:04d}"))
                     ckpts[arm].append((counter["n"], path))
                 return True
 

@@ -194,3 +194,24 @@ def test_cli_errors_and_dispatch(tmp_path):
         assert proc.returncode == 2 and "'probes' is a command of the C++ metaprobe binary" in proc.stderr
     else:
         assert proc.returncode == 0 and "math.prime_factorisation" in proc.stdout
+
+
+def test_every_checkpoint_opens_with_transformers(fast_run):
+    # docs/demo.md's snippet, on each model the demo wrote: transformers reproduces the C++ model's logits.
+    transformers = pytest.importorskip("transformers")
+    out = fast_run["out"]
+    dirs = [os.path.join(out, "hf", "base")] + [
+        os.path.join(out, "hf", arm, d) for arm in ARMS for d in sorted(os.listdir(os.path.join(out, "hf", arm)))]
+    assert len(dirs) >= 1 + 2 * 4
+    tok = CharTokenizer()
+    ids = tok(["Question: What is 7 + 5?\nAnswer:"], return_tensors="pt")["input_ids"]
+    for d in dirs:
+        model = transformers.AutoModelForCausalLM.from_pretrained(d, local_files_only=True).eval()
+        hf_tok = transformers.AutoTokenizer.from_pretrained(d, local_files_only=True)
+        assert hf_tok("Question: What is 7 + 5?\nAnswer:", return_tensors="pt")["input_ids"].tolist() == ids.tolist()
+        ours = TinyLM.from_pretrained(d)
+        with torch.no_grad():
+            assert (model(input_ids=ids).logits - ours(ids)).abs().max().item() < 1e-5, d
+    text = hf_tok.decode(model.generate(**hf_tok("Question: What is 7 + 5?\nAnswer:", return_tensors="pt"),
+                                        max_new_tokens=16)[0], skip_special_tokens=True)
+    assert text.startswith("Question: What is 7 + 5?\nAnswer:")
