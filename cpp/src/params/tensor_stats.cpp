@@ -118,10 +118,15 @@ using Eigen::internal::pset1;
 using Eigen::internal::psub;
 using PD = Eigen::internal::packet_traits<double>::type;
 constexpr int kPD = Eigen::internal::unpacket_traits<PD>::size;
-static_assert(kBlock % (4 * kPD) == 0, "blocks are whole groups of four packets");
 
-// Sums, |x| sums, min, max, zeros and a finiteness flag of buf[0..len): four independent packet
-// accumulators per quantity over whole groups of 4 packets, the tail in scalar code.
+// Independent packet accumulators per quantity: enough to hide the add latency, few enough to stay in
+// the 16 vector registers of AVX2.
+constexpr int kChains = 2;
+constexpr int64_t kStep = kChains * kPD;
+
+// Sums, |x| sums, min, max and zeros of buf[0..len) (whole groups of kChains packets, the tail in scalar
+// code); `finite` is false when the sum is not finite (a NaN or ±inf entry, or, for float64, a sum that
+// overflows, which the caller's rare path sorts out).
 struct BlockSums {
   double sum = 0, sum_abs = 0, min = 0, max = 0;
   int64_t zeros = 0;
@@ -129,31 +134,36 @@ struct BlockSums {
 };
 BlockSums block_sums(const double* buf, int64_t len) {
   const PD zero = pset1<PD>(0.0), one = pset1<PD>(1.0);
-  PD s[4], a[4], mn[4], mx[4], z[4], bad[4];
-  for (int j = 0; j < 4; ++j) {
-    s[j] = a[j] = z[j] = bad[j] = zero;
+  PD s[kChains], a[kChains], mn[kChains], mx[kChains], z[kChains];
+  for (int j = 0; j < kChains; ++j) {
+    s[j] = a[j] = z[j] = zero;
     mn[j] = pset1<PD>(std::numeric_limits<double>::infinity());
     mx[j] = pset1<PD>(-std::numeric_limits<double>::infinity());
   }
-  const int64_t body = len / (4 * kPD) * (4 * kPD);
-  for (int64_t i = 0; i < body; i += 4 * kPD) {
-    for (int j = 0; j < 4; ++j) {
+  const int64_t body = len / kStep * kStep;
+  for (int64_t i = 0; i < body; i += kStep) {
+    for (int j = 0; j < kChains; ++j) {
       const PD x = pload<PD>(buf + i + j * kPD);
       s[j] = padd(s[j], x);
       a[j] = padd(a[j], pabs(x));
       mn[j] = pmin(mn[j], x);
       mx[j] = pmax(mx[j], x);
       z[j] = padd(z[j], pand(pcmp_eq(x, zero), one));
-      bad[j] = padd(bad[j], psub(x, x));  // 0 for finite x, NaN otherwise
     }
   }
+  for (int j = 1; j < kChains; ++j) {
+    s[0] = padd(s[0], s[j]);
+    a[0] = padd(a[0], a[j]);
+    mn[0] = pmin(mn[0], mn[j]);
+    mx[0] = pmax(mx[0], mx[j]);
+    z[0] = padd(z[0], z[j]);
+  }
   BlockSums r;
-  r.sum = predux(padd(padd(s[0], s[1]), padd(s[2], s[3])));
-  r.sum_abs = predux(padd(padd(a[0], a[1]), padd(a[2], a[3])));
-  r.min = predux_min(pmin(pmin(mn[0], mn[1]), pmin(mn[2], mn[3])));
-  r.max = predux_max(pmax(pmax(mx[0], mx[1]), pmax(mx[2], mx[3])));
-  r.zeros = static_cast<int64_t>(predux(padd(padd(z[0], z[1]), padd(z[2], z[3]))));
-  double b = predux(padd(padd(bad[0], bad[1]), padd(bad[2], bad[3])));
+  r.sum = predux(s[0]);
+  r.sum_abs = predux(a[0]);
+  r.min = predux_min(mn[0]);
+  r.max = predux_max(mx[0]);
+  r.zeros = static_cast<int64_t>(predux(z[0]));
   for (int64_t i = body; i < len; ++i) {
     const double x = buf[i];
     r.sum += x;
@@ -161,20 +171,20 @@ BlockSums block_sums(const double* buf, int64_t len) {
     r.min = x < r.min ? x : r.min;
     r.max = x > r.max ? x : r.max;
     r.zeros += x == 0.0;
-    b += x - x;
   }
-  r.finite = b == 0.0;
+  // min/max ignore NaN in some packet implementations; the sum does not.
+  r.finite = std::isfinite(r.sum);
   return r;
 }
 
 // Central moments Σ(x−mean)^k, k = 2, 3, 4, of buf[0..len) into m.
 void block_central(const double* buf, int64_t len, double mean, Moments& m) {
   const PD vm = pset1<PD>(mean), zero = pset1<PD>(0.0);
-  PD a2[4], a3[4], a4[4];
-  for (int j = 0; j < 4; ++j) a2[j] = a3[j] = a4[j] = zero;
-  const int64_t body = len / (4 * kPD) * (4 * kPD);
-  for (int64_t i = 0; i < body; i += 4 * kPD) {
-    for (int j = 0; j < 4; ++j) {
+  PD a2[kChains], a3[kChains], a4[kChains];
+  for (int j = 0; j < kChains; ++j) a2[j] = a3[j] = a4[j] = zero;
+  const int64_t body = len / kStep * kStep;
+  for (int64_t i = 0; i < body; i += kStep) {
+    for (int j = 0; j < kChains; ++j) {
       const PD d = psub(pload<PD>(buf + i + j * kPD), vm);
       const PD d2 = pmul(d, d);
       a2[j] = padd(a2[j], d2);
@@ -182,9 +192,14 @@ void block_central(const double* buf, int64_t len, double mean, Moments& m) {
       a4[j] = pmadd(d2, d2, a4[j]);
     }
   }
-  m.m2 = predux(padd(padd(a2[0], a2[1]), padd(a2[2], a2[3])));
-  m.m3 = predux(padd(padd(a3[0], a3[1]), padd(a3[2], a3[3])));
-  m.m4 = predux(padd(padd(a4[0], a4[1]), padd(a4[2], a4[3])));
+  for (int j = 1; j < kChains; ++j) {
+    a2[0] = padd(a2[0], a2[j]);
+    a3[0] = padd(a3[0], a3[j]);
+    a4[0] = padd(a4[0], a4[j]);
+  }
+  m.m2 = predux(a2[0]);
+  m.m3 = predux(a3[0]);
+  m.m4 = predux(a4[0]);
   for (int64_t i = body; i < len; ++i) {
     const double d = buf[i] - mean, d2 = d * d;
     m.m2 += d2;
