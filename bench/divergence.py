@@ -4,7 +4,10 @@
 Prints one JSON object per case (``--json``) with fused_s, naive_s, speedup (medians of alternating runs in
 one process), pairs_per_s, exp_floor_s (two ``torch.exp(x, out=buf)`` over the inputs: the exponentials no
 exact divergence avoids), floor_ratio = fused_s / exp_floor_s, and the peak extra resident memory of one
-fused and one naive call. Every metric is computed (targets included). ``--quick`` runs fewer rows.
+fused and one naive call. Cases: fp32, bf16 and fp16 with every metric (targets included), and fp32 with
+the three most used ones (``kl_pq``, ``js``, ``top1_agree``) against a naive composite of just those; 1 and 2
+threads each. ``--quick`` runs fewer rows. Targets (issue 15): speedup >= 25, floor_ratio <= 2.5 (<= 2.0 on
+the full cases), extra memory <= 1% of the inputs.
 
     python bench/divergence.py --json [--quick] [--reps 5]
 """
@@ -48,6 +51,22 @@ def naive(p: torch.Tensor, q: torch.Tensor, t: torch.Tensor) -> Dict[str, torch.
     }
 
 
+THREE = ["kl_pq", "js", "top1_agree"]
+
+
+def naive3(p: torch.Tensor, q: torch.Tensor) -> Dict[str, torch.Tensor]:
+    """The torch composite of KL(p‖q), JS and top-1 agreement."""
+    lp = torch.log_softmax(p.float(), -1)
+    lq = torch.log_softmax(q.float(), -1)
+    P, Q = lp.exp(), lq.exp()
+    lm = (0.5 * (P + Q)).log()
+    return {
+        "kl_pq": (P * (lp - lq)).sum(-1),
+        "js": 0.5 * (P * (lp - lm)).sum(-1) + 0.5 * (Q * (lq - lm)).sum(-1),
+        "top1_agree": p.argmax(-1) == q.argmax(-1),
+    }
+
+
 def _status(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -71,7 +90,8 @@ def peak_extra_bytes(fn: Callable[[], object]) -> int:
     return max(0, peak - before)
 
 
-def run_case(rows: int, vocab: int, dtype: torch.dtype, threads: int, reps: int) -> Dict[str, object]:
+def run_case(rows: int, vocab: int, dtype: torch.dtype, threads: int, reps: int, metrics: int = 12,
+             full: bool = False) -> Dict[str, object]:
     torch.set_num_threads(threads)
     g = torch.Generator().manual_seed(0)
     p = (torch.randn(rows, vocab, generator=g) * 2.0).to(dtype)
@@ -79,8 +99,12 @@ def run_case(rows: int, vocab: int, dtype: torch.dtype, threads: int, reps: int)
     t = torch.randint(0, vocab, (rows,), generator=g)
     b1, b2 = torch.empty_like(p), torch.empty_like(q)
 
-    fused = lambda: metaprobe.divergence(p, q, targets=t)  # noqa: E731
-    ref = lambda: naive(p, q, t)  # noqa: E731
+    if metrics == 12:
+        fused = lambda: metaprobe.divergence(p, q, targets=t)  # noqa: E731
+        ref = lambda: naive(p, q, t)  # noqa: E731
+    else:
+        fused = lambda: metaprobe.divergence(p, q, metrics=THREE)  # noqa: E731
+        ref = lambda: naive3(p, q)  # noqa: E731
     floor = lambda: (torch.exp(p, out=b1), torch.exp(q, out=b2))  # noqa: E731
     for fn in (fused, ref, floor):  # warm-up (thread pool, allocator, page faults of the outputs)
         fn()
@@ -92,12 +116,12 @@ def run_case(rows: int, vocab: int, dtype: torch.dtype, threads: int, reps: int)
             times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
     return {
-        "case": f"{rows}x{vocab}-{str(dtype).replace('torch.', '')}-t{threads}",
+        "case": f"{rows}x{vocab}-{str(dtype).replace('torch.', '')}-m{metrics}-t{threads}",
         "rows": rows,
         "vocab": vocab,
         "dtype": str(dtype).replace("torch.", ""),
         "threads": threads,
-        "metrics": 12,
+        "metrics": metrics,
         "reps": reps,
         "fused_s": med["fused"],
         "naive_s": med["naive"],
@@ -108,6 +132,8 @@ def run_case(rows: int, vocab: int, dtype: torch.dtype, threads: int, reps: int)
         "input_bytes": 2 * p.numel() * p.element_size(),
         "peak_extra_bytes_fused": peak_extra_bytes(fused),
         "peak_extra_bytes_naive": peak_extra_bytes(ref),
+        "target_speedup": 25.0,
+        "target_floor_ratio": 2.0 if full else 2.5,
     }
 
 
@@ -120,16 +146,18 @@ def main(argv: List[str]) -> int:
     reps = max(5, args.reps)
     shapes = [(256, 32000), (64, 151936)] if args.quick else [(2048, 32000), (512, 151936)]
     results = []
+    variants = [(torch.float32, 12), (torch.bfloat16, 12), (torch.float16, 12), (torch.float32, 3)]
     for rows, vocab in shapes:
-        for dtype in (torch.float32, torch.bfloat16):
+        for dtype, metrics in variants:
             for threads in (1, 2):
-                r = run_case(rows, vocab, dtype, threads, reps)
+                r = run_case(rows, vocab, dtype, threads, reps, metrics, full=not args.quick)
+                r["extra_fraction"] = r["peak_extra_bytes_fused"] / r["input_bytes"]
                 results.append(r)
                 print(json.dumps(r), flush=True)
     if not args.json:
-        print(f"{'case':32s} {'fused_s':>9s} {'naive_s':>9s} {'speedup':>8s} {'floor_ratio':>11s} {'extra_MB':>9s}")
+        print(f"{'case':36s} {'fused_s':>9s} {'naive_s':>9s} {'speedup':>8s} {'floor_ratio':>11s} {'extra_MB':>9s}")
         for r in results:
-            print(f"{r['case']:32s} {r['fused_s']:9.4f} {r['naive_s']:9.4f} {r['speedup']:8.1f} "
+            print(f"{r['case']:36s} {r['fused_s']:9.4f} {r['naive_s']:9.4f} {r['speedup']:8.1f} "
                   f"{r['floor_ratio']:11.2f} {r['peak_extra_bytes_fused'] / 2**20:9.2f}")
     return 0
 

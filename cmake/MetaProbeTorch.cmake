@@ -65,9 +65,37 @@ if(_mp_needs_cxx20)
 else()
   set(METAPROBE_TORCH_CXX_STANDARD 17)
 endif()
+# Note [OpenMP]: the wheels' ATen runs its intra-op pool on OpenMP, and at::parallel_for is a header template
+# around `#pragma omp parallel`, parallel only in files compiled with -fopenmp. The kernels that fan out rows
+# (cpp/src/common/parallel.hpp) get METAPROBE_OPENMP_FLAGS, and every target links the OpenMP runtime that
+# libtorch_cpu itself loads (the wheel bundles libgomp.so.1 in torch/lib; one runtime per process, so our
+# parallel regions reuse torch's worker threads). With any other runtime the flags stay empty and the kernels
+# fall back to a per-call std::thread fan-out.
+set(METAPROBE_OPENMP_FLAGS "")
+set(METAPROBE_OPENMP_LIBRARY "")
+if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+  file(GLOB _mp_gomp "${METAPROBE_TORCH_ROOT}/lib/libgomp*.so*")
+  if(_mp_gomp)
+    list(GET _mp_gomp 0 METAPROBE_OPENMP_LIBRARY)
+  else()
+    find_program(_mp_ldd ldd)
+    if(_mp_ldd)
+      execute_process(COMMAND "${_mp_ldd}" "${METAPROBE_TORCH_torch_cpu_LIBRARY}" OUTPUT_VARIABLE _mp_ldd_out
+                      ERROR_QUIET)
+      string(REGEX MATCH "libgomp[^ ]* => ([^ ]+)" _mp_m "${_mp_ldd_out}")
+      if(CMAKE_MATCH_1)
+        set(METAPROBE_OPENMP_LIBRARY "${CMAKE_MATCH_1}")
+      endif()
+    endif()
+  endif()
+  if(METAPROBE_OPENMP_LIBRARY)
+    set(METAPROBE_OPENMP_FLAGS -fopenmp)
+    set_property(TARGET metaprobe::torch APPEND PROPERTY INTERFACE_LINK_LIBRARIES "${METAPROBE_OPENMP_LIBRARY}")
+  endif()
+endif()
 # Executables find libtorch_cpu/libc10 (and, through the wheel's own RUNPATH, its libgomp) without LD_LIBRARY_PATH.
 set(METAPROBE_TORCH_LIBRARY_DIR "${METAPROBE_TORCH_ROOT}/lib")
 if(NOT METAPROBE_TORCH_FOUND_QUIETLY)
-  message(STATUS "metaprobe: torch ${METAPROBE_TORCH_VERSION} at ${METAPROBE_TORCH_ROOT} (CXX11 ABI ${METAPROBE_TORCH_CXX11_ABI}, C++${METAPROBE_TORCH_CXX_STANDARD})")
+  message(STATUS "metaprobe: torch ${METAPROBE_TORCH_VERSION} at ${METAPROBE_TORCH_ROOT} (CXX11 ABI ${METAPROBE_TORCH_CXX11_ABI}, C++${METAPROBE_TORCH_CXX_STANDARD}, OpenMP runtime '${METAPROBE_OPENMP_LIBRARY}')")
   set(METAPROBE_TORCH_FOUND_QUIETLY ON)
 endif()

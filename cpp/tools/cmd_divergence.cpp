@@ -31,15 +31,16 @@ struct DivergenceArgs {
   int indent = 2;
 };
 
-// The named tensor of a file; a file holding exactly one tensor needs no name.
+// The named tensor of a file; a file holding exactly one tensor needs no name. `option` is the command-line
+// option that named it (--tensor, --mask, --targets), which the error names.
 at::Tensor read_tensor(const io::SafetensorsFile& file, const std::string& path, const std::string& name,
-                       bool default_name) {
+                       bool default_name, const char* option) {
   if (file.contains(name)) return file.tensor(name);
   const auto names = file.names();
   if (default_name && names.size() == 1) return file.tensor(names.front());
   std::string listed;
   for (const auto& n : names) listed += (listed.empty() ? "" : ", ") + n;
-  throw InvalidArgument("--tensor: '" + name + "' is not in " + path + " (tensors: " + listed + ")");
+  throw InvalidArgument(std::string(option) + ": '" + name + "' is not in " + path + " (tensors: " + listed + ")");
 }
 
 // A result field as JSON: a number for a scalar, nested lists otherwise; NaN/inf become strings.
@@ -67,10 +68,10 @@ void run(const DivergenceArgs& a) {
   options.base = parse_log_base(a.base);
   options.ignore_index = a.ignore_index;
   if (!a.metrics.empty()) options.metrics = MetricSet::parse(a.metrics);
-  if (!a.mask_tensor.empty()) options.mask = read_tensor(p_file, a.p_path, a.mask_tensor, false);
-  if (!a.targets_tensor.empty()) options.targets = read_tensor(p_file, a.p_path, a.targets_tensor, false);
-  const DivergenceResult r = divergence(read_tensor(p_file, a.p_path, a.tensor, default_name),
-                                        read_tensor(q_file, a.q_path, a.tensor, default_name), options);
+  if (!a.mask_tensor.empty()) options.mask = read_tensor(p_file, a.p_path, a.mask_tensor, false, "--mask");
+  if (!a.targets_tensor.empty()) options.targets = read_tensor(p_file, a.p_path, a.targets_tensor, false, "--targets");
+  const DivergenceResult r = divergence(read_tensor(p_file, a.p_path, a.tensor, default_name, "--tensor"),
+                                        read_tensor(q_file, a.q_path, a.tensor, default_name, "--tensor"), options);
   nlohmann::json doc = {{"p", a.p_path}, {"q", a.q_path}, {"reduction", a.reduction}, {"count", r.count}};
   nlohmann::json metrics = nlohmann::json::object();
   for (Metric m : kAllMetrics) {

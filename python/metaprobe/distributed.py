@@ -11,7 +11,7 @@ from typing import Optional, Sequence, Union
 import torch
 
 from . import _core
-from .divergence import ArrayLike, DivergenceResult, _as_tensor
+from .divergence import ArrayLike, DivergenceResult, _as_tensor, _ignore_index, _metric_names
 
 __all__ = ["divergence"]
 
@@ -33,7 +33,7 @@ def divergence(
     mask: Optional[ArrayLike] = None,
     targets: Optional[ArrayLike] = None,
     temperature: float = 1.0,
-    metrics: Optional[Sequence[str]] = None,
+    metrics: Union[None, str, Sequence[str]] = None,
     reduction: str = "none",
     base: Union[str, int] = "e",
     beta: float = 0.5,
@@ -76,7 +76,8 @@ def divergence(
             vocab_start = sum(sizes_l[:rank])
         if vocab_size is None:
             vocab_size = sum(sizes_l)
-    mlist = None if metrics is None else [str(m) for m in metrics]
+    mlist = _metric_names(metrics)
+    ignore_index = _ignore_index(ignore_index)
     temperature = float(temperature)
 
     mx, sums, arg, bad = _core.shard_local_maxima(p, q, int(vocab_start), temperature)

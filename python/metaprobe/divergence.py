@@ -37,6 +37,31 @@ def _as_tensor(x: Optional[ArrayLike], name: str) -> Optional[torch.Tensor]:
     raise TypeError(f"{name}: expected a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _metric_names(metrics: Union[None, str, Sequence[str]]) -> Optional[list]:
+    """``None``, one metric name, or a sequence of names, as the list the core takes."""
+    if metrics is None:
+        return None
+    if isinstance(metrics, str):
+        return [metrics]
+    return [str(m) for m in metrics]
+
+
+def _ignore_index(value: Any) -> int:
+    """``ignore_index`` as an int64, or InvalidArgumentError."""
+    import numbers
+
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise _core.InvalidArgumentError(
+            f"ignore_index: {value!r} ({type(value).__name__}), expected an integer token id")
+    v = int(value)
+    if not _INT64_MIN <= v <= _INT64_MAX:
+        raise _core.InvalidArgumentError(f"ignore_index: {v}, expected an integer in the int64 range [-2**63, 2**63 - 1]")
+    return v
+
+
 class DivergenceResult:
     """The metrics of one ``divergence`` call.
 
@@ -104,7 +129,7 @@ def divergence(
     mask: Optional[ArrayLike] = None,
     targets: Optional[ArrayLike] = None,
     temperature: float = 1.0,
-    metrics: Optional[Sequence[str]] = None,
+    metrics: Union[None, str, Sequence[str]] = None,
     reduction: str = "none",
     base: Union[str, int] = "e",
     beta: float = 0.5,
@@ -119,7 +144,8 @@ def divergence(
         targets: optional ``[...]`` integer token ids for ``logp_target``, ``logq_target``,
             ``target_rank_p``, ``target_rank_q``; positions equal to ``ignore_index`` are skipped entirely.
         temperature: divides both logits (> 0).
-        metrics: names from :data:`METRICS`; ``None`` = all (target metrics only when targets are given).
+        metrics: names from :data:`METRICS` (a single name is one metric); ``None`` = all (target metrics only
+            when targets are given).
         reduction: ``"none"`` (per position), ``"row"`` (mean over the last leading dim, e.g. per sequence
             of ``[B, T, V]``) or ``"mean"`` (over all kept positions).
         base: ``"e"`` (nats) or ``2`` / ``"2"`` (bits) for KL, JS, entropies, cross-entropy, log-probs.
@@ -135,8 +161,8 @@ def divergence(
     tt = _as_tensor(targets, "targets")
     out = _core.divergence(
         pt, qt, mask=mt, targets=tt, temperature=float(temperature),
-        metrics=None if metrics is None else [str(m) for m in metrics], reduction=str(reduction),
-        base=str(base), beta=float(beta), ignore_index=int(ignore_index), backend=str(backend),
+        metrics=_metric_names(metrics), reduction=str(reduction),
+        base=str(base), beta=float(beta), ignore_index=_ignore_index(ignore_index), backend=str(backend),
     )
     count = out.pop("count")
     return DivergenceResult(out, count, str(reduction), str(base))

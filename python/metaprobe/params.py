@@ -54,6 +54,9 @@ def tensor_stats(t: torch.Tensor) -> dict[str, float]:
     population standard deviation; ``skewness``/``excess_kurtosis`` match ``scipy.stats.skew``/``kurtosis``
     with their defaults (bias=True) and are NaN for a constant tensor.
     """
+    if not isinstance(t, torch.Tensor):
+        hint = " (wrap it with torch.from_numpy)" if type(t).__module__.split(".")[0] == "numpy" else ""
+        raise _core.InvalidArgumentError(f"t: a {type(t).__module__}.{type(t).__name__}, expected a torch.Tensor{hint}")
     return dict(_p.tensor_stats(t))
 
 

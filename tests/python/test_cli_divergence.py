@@ -57,3 +57,13 @@ def test_errors_name_the_problem(tmp_path):
     assert shapes.returncode == 1 and "shape" in shapes.stderr
     nofile = _run(str(tmp_path / "nope.safetensors"), str(tmp_path / "q.safetensors"))
     assert nofile.returncode == 1 and "nope.safetensors" in nofile.stderr
+
+
+def test_a_missing_mask_or_targets_tensor_names_its_option(tmp_path):
+    metaprobe.io.save({"logits": torch.randn(2, 5)}, tmp_path / "p.safetensors")
+    metaprobe.io.save({"logits": torch.randn(2, 5)}, tmp_path / "q.safetensors")
+    for option in ("--mask", "--targets"):
+        res = _run(str(tmp_path / "p.safetensors"), str(tmp_path / "q.safetensors"), option, "nope")
+        assert res.returncode == 1
+        assert f"{option}: 'nope' is not in" in res.stderr and "(tensors: logits)" in res.stderr
+        assert "--tensor" not in res.stderr

@@ -17,6 +17,10 @@ namespace {
 
 using divergence_detail::Limits;
 using divergence_detail::Plan;
+using divergence_detail::kBadNaN;
+using divergence_detail::kBadNoFinite;
+using divergence_detail::kBadOverflow;
+using divergence_detail::kBadPosInf;
 
 constexpr std::int64_t kChunkElements = std::int64_t{1} << 22;  // per-chunk temporaries are O(this)
 
@@ -70,6 +74,7 @@ LocalMaxima local_maxima(const at::Tensor& p_shard, const at::Tensor& q_shard, s
   out.argmax = at::full({n, 2}, std::numeric_limits<std::int64_t>::max(), p.options().dtype(at::kLong));
   out.bad = at::zeros({n, 2}, f64);
   if (v == 0 || n == 0) return out;
+  divergence_detail::check_temperature(options.temperature, p.scalar_type());
   const double inv_t = 1.0 / options.temperature;
   const double zero_at = exp_zero_of(ct);
   for_chunks(n, v, [&](std::int64_t r0, std::int64_t r1) {
@@ -77,15 +82,24 @@ LocalMaxima local_maxima(const at::Tensor& p_shard, const at::Tensor& q_shard, s
     for (const at::Tensor* t : {&p, &q}) {
       const at::Tensor z = t->slice(0, r0, r1).to(ct);
       const at::Tensor mx = z.amax(-1);
-      const at::Tensor bad = at::where(z.isnan().any(-1), at::full({}, 1.0, f64),
+      // The shift M = max · (1/T) is formed in the compute precision, like the fused kernel's. A shard may hold
+      // only −inf (or ≤ floor) logits when others do not, so "no finite logit" is decided after the MAX.
+      const at::Tensor shift = mx * at::scalar_tensor(inv_t, z.options());
+      const at::Tensor overflow = shift.isnan() | (shift == std::numeric_limits<double>::infinity());
+      const at::Tensor bad = at::where(z.isnan().any(-1), at::full({}, static_cast<double>(kBadNaN), f64),
                                        at::where(mx == std::numeric_limits<double>::infinity(),
-                                                 at::full({}, 2.0, f64), at::full({}, 0.0, f64)));
-      const at::Tensor shift = mx * inv_t;
+                                                 at::full({}, static_cast<double>(kBadPosInf), f64),
+                                                 at::where(overflow & (mx > -std::numeric_limits<double>::infinity()),
+                                                           at::full({}, static_cast<double>(kBadOverflow), f64),
+                                                           at::full({}, 0.0, f64))));
       const at::Tensor a = z * inv_t - shift.unsqueeze(-1);
       const at::Tensor e = at::where(a > zero_at, a.exp(), at::zeros({}, a.options()));
       const at::Tensor idx = at::arange(v, z.options().dtype(at::kLong));
       const at::Tensor first = at::where(z == mx.unsqueeze(-1), idx, at::full({}, v, idx.options())).amin(-1);
-      out.max.slice(0, r0, r1).select(1, j).copy_(shift);
+      // A shard maximum at or below the floor counts as −inf (zero probability), as in the fused kernel.
+      out.max.slice(0, r0, r1).select(1, j).copy_(
+          at::where(shift <= floor_of(ct), at::full({}, -std::numeric_limits<double>::infinity(), shift.options()),
+                    shift));
       out.sumexp.slice(0, r0, r1).select(1, j).copy_(e.sum(-1, false, at::kDouble));
       out.argmax.slice(0, r0, r1).select(1, j).copy_(first + vocab_start);
       out.bad.slice(0, r0, r1).select(1, j).copy_(bad);
@@ -229,7 +243,7 @@ DivergenceResult combine(const Globals& g, const at::Tensor& partials, const std
     const std::int64_t r = plan.kept[k];
     for (int j = 0; j < 2; ++j) {
       int reason = static_cast<int>(pbd[2 * r + j]);
-      if (reason == 0 && pmx[2 * r + j] == -std::numeric_limits<double>::infinity()) reason = 3;
+      if (reason == 0 && pmx[2 * r + j] == -std::numeric_limits<double>::infinity()) reason = kBadNoFinite;
       if (reason != 0) throw_bad_row(plan, r, reason, j == 1, "p_logits", "q_logits");
     }
     finish_row(plan, pmx[2 * r], pmx[2 * r + 1], psm[2 * r], psm[2 * r + 1], pam[2 * r], pam[2 * r + 1],
@@ -280,7 +294,7 @@ std::int64_t composite(const at::Tensor& p_in, const at::Tensor& q_in, const Pla
       const std::int64_t i = k - k0;
       for (int j = 0; j < 2; ++j) {
         int reason = static_cast<int>(pbd[2 * i + j]);
-        if (reason == 0 && pmx[2 * i + j] == -std::numeric_limits<double>::infinity()) reason = 3;
+        if (reason == 0 && pmx[2 * i + j] == -std::numeric_limits<double>::infinity()) reason = kBadNoFinite;
         if (reason != 0) {
           *bad_reason = reason;
           *bad_in_q = j == 1;

@@ -1,6 +1,7 @@
 // Front end of the divergence engine: option parsing and validation, the per-row finish shared by every
 // path, and the assembly of reductions (in a fixed row order, so results do not depend on threads).
 #include <cmath>
+#include <cstdio>
 
 #include <ATen/ATen.h>
 
@@ -131,11 +132,29 @@ std::string describe_row(const Plan& plan, std::int64_t row) {
 void throw_bad_row(const Plan& plan, std::int64_t row, int reason, bool in_q, const char* p_name,
                    const char* q_name) {
   const char* name = in_q ? q_name : p_name;
-  const char* what = reason == 1   ? "a NaN logit"
-                     : reason == 2 ? "a +inf logit (or logit/temperature overflows to +inf)"
-                                   : "no finite logit (every entry is -inf)";
-  throw InvalidArgument(std::string(name) + ": " + describe_row(plan, row) + " holds " + what +
+  const char* what = reason == kBadNaN      ? "holds a NaN logit"
+                     : reason == kBadPosInf ? "holds a +inf logit"
+                     : reason == kBadOverflow
+                         ? "has max(logit) / temperature that is not finite in the compute precision (it overflows; "
+                           "use a larger temperature or float64 logits)"
+                         : "holds no finite logit (every logit / temperature is -inf or <= -1e30 in float, "
+                           "-1e300 in float64, which count as -inf)";
+  throw InvalidArgument(std::string(name) + ": " + describe_row(plan, row) + " " + what +
                         ", expected finite logits or -inf");
+}
+
+void check_temperature(double temperature, at::ScalarType dtype) {
+  const bool f64 = dtype == at::kDouble;
+  const double inv = 1.0 / temperature;
+  const double inv_c = f64 ? inv : static_cast<double>(static_cast<float>(inv));
+  const double lo = f64 ? std::numeric_limits<double>::min() : static_cast<double>(std::numeric_limits<float>::min());
+  if (std::isfinite(inv_c) && inv_c >= lo) return;
+  const double hi = f64 ? std::numeric_limits<double>::max() : static_cast<double>(std::numeric_limits<float>::max());
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "temperature: %.6g, 1/temperature is %s in %s (the compute precision of %s "
+                "logits), expected %.3g <= temperature <= %.3g", temperature, std::isfinite(inv_c) ? "subnormal or 0" : "inf",
+                f64 ? "float64" : "float32", c10::toString(dtype), 1.0 / hi, 1.0 / lo);
+  throw InvalidArgument(buf);
 }
 
 Plan make_plan(const at::Tensor& p, const at::Tensor& q, const DivergenceOptions& o, const char* p_name,
@@ -349,6 +368,7 @@ DivergenceResult divergence(const at::Tensor& p_logits, const at::Tensor& q_logi
   const char* pn = "p_logits";
   const char* qn = "q_logits";
   Plan plan = make_plan(p_logits, q_logits, options, pn, qn);
+  check_temperature(options.temperature, p_logits.scalar_type());
   Backend backend = options.backend;
   if (backend == Backend::automatic) backend = p_logits.device().is_cpu() ? Backend::fused : Backend::composite;
   if (backend == Backend::fused && !p_logits.device().is_cpu()) {

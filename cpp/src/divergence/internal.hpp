@@ -98,7 +98,30 @@ DivergenceResult assemble(const Plan& plan, const std::vector<double>& values, L
 /// "row 5 (position [1, 2])" for a flattened row index.
 std::string describe_row(const Plan& plan, std::int64_t row);
 
-/// Throws the InvalidArgument of a bad row found by a kernel (reason: 1 NaN, 2 +inf, 3 no finite logit).
+/// Reason codes of a bad row, shared by every path.
+enum BadRow : int {
+  kBadNaN = 1,       // a NaN logit
+  kBadPosInf = 2,    // a +inf logit
+  kBadNoFinite = 3,  // every logit/T is −inf or at most the floor (−1e30 in float, −1e300 in double)
+  kBadOverflow = 4,  // max(logit)·(1/T) is not finite in the compute precision (finite logits)
+};
+
+/// The reason code (0 = fine) of a row whose largest logit is `max` and whose shift is M = max·(1/T),
+/// both in the compute precision T; the NaN check is the caller's.
+template <typename T> inline int shift_reason(T max, T shift) {
+  if (max == std::numeric_limits<T>::infinity()) return kBadPosInf;
+  if (max == -std::numeric_limits<T>::infinity()) return kBadNoFinite;
+  if (!(shift == shift) || shift == std::numeric_limits<T>::infinity()) return kBadOverflow;
+  if (shift <= Limits<T>::floor) return kBadNoFinite;
+  return 0;
+}
+
+/// Throws InvalidArgument when 1/temperature is not a finite, normal number in the compute precision of
+/// `dtype` (float32 for float32/bfloat16/float16, float64 for float64): every shifted logit would then be
+/// ±inf, NaN or 0.
+void check_temperature(double temperature, at::ScalarType dtype);
+
+/// Throws the InvalidArgument of a bad row found by a kernel (reason: a BadRow code).
 [[noreturn]] void throw_bad_row(const Plan& plan, std::int64_t row, int reason, bool in_q, const char* p_name,
                                 const char* q_name);
 

@@ -109,9 +109,10 @@ struct Scratch {
   void* tq;
 };
 
-// Pass 1. Returns 0 or the reason code (1 NaN, 2 +inf, 3 all −inf); *in_q says which tensor.
+// Pass 1. Returns 0 or the BadRow reason (NaN, +inf, no finite logit, max/T overflows); *in_q says which
+// tensor.
 template <typename T, typename In>
-int pass_max(const In* zp, const In* zq, std::int64_t V, bool want_arg_p, bool want_arg_q, T* tp, T* tq,
+int pass_max(const In* zp, const In* zq, std::int64_t V, T inv_t, bool want_arg_p, bool want_arg_q, T* tp, T* tq,
              RowState<T>& st, bool* in_q) {
   using P = Pk<T>;
   constexpr int L = kLanes<T>;
@@ -148,12 +149,7 @@ int pass_max(const In* zp, const In* zq, std::int64_t V, bool want_arg_p, bool w
     if (bq > max_q) { max_q = bq; blk_q = off; }
   }
   const bool np_ = predux_any(nan_p), nq_ = predux_any(nan_q);
-  auto check = [&](bool nan, T mx) -> int {
-    if (nan) return 1;
-    if (mx == std::numeric_limits<T>::infinity()) return 2;
-    if (mx == ninf) return 3;
-    return 0;
-  };
+  auto check = [&](bool nan, T mx) -> int { return nan ? static_cast<int>(kBadNaN) : shift_reason(mx, mx * inv_t); };
   if (int r = check(np_, max_p)) { *in_q = false; return r; }
   if (int r = check(nq_, max_q)) { *in_q = true; return r; }
   st.max_p = max_p;
@@ -358,7 +354,7 @@ std::int64_t run(const at::Tensor& p_in, const at::Tensor& q_in, const Plan& pla
       const In* zq = qb + oq;
       RowState<T> st;
       bool in_q = false;
-      if (int r = pass_max<T>(zp, zq, V, arg_p, arg_q, tp.get(), tq.get(), st, &in_q)) {
+      if (int r = pass_max<T>(zp, zq, V, inv_t, arg_p, arg_q, tp.get(), tq.get(), st, &in_q)) {
         reasons[static_cast<std::size_t>(k)] = static_cast<signed char>(in_q ? -r : r);
         continue;
       }

@@ -8,9 +8,10 @@
 #include <numeric>
 #include <string>
 
-#include <ATen/CPUGeneratorImpl.h>
 
 #include <metaprobe/error.hpp>
+
+#include "randomized_svd.hpp"
 
 namespace metaprobe::params {
 namespace {
@@ -89,59 +90,30 @@ std::vector<double> exact_values(const at::Tensor& m, const SpectralOptions& o, 
   return to_vector_desc(at::linalg_svdvals(m));
 }
 
-struct Sketch {
-  at::Tensor Q;  // [rows, l] orthonormal basis of the range sketch
-};
-
-at::Tensor orth(const at::Tensor& y) { return std::get<0>(at::linalg_qr(y, "reduced")); }
-
-// Range finder with subspace iteration (Halko et al. 2011, Alg. 4.4).
-at::Tensor range_finder(const at::Tensor& m, int64_t l, const SpectralOptions& o, at::Generator& gen) {
-  at::Tensor omega = at::randn({m.size(1), l}, gen, m.options());
-  at::Tensor q = orth(at::mm(m, omega));
-  for (int64_t i = 0; i < o.power_iterations; ++i) {
-    at::Tensor z = orth(at::mm(m.t(), q));
-    q = orth(at::mm(m, z));
-  }
-  return q;
-}
-
-// A posteriori estimate of ||(I - QQ^T) M||_2 (Halko et al. 2011, eq. 4.3: holds with probability
-// >= 1 - 10^-r for r Gaussian probes).
-double residual_bound(const at::Tensor& m, const at::Tensor& q, int64_t probes, at::Generator& gen) {
-  at::Tensor w = at::randn({m.size(1), probes}, gen, m.options());
-  at::Tensor y = at::mm(m, w);
-  at::Tensor r = y - at::mm(q, at::mm(q.t(), y));
-  const double worst = at::linalg_vector_norm(r, 2, {0}, false, c10::nullopt).max().item<double>();
-  return 10.0 * std::sqrt(2.0 / kPi) * worst;
-}
-
 TopKSvd top_k_double(const at::Tensor& m, int64_t k, const SpectralOptions& o, bool exact,
                      bool low_precision_input = false) {
   const int64_t small = std::min(m.size(0), m.size(1));
   TopKSvd out;
   const int64_t l = std::min(small, k + o.oversampling);
   if (exact || l >= small) {
-    auto [u, s, vh] = at::linalg_svd(m, false);
+    const at::Tensor md = m.to(at::kDouble);
+    auto [u, s, vh] = at::linalg_svd(md, false);
     out.U = u.narrow(1, 0, k).contiguous();
     out.S = s.narrow(0, 0, k).contiguous();
     out.V = vh.narrow(0, 0, k).t().contiguous();
     out.method = "svd";
     return out;
   }
-  at::Generator gen = at::detail::createCPUGenerator(o.seed);
   // The sketch products dominate the cost; for an input that was at most float32 they lose nothing
-  // essential in float32 (the error bound below measures the result either way).
-  const at::Tensor work = (o.sketch_float32 && low_precision_input) ? m.to(at::kFloat) : m;
-  at::Tensor q = range_finder(work, l, o, gen);
-  at::Tensor b = at::mm(q.t(), work).to(at::kDouble);  // [l, cols]
-  auto [ub, s, vh] = at::linalg_svd(b, false);
-  out.U = at::mm(q.to(at::kDouble), ub.narrow(1, 0, k)).contiguous();
-  out.S = s.narrow(0, 0, k).contiguous();
-  out.V = vh.narrow(0, 0, k).t().contiguous();
-  out.method = "randomized";
-  out.error_bound = residual_bound(work, q, o.error_probes, gen);
-  return out;
+  // essential in float32 (the error bound measures the result either way). randomized_svd.cpp.
+  const bool f32 = o.sketch_float32 && (low_precision_input || m.scalar_type() == at::kFloat);
+  return detail::randomized_top_k(f32 ? m.to(at::kFloat) : m.to(at::kDouble), k, o);
+}
+
+// True when a top-k request on an r x c matrix takes the randomized path (not the exact SVD).
+bool takes_randomized(int64_t rows, int64_t cols, int64_t k, const SpectralOptions& o) {
+  const int64_t small = std::min(rows, cols);
+  return k > 0 && k < small && std::min(small, k + o.oversampling) < small;
 }
 
 std::vector<double> principal_cosines(const at::Tensor& a, const at::Tensor& b) {
@@ -197,6 +169,11 @@ static Spectrum spectrum_of(const at::Tensor& m, at::ScalarType source, const Sp
 
 Spectrum singular_values(const at::Tensor& w, const SpectralOptions& options) {
   check_options(options);
+  const at::Tensor shape = as_matrix(w, options.flatten, "w");
+  if (takes_randomized(shape.size(0), shape.size(1), options.k, options)) {
+    // No float64 copy of a float32 matrix on the randomized path (randomized_svd.cpp).
+    return spectrum_of(detail::sketch_matrix(w, options, "w"), w.scalar_type(), options);
+  }
   return spectrum_of(to_double_matrix(w, options.flatten, "w"), w.scalar_type(), options);
 }
 
@@ -334,12 +311,15 @@ SpectralStats spectral_stats(const at::Tensor& w, const SpectralOptions& options
 
 TopKSvd top_k_svd(const at::Tensor& w, int64_t k, const SpectralOptions& options, bool exact) {
   check_options(options);
-  const at::Tensor m = to_double_matrix(w, options.flatten, "w");
-  const int64_t small = std::min(m.size(0), m.size(1));
+  const at::Tensor shape = as_matrix(w, options.flatten, "w");
+  const int64_t small = std::min(shape.size(0), shape.size(1));
   if (k < 1 || k > small) {
     throw InvalidArgument("k: " + std::to_string(k) + ", expected 1 <= k <= min(rows, cols) = " +
                           std::to_string(small));
   }
+  const at::Tensor m = !exact && takes_randomized(shape.size(0), shape.size(1), k, options)
+                           ? detail::sketch_matrix(w, options, "w")
+                           : to_double_matrix(w, options.flatten, "w");
   return top_k_double(m, k, options, exact, w.scalar_type() != at::kDouble);
 }
 

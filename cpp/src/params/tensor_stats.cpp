@@ -1,8 +1,11 @@
 // One-pass per-tensor and pairwise statistics. The data is split into fixed blocks of kBlock elements;
-// each block is converted once into a small cache-resident buffer, its exact mean taken, and its central
-// moments summed in double in a second sweep over the buffer (so memory is read once). Blocks are merged
-// with Pebay's pairwise update formulas in a fixed order (blocks within a super-block, then super-blocks),
-// so the result does not depend on the number of threads.
+// each block is widened once (in registers: bf16 by a shift, no float copy of the tensor) into a small
+// cache-resident double buffer, its exact mean taken with the sums, min, max and zero count in a first SIMD
+// sweep, and its central moments summed in double in a second sweep over the buffer (so memory is read
+// once). Blocks are merged with Pebay's pairwise update formulas in a fixed order (blocks within a
+// super-block, then super-blocks), so the result does not depend on the number of threads. A float64 block
+// whose magnitudes would overflow (or underflow) the fourth powers is scaled by a power of two first, and
+// the moments carry that exponent, so [1e308, 1e308] has mean 1e308, not inf.
 #include <metaprobe/params/tensor_stats.hpp>
 
 #include <algorithm>
@@ -10,8 +13,10 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include <Eigen/Core>
 
 #include <metaprobe/error.hpp>
 
@@ -20,12 +25,16 @@
 namespace metaprobe::params {
 namespace {
 
-constexpr int64_t kBlock = 4096;        // elements per block (buffer stays in L1/L2)
-constexpr int64_t kSuperBlocks = 64;    // blocks per parallel work item
+constexpr int64_t kBlock = 2048;        // elements per block (the double buffer stays in L1)
+constexpr int64_t kSuperBlocks = 128;   // blocks per parallel work item
 constexpr int kLanes = 8;
+// A float64 block with max |x| outside [2^-kScaleAt, 2^kScaleAt] is scaled by a power of two: its fourth
+// powers, summed over up to 2^40 elements, then stay finite and normal.
+constexpr int kScaleAt = 200;
 
 struct Moments {
   int64_t n = 0;
+  int e2 = 0;  // mean, sum_abs are in units of 2^e2, m2 of 2^(2 e2), m3 of 2^(3 e2), m4 of 2^(4 e2)
   double mean = 0, m2 = 0, m3 = 0, m4 = 0;
   double sum_abs = 0;
   double min = std::numeric_limits<double>::infinity();
@@ -33,9 +42,21 @@ struct Moments {
   int64_t zeros = 0, nans = 0, infs = 0;
 };
 
+// Expresses m in units of 2^e2 (e2 >= m.e2; exact up to the underflow of terms negligible at that scale).
+void rescale(Moments& m, int e2) {
+  if (m.e2 == e2) return;
+  const int k = m.e2 - e2;
+  m.mean = std::ldexp(m.mean, k);
+  m.sum_abs = std::ldexp(m.sum_abs, k);
+  m.m2 = std::ldexp(m.m2, 2 * k);
+  m.m3 = std::ldexp(m.m3, 3 * k);
+  m.m4 = std::ldexp(m.m4, 4 * k);
+  m.e2 = e2;
+}
+
 // Pebay (2008), "Formulas for robust, one-pass parallel computation of covariances and arbitrary-order
 // statistical moments", eqs. 2.1-2.3 for combining two sets.
-void merge(Moments& a, const Moments& b) {
+void merge(Moments& a, Moments b) {
   a.nans += b.nans;
   a.infs += b.infs;
   if (b.n == 0) return;
@@ -46,6 +67,9 @@ void merge(Moments& a, const Moments& b) {
     a.infs = infs;
     return;
   }
+  const int e2 = std::max(a.e2, b.e2);
+  rescale(a, e2);
+  rescale(b, e2);
   const double na = static_cast<double>(a.n), nb = static_cast<double>(b.n), n = na + nb;
   const double d = b.mean - a.mean, d2 = d * d;
   const double m2 = a.m2 + b.m2 + d2 * na * nb / n;
@@ -64,148 +88,198 @@ void merge(Moments& a, const Moments& b) {
 }
 
 // Element loaders: bf16 is widened by a shift (exact), everything else through its C++ conversion.
-template <class S> struct Widen {
-  using type = float;
-  static float load(const S& v) { return static_cast<float>(v); }
-};
-template <> struct Widen<c10::BFloat16> {
-  using type = float;
-  static float load(const c10::BFloat16& v) {
-    uint32_t bits = static_cast<uint32_t>(v.x) << 16;
-    float f;
-    std::memcpy(&f, &bits, sizeof f);
-    return f;
-  }
-};
-template <> struct Widen<double> {
-  using type = double;
-  static double load(double v) { return v; }
-};
-template <> struct Widen<int64_t> {
-  using type = double;
-  static double load(int64_t v) { return static_cast<double>(v); }
-};
-template <> struct Widen<int32_t> {
-  using type = double;
-  static double load(int32_t v) { return static_cast<double>(v); }
-};
-template <> struct Widen<bool> {
-  using type = float;
-  static float load(bool v) { return v ? 1.0f : 0.0f; }
-};
+template <class S> inline double widen(const S& v) { return static_cast<double>(v); }
+template <> inline double widen(const c10::BFloat16& v) {
+  const uint32_t bits = static_cast<uint32_t>(v.x) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return static_cast<double>(f);
+}
+template <> inline double widen(const c10::Half& v) { return static_cast<double>(static_cast<float>(v)); }
 
 template <class C>
 inline bool is_finite(C x) {
   return (x - x) == C(0);
 }
 
-// Central moments of buf[0..len) (finite values only) into m.
-template <class C>
-void block_central(const C* buf, int64_t len, double sum, Moments& m) {
-  m.n = len;
-  if (len == 0) return;
-  const double mean = sum / static_cast<double>(len);
-  double a2[kLanes] = {}, a3[kLanes] = {}, a4[kLanes] = {}, ab[kLanes] = {};
-  double mn[kLanes], mx[kLanes];
-  int64_t z[kLanes] = {};
-  for (int j = 0; j < kLanes; ++j) {
-    mn[j] = std::numeric_limits<double>::infinity();
-    mx[j] = -std::numeric_limits<double>::infinity();
+using Eigen::internal::padd;
+using Eigen::internal::pand;
+using Eigen::internal::pabs;
+using Eigen::internal::pcmp_eq;
+using Eigen::internal::pload;
+using Eigen::internal::pmadd;
+using Eigen::internal::pmax;
+using Eigen::internal::pmin;
+using Eigen::internal::pmul;
+using Eigen::internal::predux;
+using Eigen::internal::predux_max;
+using Eigen::internal::predux_min;
+using Eigen::internal::pset1;
+using Eigen::internal::psub;
+using PD = Eigen::internal::packet_traits<double>::type;
+constexpr int kPD = Eigen::internal::unpacket_traits<PD>::size;
+
+// Independent packet accumulators per quantity: enough to hide the add latency, few enough to stay in
+// the 16 vector registers of AVX2.
+constexpr int kChains = 2;
+constexpr int64_t kStep = kChains * kPD;
+
+// Sums, |x| sums, min, max and zeros of buf[0..len) (whole groups of kChains packets, the tail in scalar
+// code); `finite` is false when the sum is not finite (a NaN or ±inf entry, or, for float64, a sum that
+// overflows, which the caller's rare path sorts out).
+struct BlockSums {
+  double sum = 0, sum_abs = 0, min = 0, max = 0;
+  int64_t zeros = 0;
+  bool finite = true;
+};
+BlockSums block_sums(const double* buf, int64_t len) {
+  const PD zero = pset1<PD>(0.0), one = pset1<PD>(1.0);
+  PD s[kChains], a[kChains], mn[kChains], mx[kChains], z[kChains];
+  for (int j = 0; j < kChains; ++j) {
+    s[j] = a[j] = z[j] = zero;
+    mn[j] = pset1<PD>(std::numeric_limits<double>::infinity());
+    mx[j] = pset1<PD>(-std::numeric_limits<double>::infinity());
   }
-  int64_t i = 0;
-  for (; i + kLanes <= len; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      const double x = static_cast<double>(buf[i + j]);
-      const double d = x - mean, d2 = d * d;
-      a2[j] += d2;
-      a3[j] += d2 * d;
-      a4[j] += d2 * d2;
-      ab[j] += std::fabs(x);
-      mn[j] = x < mn[j] ? x : mn[j];
-      mx[j] = x > mx[j] ? x : mx[j];
-      z[j] += (x == 0.0);
+  const int64_t body = len / kStep * kStep;
+  for (int64_t i = 0; i < body; i += kStep) {
+    for (int j = 0; j < kChains; ++j) {
+      const PD x = pload<PD>(buf + i + j * kPD);
+      s[j] = padd(s[j], x);
+      a[j] = padd(a[j], pabs(x));
+      mn[j] = pmin(mn[j], x);
+      mx[j] = pmax(mx[j], x);
+      z[j] = padd(z[j], pand(pcmp_eq(x, zero), one));
     }
   }
-  for (; i < len; ++i) {
-    const double x = static_cast<double>(buf[i]);
-    const double d = x - mean, d2 = d * d;
-    a2[0] += d2;
-    a3[0] += d2 * d;
-    a4[0] += d2 * d2;
-    ab[0] += std::fabs(x);
-    mn[0] = x < mn[0] ? x : mn[0];
-    mx[0] = x > mx[0] ? x : mx[0];
-    z[0] += (x == 0.0);
+  for (int j = 1; j < kChains; ++j) {
+    s[0] = padd(s[0], s[j]);
+    a[0] = padd(a[0], a[j]);
+    mn[0] = pmin(mn[0], mn[j]);
+    mx[0] = pmax(mx[0], mx[j]);
+    z[0] = padd(z[0], z[j]);
   }
-  m.mean = mean;
-  for (int j = 0; j < kLanes; ++j) {
-    m.m2 += a2[j];
-    m.m3 += a3[j];
-    m.m4 += a4[j];
-    m.sum_abs += ab[j];
-    m.min = std::min(m.min, mn[j]);
-    m.max = std::max(m.max, mx[j]);
-    m.zeros += z[j];
+  BlockSums r;
+  r.sum = predux(s[0]);
+  r.sum_abs = predux(a[0]);
+  r.min = predux_min(mn[0]);
+  r.max = predux_max(mx[0]);
+  r.zeros = static_cast<int64_t>(predux(z[0]));
+  for (int64_t i = body; i < len; ++i) {
+    const double x = buf[i];
+    r.sum += x;
+    r.sum_abs += std::fabs(x);
+    r.min = x < r.min ? x : r.min;
+    r.max = x > r.max ? x : r.max;
+    r.zeros += x == 0.0;
   }
+  // min/max ignore NaN in some packet implementations; the sum does not.
+  r.finite = std::isfinite(r.sum);
+  return r;
+}
+
+// Central moments Σ(x−mean)^k, k = 2, 3, 4, of buf[0..len) into m.
+void block_central(const double* buf, int64_t len, double mean, Moments& m) {
+  const PD vm = pset1<PD>(mean), zero = pset1<PD>(0.0);
+  PD a2[kChains], a3[kChains], a4[kChains];
+  for (int j = 0; j < kChains; ++j) a2[j] = a3[j] = a4[j] = zero;
+  const int64_t body = len / kStep * kStep;
+  for (int64_t i = 0; i < body; i += kStep) {
+    for (int j = 0; j < kChains; ++j) {
+      const PD d = psub(pload<PD>(buf + i + j * kPD), vm);
+      const PD d2 = pmul(d, d);
+      a2[j] = padd(a2[j], d2);
+      a3[j] = pmadd(d2, d, a3[j]);
+      a4[j] = pmadd(d2, d2, a4[j]);
+    }
+  }
+  for (int j = 1; j < kChains; ++j) {
+    a2[0] = padd(a2[0], a2[j]);
+    a3[0] = padd(a3[0], a3[j]);
+    a4[0] = padd(a4[0], a4[j]);
+  }
+  m.m2 = predux(a2[0]);
+  m.m3 = predux(a3[0]);
+  m.m4 = predux(a4[0]);
+  for (int64_t i = body; i < len; ++i) {
+    const double d = buf[i] - mean, d2 = d * d;
+    m.m2 += d2;
+    m.m3 += d2 * d;
+    m.m4 += d2 * d2;
+  }
+}
+
+// Completes a block's moments from its sums; a float64 block of extreme magnitude is rescaled first.
+Moments finish_block(double* buf, int64_t n, const BlockSums& b, Moments m) {
+  m.min = b.min;
+  m.max = b.max;
+  m.zeros = b.zeros;
+  const double amax = std::max(std::fabs(b.min), std::fabs(b.max));
+  double sum = b.sum, sum_abs = b.sum_abs;
+  if (amax > 0 && (amax > std::ldexp(1.0, kScaleAt) || amax < std::ldexp(1.0, -kScaleAt))) {
+    m.e2 = std::ilogb(amax);
+    sum = sum_abs = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      buf[i] = std::ldexp(buf[i], -m.e2);
+      sum += buf[i];
+      sum_abs += std::fabs(buf[i]);
+    }
+  }
+  m.mean = sum / static_cast<double>(n);
+  m.sum_abs = sum_abs;
+  block_central(buf, n, m.mean, m);
+  return m;
+}
+
+// The moments of one block of `len` values (buf has room for kBlock), widened from p.
+template <class S>
+Moments block_moments(const S* p, int64_t len, double* buf) {
+  if constexpr (std::is_same_v<S, c10::BFloat16>) {
+    const auto* u = reinterpret_cast<const uint16_t*>(p);
+    for (int64_t i = 0; i < len; ++i) {
+      const uint32_t bits = static_cast<uint32_t>(u[i]) << 16;
+      float f;
+      std::memcpy(&f, &bits, sizeof f);
+      buf[i] = static_cast<double>(f);
+    }
+  } else {
+    for (int64_t i = 0; i < len; ++i) buf[i] = widen(p[i]);
+  }
+  Moments m;
+  BlockSums b = block_sums(buf, len);
+  int64_t n = len;
+  if (!b.finite) {
+    // Rare path: compact the finite values to the front of the buffer and count the others.
+    n = 0;
+    for (int64_t t = 0; t < len; ++t) {
+      const double x = buf[t];
+      if (is_finite(x)) {
+        buf[n++] = x;
+      } else if (std::isnan(x)) {
+        ++m.nans;
+      } else {
+        ++m.infs;
+      }
+    }
+    b = block_sums(buf, n);
+  }
+  m.n = n;
+  if (n == 0) return m;
+  return finish_block(buf, n, b, m);
 }
 
 template <class S>
 Moments moments_of(const S* data, int64_t numel) {
-  using C = typename Widen<S>::type;
   const int64_t nblocks = (numel + kBlock - 1) / kBlock;
   const int64_t nsuper = (nblocks + kSuperBlocks - 1) / kSuperBlocks;
   std::vector<Moments> partial(static_cast<size_t>(std::max<int64_t>(nsuper, 1)));
   metaprobe::detail::parallel_for(nsuper, 1, [&](int64_t begin, int64_t end) {
-    std::vector<C> buf(kBlock);
+    alignas(64) double buf[kBlock];
     for (int64_t s = begin; s < end; ++s) {
       Moments acc;
       const int64_t b_end = std::min(nblocks, (s + 1) * kSuperBlocks);
       for (int64_t b = s * kSuperBlocks; b < b_end; ++b) {
         const int64_t off = b * kBlock, len = std::min(kBlock, numel - off);
-        const S* p = data + off;
-        double sums[kLanes] = {};
-        int64_t bad[kLanes] = {};
-        int64_t i = 0;
-        for (; i + kLanes <= len; i += kLanes) {
-          for (int j = 0; j < kLanes; ++j) {
-            const C x = Widen<S>::load(p[i + j]);
-            buf[i + j] = x;
-            sums[j] += static_cast<double>(x);
-            bad[j] += !is_finite(x);
-          }
-        }
-        for (; i < len; ++i) {
-          const C x = Widen<S>::load(p[i]);
-          buf[i] = x;
-          sums[0] += static_cast<double>(x);
-          bad[0] += !is_finite(x);
-        }
-        double sum = 0;
-        int64_t nbad = 0;
-        for (int j = 0; j < kLanes; ++j) {
-          sum += sums[j];
-          nbad += bad[j];
-        }
-        Moments m;
-        int64_t n = len;
-        if (nbad > 0) {
-          // Rare path: compact the finite values to the front of the buffer and count the others.
-          n = 0;
-          sum = 0;
-          for (int64_t t = 0; t < len; ++t) {
-            const C x = buf[t];
-            if (is_finite(x)) {
-              buf[n++] = x;
-              sum += static_cast<double>(x);
-            } else if (std::isnan(x)) {
-              ++m.nans;
-            } else {
-              ++m.infs;
-            }
-          }
-        }
-        block_central(buf.data(), n, sum, m);
-        merge(acc, m);
+        merge(acc, block_moments(data + off, len, buf));
       }
       partial[static_cast<size_t>(s)] = acc;
     }
@@ -259,14 +333,16 @@ TensorStats finish(const Moments& m, int64_t numel) {
     return s;
   }
   const double n = static_cast<double>(m.n);
-  s.mean = m.mean;
+  // m is in units of 2^e2 (e2 = 0 unless a float64 tensor holds extreme magnitudes).
+  s.mean = std::ldexp(m.mean, m.e2);
   const double var = m.m2 / n;
-  s.std = std::sqrt(var);
+  s.std = std::ldexp(std::sqrt(var), m.e2);
   s.min = m.min;
   s.max = m.max;
-  s.mean_abs = m.sum_abs / n;
-  s.sum_squares = m.m2 + n * m.mean * m.mean;
-  s.l2_norm = std::sqrt(s.sum_squares);
+  s.mean_abs = std::ldexp(m.sum_abs / n, m.e2);
+  const double ss = m.m2 + n * m.mean * m.mean;
+  s.sum_squares = std::ldexp(ss, 2 * m.e2);  // may be +inf: the true value overflows a double
+  s.l2_norm = std::ldexp(std::sqrt(ss), m.e2);
   s.linf_norm = std::max(std::fabs(m.min), std::fabs(m.max));
   s.zero_fraction = static_cast<double>(m.zeros) / n;
   // scipy.stats.skew/kurtosis treat a variance lost in rounding as zero and return NaN; same threshold.
@@ -314,8 +390,8 @@ PairSums pair_sums(const S0* a, const S1* b, int64_t numel, double atol, double 
         double ssd[kLanes] = {}, s00[kLanes] = {}, s11[kLanes] = {}, s01[kLanes] = {}, mx[kLanes] = {};
         int64_t cabs[kLanes] = {}, crel[kLanes] = {}, ceq[kLanes] = {}, cflip[kLanes] = {}, bad[kLanes] = {};
         auto body = [&](int j, int64_t i) {
-          const double x = static_cast<double>(Widen<S0>::load(a[i]));
-          const double y = static_cast<double>(Widen<S1>::load(b[i]));
+          const double x = widen(a[i]);
+          const double y = widen(b[i]);
           const double d = y - x;
           // Non-finite pairs are masked to zero contributions and counted.
           const bool ok = is_finite(x) && is_finite(y);

@@ -179,6 +179,45 @@ TEST_CASE("bad inputs throw InvalidArgument naming the value", "[divergence][err
   }
 }
 
+TEST_CASE("logits at the edge of the range raise instead of giving silent zeros", "[divergence][errors]") {
+  for (Backend backend : {Backend::fused, Backend::composite}) {
+    DivergenceOptions o;
+    o.backend = backend;
+    SECTION("max(z)/T overflows float32") {
+      at::Tensor p = at::zeros({2, 64});
+      p.index_put_({1, 3}, 1e37);
+      o.temperature = 0.01;
+      REQUIRE_THROWS_AS(divergence(p, at::zeros({2, 64}), o), InvalidArgument);
+      REQUIRE_THROWS_WITH(divergence(p, at::zeros({2, 64}), o),
+                          Contains("p_logits: row 1 (position [1]) has max(logit) / temperature that is not finite"));
+      o.temperature = 1;
+      CHECK(divergence(p, at::zeros({2, 64}), o).kl_pq[1].item<double>() == Approx(std::log(64.0)).epsilon(1e-6));
+    }
+    SECTION("float64: [[1e300, 0]] at T = 1e-10") {
+      const at::Tensor p = at::tensor({1e300, 0.0}, at::kDouble).reshape({1, 2});
+      o.temperature = 1e-10;
+      REQUIRE_THROWS_WITH(divergence(at::zeros({1, 2}, at::kDouble), p, o),
+                          Contains("q_logits: row 0 (position [0]) has max(logit) / temperature that is not finite"));
+    }
+    SECTION("a finite row at or below the floor holds no finite logit") {
+      at::Tensor p = at::randn({3, 10});
+      p[2] = -2e30;
+      REQUIRE_THROWS_WITH(divergence(p, at::randn({3, 10}), o),
+                          Contains("p_logits: row 2 (position [2]) holds no finite logit"));
+    }
+    SECTION("1/T overflows the compute precision") {
+      const at::Tensor p = at::tensor({2.0f, 1.0f, 0.0f}).reshape({1, 3});
+      o.temperature = 1e-39;
+      REQUIRE_THROWS_AS(divergence(p, p.flip(-1), o), InvalidArgument);
+      REQUIRE_THROWS_WITH(divergence(p.to(at::kBFloat16), p.flip(-1).to(at::kBFloat16), o),
+                          Contains("temperature: 1e-39, 1/temperature is inf in float32 (the compute precision of "
+                                   "BFloat16 logits), expected 2.94e-39 <= temperature <= 8.51e+37"));
+      const DivergenceResult r = divergence(p.to(at::kDouble), p.flip(-1).to(at::kDouble), o);
+      CHECK(r.js.item<double>() == Approx(std::log(2.0)).epsilon(1e-12));
+    }
+  }
+}
+
 TEST_CASE("vocabulary shards combine into the full result", "[divergence][sharded]") {
   auto [p, q] = pair({3, 5, 101});
   DivergenceOptions o;

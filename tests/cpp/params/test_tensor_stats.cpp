@@ -90,6 +90,33 @@ TEST_CASE("tensor_stats matches float64 two-pass moments", "[params][tensor_stat
   }
 }
 
+TEST_CASE("tensor_stats scales float64 magnitudes before squaring", "[params][tensor_stats]") {
+  const TensorStats s = tensor_stats(at::full({2}, 1e308, at::kDouble));
+  CHECK(s.mean == 1e308);
+  CHECK(s.std == 0.0);
+  CHECK(s.mean_abs == 1e308);
+  CHECK(s.l2_norm == Approx(std::sqrt(2.0) * 1e308).epsilon(1e-15));
+  CHECK(std::isinf(s.sum_squares));
+  // Against the reference of the tensor scaled into range, for huge and tiny magnitudes and a block mix.
+  at::manual_seed(3);
+  const at::Tensor base = at::randn({9000}, at::kDouble) + 0.3;
+  for (double scale : {1e305, 1e-250}) {
+    const TensorStats h = tensor_stats(base * scale);
+    const TensorStats r = tensor_stats(base);
+    CHECK(h.mean == Approx(r.mean * scale).epsilon(1e-12));
+    CHECK(h.std == Approx(r.std * scale).epsilon(1e-12));
+    CHECK(h.l2_norm == Approx(r.l2_norm * scale).epsilon(1e-12));
+    CHECK(h.skewness == Approx(r.skewness).epsilon(1e-9));
+    CHECK(h.excess_kurtosis == Approx(r.excess_kurtosis).epsilon(1e-9));
+  }
+  at::Tensor mix = base.clone();
+  mix.slice(0, 4096, 6144).mul_(1e300);  // one block of huge values among ordinary ones
+  const TensorStats m = tensor_stats(mix);
+  const at::Tensor ref = mix / 1e300;
+  CHECK(m.mean == Approx(ref.mean().item<double>() * 1e300).epsilon(1e-12));
+  CHECK(m.std == Approx(ref.std(/*unbiased=*/false).item<double>() * 1e300).epsilon(1e-12));
+}
+
 TEST_CASE("tensor_stats edge cases", "[params][tensor_stats]") {
   SECTION("a constant tensor has zero std and undefined skewness and kurtosis (like scipy)") {
     const TensorStats s = tensor_stats(at::full({10000}, 0.5));
