@@ -83,17 +83,19 @@ bench: python
 	$(VPY) bench/lm.py --json
 	$(VPY) bench/params.py --json
 
-# libFuzzer on the safetensors header parser (clang, ASan + UBSan), bounded to FUZZ_SECONDS.
+# libFuzzer on the safetensors header parser and the run-config parser (clang, ASan + UBSan), FUZZ_SECONDS each.
 FUZZ_SECONDS ?= 60
 FUZZ_BUILD ?= $(BUILD)/fuzz
 fuzz: deps venv
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMETAPROBE_FUZZ=ON \
 	  -DCMAKE_PREFIX_PATH="$(TORCH_PREFIX)" -DPython_EXECUTABLE=$(abspath $(VPY)) \
 	  -DMETAPROBE_BUILD_TESTS=OFF -DMETAPROBE_BUILD_PYTHON=OFF -DMETAPROBE_BUILD_TOOLS=OFF
-	cmake --build $(FUZZ_BUILD) --target fuzz_safetensors_header
-	mkdir -p $(FUZZ_BUILD)/corpus
+	cmake --build $(FUZZ_BUILD) --target fuzz_safetensors_header fuzz_run_config
+	mkdir -p $(FUZZ_BUILD)/corpus $(FUZZ_BUILD)/run_config_corpus
 	$(FUZZ_BUILD)/tests/fuzz/fuzz_safetensors_header -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
 	  -dict=tests/fuzz/safetensors.dict $(FUZZ_BUILD)/corpus tests/fuzz/corpus
+	$(FUZZ_BUILD)/tests/fuzz/fuzz_run_config -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=4096 \
+	  -dict=tests/fuzz/run_config.dict $(FUZZ_BUILD)/run_config_corpus tests/fuzz/run_config_corpus
 
 clean:
 	rm -rf $(BUILD) $(VENV)

@@ -81,24 +81,36 @@ void bind_io(py::module_& m) {
   py::class_<MemorySource, TensorSource>(io, "MemorySource", "A state dict as a TensorSource (no copies).")
       .def(py::init<std::vector<std::pair<std::string, at::Tensor>>>(), py::arg("tensors"));
 
-  py::class_<SafetensorsFile, TensorSource>(io, "SafetensorsFile", "A memory-mapped, validated safetensors file.")
+  py::class_<SafetensorsFile, TensorSource>(io, "SafetensorsFile",
+                                            "A validated safetensors file (pread copies or zero-copy views).")
       .def_static(
-          "open", [](const std::string& path, bool decode_fp8) { return SafetensorsFile::open(path, {decode_fp8}); },
-          py::arg("path"), py::arg("decode_fp8") = false, py::call_guard<py::gil_scoped_release>())
+          "open",
+          [](const std::string& path, bool decode_fp8, bool zero_copy) {
+            return SafetensorsFile::open(path, {decode_fp8, zero_copy});
+          },
+          py::arg("path"), py::arg("decode_fp8") = false, py::arg("zero_copy") = false,
+          py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("metadata", [](const SafetensorsFile& f) { return to_dict(f.metadata()); })
       .def_property_readonly("file_size", &SafetensorsFile::file_size)
       .def_property_readonly("path", &SafetensorsFile::path)
       .def_property_readonly("data_start", &SafetensorsFile::data_start)
+      .def_property_readonly("zero_copy", [](const SafetensorsFile& f) { return f.options().zero_copy; })
+      .def("copying", &SafetensorsFile::copying, "The same file serving tensors as pread copies.")
       .def("data_offsets", &SafetensorsFile::data_offsets, py::arg("name"));
 
   py::class_<Checkpoint, TensorSource>(io, "Checkpoint",
-                                       "A sharded or single-file checkpoint, validated and memory-mapped.")
+                                       "A sharded or single-file checkpoint, validated at open.")
       .def_static(
-          "open", [](const std::string& path, bool decode_fp8) { return Checkpoint::open(path, {decode_fp8}); },
-          py::arg("path"), py::arg("decode_fp8") = false, py::call_guard<py::gil_scoped_release>())
+          "open",
+          [](const std::string& path, bool decode_fp8, bool zero_copy) {
+            return Checkpoint::open(path, {decode_fp8, zero_copy});
+          },
+          py::arg("path"), py::arg("decode_fp8") = false, py::arg("zero_copy") = false,
+          py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("metadata", [](const Checkpoint& c) { return to_dict(c.metadata()); })
       .def_property_readonly("files", &Checkpoint::files)
       .def_property_readonly("total_file_bytes", &Checkpoint::total_file_bytes)
+      .def("copying", &Checkpoint::copying, "The same shards serving tensors as pread copies.")
       .def("shard_of", &Checkpoint::shard_of, py::arg("name"));
 
   io.def(

@@ -420,7 +420,7 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
         for name, path in plot.save_all(report, os.path.join(out, "plots")).items():
             files[f"plots/{os.path.basename(path)}"] = path
         report.to_html(files["report.html"], title=f"metaprobe demo: SFT vs RL on {cfg.target} (seed {cfg.seed})")
-        table.to_csv(files["summary.csv"], index=False, float_format="%.6g")
+        _write_text(files["summary.csv"], table.to_csv(index=False, float_format="%.6g"))
         result = DemoResult(out=out, config=cfg, report=report, summary=table, findings=found, histories=histories,
                             files=files, timings=timings, checkpoints=ckpts)
         _write_text(files["summary.txt"], result.summary_text() + "\n")

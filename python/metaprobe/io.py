@@ -5,8 +5,14 @@ tensor is returned; a malformed file raises :class:`SafetensorsError` (a :class:
 whose ``kind`` names the rule, e.g. ``"InvalidOffset"``. A missing path raises :class:`NotFoundError`, which
 is both a :class:`metaprobe.IoError` and a :class:`FileNotFoundError` (errno ``ENOENT``).
 
-Tensors alias a private copy-on-write memory map of the file: loading costs no copy, and writing into a
-loaded tensor changes only this process's pages, never the file. See ``docs/io.md``.
+By default :func:`load` and :func:`open_checkpoint` return tensors that alias a private copy-on-write memory
+map of the file: loading costs no copy, and writing into a loaded tensor changes only this process's pages,
+never the file. Such a tensor is only as stable as the file: if the file is truncated or rewritten in place
+while the tensor is alive, touching it raises SIGBUS and the process dies, as with any memory-mapped reader
+(replacing the file by a rename, as every safetensors writer does, is safe). ``copy=True`` reads the tensors
+into owned memory instead (``pread``); a file that shrank after open is then an :class:`metaprobe.IoError`
+naming it. The library's own streaming walks (:mod:`metaprobe.params` over paths, checkpoints and sources
+from :func:`as_tensor_source`) always read copies. See ``docs/io.md``.
 """
 from __future__ import annotations
 
@@ -105,21 +111,54 @@ class Checkpoint(Mapping):
         return f"Checkpoint({len(self)} tensors in {len(self.files)} file(s))"
 
 
-def open_checkpoint(path: PathLike, *, decode_fp8: bool = False) -> Checkpoint:
+def _path(path: object, argument: str = "path") -> str:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{argument}: expected a str or os.PathLike path, got {type(path).__name__}")
+    text = os.fspath(path)
+    if not isinstance(text, str):
+        raise TypeError(f"{argument}: expected a str path, got {type(text).__name__} {text!r}")
+    _utf8(text, argument)
+    return text
+
+
+def _utf8(text: str, argument: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _core.InvalidArgumentError(
+            f"{argument}: {text!r} holds {text[exc.start:exc.end]!r} at index {exc.start}, which is not encodable "
+            "as UTF-8 (a lone surrogate), expected a valid Unicode string") from None
+
+
+def _flag(value: object, argument: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{argument}: expected True or False, got {type(value).__name__} {value!r}")
+    return value
+
+
+def open_checkpoint(path: PathLike, *, decode_fp8: bool = False, copy: bool = False) -> Checkpoint:
     """Opens and validates a checkpoint lazily.
 
     Args:
         path: a directory with ``model.safetensors.index.json`` or ``model.safetensors``, an index file, or one
             ``.safetensors`` file.
-        decode_fp8: return ``F8_E4M3``/``F8_E5M2`` tensors decoded to float32 instead of raising
-            :class:`metaprobe.UnsupportedError`.
+        decode_fp8: return ``F8_E4M3``/``F8_E5M2`` tensors decoded to float32 instead of as
+            ``torch.float8_e4m3fn``/``torch.float8_e5m2``.
+        copy: read each indexed tensor into owned memory (``pread``) instead of returning a zero-copy view of
+            the memory map; a file that shrank since open is then an :class:`metaprobe.IoError`, not a SIGBUS.
     """
-    return Checkpoint(_io.Checkpoint.open(os.fspath(path), decode_fp8))
+    source = _io.Checkpoint.open(_path(path), _flag(decode_fp8, "decode_fp8"), not _flag(copy, "copy"))
+    return Checkpoint(source)
 
 
-def load(path: PathLike, *, decode_fp8: bool = False) -> dict[str, torch.Tensor]:
-    """Reads every tensor of a file or checkpoint into a dict (zero-copy views of the memory map)."""
-    ckpt = open_checkpoint(path, decode_fp8=decode_fp8)
+def load(path: PathLike, *, decode_fp8: bool = False, copy: bool = False) -> dict[str, torch.Tensor]:
+    """Reads every tensor of a file or checkpoint into a dict.
+
+    By default the tensors are zero-copy views of the file's memory map (SIGBUS if the file is later truncated
+    in place while they live); ``copy=True`` reads them into owned memory. ``decode_fp8`` as in
+    :func:`open_checkpoint`.
+    """
+    ckpt = open_checkpoint(path, decode_fp8=decode_fp8, copy=copy)
     return {name: ckpt[name] for name in ckpt}
 
 
@@ -130,6 +169,7 @@ def _pairs(tensors: Mapping[str, torch.Tensor]) -> list[tuple[str, torch.Tensor]
     for name, t in tensors.items():
         if not isinstance(name, str):
             raise TypeError(f"tensors: key {name!r} is a {type(name).__name__}, expected str")
+        _utf8(name, "tensors: key")
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"tensors: value of {name!r} is a {type(t).__name__}, expected torch.Tensor")
         out.append((name, t.detach()))
@@ -144,6 +184,8 @@ def _metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
     for k, v in metadata.items():
         if not isinstance(k, str) or not isinstance(v, str):
             raise TypeError(f"metadata: entry {k!r}: {v!r} is not str -> str (safetensors metadata is strings only)")
+        _utf8(k, "metadata: key")
+        _utf8(v, f"metadata: value of {k!r}")
     return dict(metadata)
 
 
@@ -154,7 +196,7 @@ def save(tensors: Mapping[str, torch.Tensor], path: PathLike, metadata: Mapping[
     then name; the header is padded with spaces to a multiple of 8. The file appears whole or not at all.
     ``metadata`` must map str to str; an empty or absent mapping writes no ``__metadata__``.
     """
-    _io.save_safetensors(_pairs(tensors), os.fspath(path), _metadata(metadata))
+    _io.save_safetensors(_pairs(tensors), _path(path), _metadata(metadata))
 
 
 def serialize(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> bytes:
@@ -165,15 +207,19 @@ def serialize(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str] |
 def as_tensor_source(obj: object) -> TensorSource:
     """A C++ :class:`TensorSource` for a path, a :class:`Checkpoint`, a state dict or a ``torch.nn.Module``.
 
-    Paths open a checkpoint (memory-mapped, nothing read yet); a dict of tensors or a module's ``state_dict()``
-    is wrapped without copies. Raises ``TypeError`` for anything else.
+    Paths open a checkpoint (headers validated, no data read yet) and file-backed sources read tensors as
+    ``pread`` copies, so a file shrinking under a walk is an :class:`metaprobe.IoError` naming it, never a
+    SIGBUS; a dict of tensors or a module's ``state_dict()`` is wrapped without copies. Raises ``TypeError``
+    for anything else.
     """
+    if isinstance(obj, (_io.SafetensorsFile, _io.Checkpoint)):
+        return obj.copying()
     if isinstance(obj, TensorSource):
         return obj
     if isinstance(obj, Checkpoint):
-        return obj.source
+        return obj.source.copying()
     if isinstance(obj, (str, os.PathLike)):
-        return _io.Checkpoint.open(os.fspath(obj), False)
+        return _io.Checkpoint.open(_path(obj), False, False)
     if isinstance(obj, torch.nn.Module):
         return MemorySource(_pairs(obj.state_dict()))
     if isinstance(obj, Mapping):

@@ -173,14 +173,10 @@ class Comparison:
     json: str = field(repr=False, default="")
 
     def to_json(self, path: Union[str, "os.PathLike[str]"]) -> None:
-        """Writes the full report (the CLI's format) atomically."""
-        path = os.fspath(path)
-        tmp = f"{path}.tmp.{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.json)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        """Writes the full report (the CLI's format) atomically; a directory or read-only target is an IoError."""
+        from ._atomic import write_text_atomic
+
+        write_text_atomic(path, self.json)
 
 
 def compare_checkpoints(

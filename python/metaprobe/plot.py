@@ -146,13 +146,21 @@ def figures(report: "Report") -> Iterator[tuple[str, "Figure"]]:
 
 
 def save_all(report: "Report", directory: Union[str, "os.PathLike[str]"], dpi: int = 100) -> dict[str, str]:
-    """Saves every plot as ``<directory>/<name>.png``; returns name → path."""
+    """Saves every plot as ``<directory>/<name>.png`` (each written atomically); returns name → path."""
+    import io as _bytes_io
+
+    from ._atomic import write_bytes_atomic
+
     os.makedirs(directory, exist_ok=True)
     out = {}
     for name, fig in figures(report):
         safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
         path = os.path.join(os.fspath(directory), f"{safe}.png")
-        fig.savefig(path, dpi=dpi, bbox_inches="tight")
-        close(fig)
+        buf = _bytes_io.BytesIO()
+        try:
+            fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+        finally:
+            close(fig)
+        write_bytes_atomic(path, buf.getvalue())
         out[name] = path
     return out

@@ -20,7 +20,13 @@ _ST_TO_TORCH = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
     "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
     "BOOL": torch.bool, "C64": torch.complex64,
+    # torch 2.x's native unsigned and float8 types (torch >= 2.3; E8M0 from 2.7)
+    "U16": torch.uint16, "U32": torch.uint32, "U64": torch.uint64,
+    "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "F8_E4M3FNUZ": torch.float8_e4m3fnuz,
+    "F8_E5M2FNUZ": torch.float8_e5m2fnuz,
 }
+if hasattr(torch, "float8_e8m0fnu"):
+    _ST_TO_TORCH["F8_E8M0"] = torch.float8_e8m0fnu
 _TORCH_TO_ST = {v: k for k, v in _ST_TO_TORCH.items()}
 # The reference's enum order, which its writer sorts by (descending), then by name.
 _RANK = ["BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F8_E4M3FNUZ",
@@ -37,7 +43,7 @@ def tiny_read(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         b, end = e["data_offsets"]
         dt = _ST_TO_TORCH[e["dtype"]]
         raw = bytearray(buf[b:end])
-        t = torch.frombuffer(raw, dtype=dt) if raw else torch.empty(0, dtype=dt)
+        t = torch.frombuffer(raw, dtype=torch.uint8).view(dt) if raw else torch.empty(0, dtype=dt)
         out[name] = t.reshape(e["shape"])
     return out, meta
 
@@ -70,6 +76,10 @@ def sample(dtype: torch.dtype, shape: tuple[int, ...], gen: torch.Generator) -> 
         return torch.rand(shape, generator=gen) > 0.5
     if dtype == torch.uint8:
         return torch.randint(0, 256, shape, generator=gen, dtype=dtype)
+    if dtype in (torch.uint16, torch.uint32, torch.uint64):
+        return torch.randint(0, 60000, shape, generator=gen, dtype=torch.int64).to(dtype)
+    if dtype.is_floating_point and dtype.itemsize == 1:  # float8: every byte pattern is some value
+        return torch.randint(0, 256, shape, generator=gen, dtype=torch.uint8).view(dtype)
     if not dtype.is_floating_point and not dtype.is_complex:
         return torch.randint(-128, 128, shape, generator=gen, dtype=dtype)
     return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype) if not dtype.is_complex else \
@@ -91,13 +101,22 @@ def test_every_dtype_round_trips_including_scalars_and_empty(tmp_path: Path, dty
     assert list(back) == sorted(tensors)  # one dtype: storage order is name order
     for name, t in tensors.items():
         assert back[name].dtype == t.dtype and back[name].shape == t.shape
-        assert torch.equal(back[name], t)
+        assert _bits(back[name]) == _bits(t)
+    assert path.read_bytes() == reference_bytes(tensors, {"format": "pt"})
     # The tiny independent reader agrees, and the bytes are what the reference writer would produce.
     data = path.read_bytes()
     mine, meta = tiny_read(data)
     assert meta == {"format": "pt"}
     for name, t in tensors.items():
-        assert torch.equal(mine[name], t)
+        assert mine[name].dtype == t.dtype and _bits(mine[name]) == _bits(t)
+    # The copying reader returns the same values in owned memory.
+    copied = io.load(path, copy=True)
+    for name, t in tensors.items():
+        assert copied[name].dtype == t.dtype and _bits(copied[name]) == _bits(t)
+
+
+def _bits(t: torch.Tensor) -> bytes:
+    return t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
     assert data == reference_bytes(tensors, {"format": "pt"})
 
 
@@ -149,9 +168,12 @@ def test_loaded_tensors_alias_the_map_and_writes_stay_private(tmp_path: Path) ->
     path = tmp_path / "z.safetensors"
     w = torch.randn(128, 128)
     io.save({"w": w}, path)
-    f = io.SafetensorsFile.open(str(path))
+    f = io.SafetensorsFile.open(str(path), zero_copy=True)
     a, b = f.tensor("w"), f.tensor("w")
     assert a.data_ptr() == b.data_ptr()  # zero copy
+    assert io.load(path)["w"].data_ptr() != io.load(path, copy=True)["w"].data_ptr()
+    c = io.SafetensorsFile.open(str(path))  # the low-level default reads copies
+    assert c.tensor("w").data_ptr() != c.tensor("w").data_ptr() and not c.zero_copy
     del f
     a.mul_(0)  # copy-on-write: never reaches the file, never faults
     assert torch.equal(b, a)  # same private pages
@@ -168,23 +190,25 @@ def test_misaligned_data_is_accepted(tmp_path: Path) -> None:
     assert x.data_ptr() % 4 == 0
 
 
-def test_fp8_decoding(tmp_path: Path) -> None:
+def test_fp8_native_and_decoded(tmp_path: Path) -> None:
     header = '{"a":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"F8_E5M2","shape":[3],"data_offsets":[4,7]}}'
     (tmp_path / "f.safetensors").write_bytes(raw_file(header, bytes([0x38, 0x3C, 0xFE, 0x01, 0x3C, 0x7B, 0x7C])))
-    with pytest.raises(metaprobe.UnsupportedError, match=r"tensor 'a'.*F8_E4M3.*decode_fp8"):
-        io.load(tmp_path / "f.safetensors")
-    d = io.load(tmp_path / "f.safetensors", decode_fp8=True)
-    assert d["a"].dtype == torch.float32
-    assert d["a"].tolist() == [1.0, 1.5, -448.0, 2.0 ** -9]
-    assert d["b"].tolist() == [1.0, 57344.0, float("inf")]
+    for copy in (False, True):
+        native = io.load(tmp_path / "f.safetensors", copy=copy)
+        assert native["a"].dtype == torch.float8_e4m3fn and native["b"].dtype == torch.float8_e5m2
+        assert native["a"].float().tolist() == [1.0, 1.5, -448.0, 2.0 ** -9]
+        d = io.load(tmp_path / "f.safetensors", decode_fp8=True, copy=copy)
+        assert d["a"].dtype == torch.float32
+        assert d["a"].tolist() == [1.0, 1.5, -448.0, 2.0 ** -9]
+        assert d["b"].tolist() == [1.0, 57344.0, float("inf")]
 
 
 def test_unsupported_dtypes_are_named(tmp_path: Path) -> None:
     (tmp_path / "u.safetensors").write_bytes(
-        raw_file('{"u":{"dtype":"U32","shape":[1],"data_offsets":[0,4]}}', b"\1\0\0\0"))
+        raw_file('{"u":{"dtype":"F4","shape":[2],"data_offsets":[0,1]}}', b"\x21"))
     ck = io.open_checkpoint(tmp_path / "u.safetensors")
-    assert ck.info("u").dtype == "U32"
-    with pytest.raises(metaprobe.UnsupportedError, match=r"tensor 'u'.*dtype U32 \(UnsupportedDtype\)"):
+    assert ck.info("u").dtype == "F4"
+    with pytest.raises(metaprobe.UnsupportedError, match=r"tensor 'u'.*dtype F4 \(UnsupportedDtype\)"):
         ck["u"]
     with pytest.raises(metaprobe.UnsupportedError, match=r"ComplexDouble"):
         io.save({"c": torch.zeros(1, dtype=torch.complex128)}, tmp_path / "c.safetensors")

@@ -11,6 +11,7 @@
 #include <metaprobe/io/checkpoint.hpp>
 
 #include "mapping.hpp"
+#include "utf8.hpp"
 
 namespace metaprobe::io {
 namespace {
@@ -19,9 +20,14 @@ using Kind = SafetensorsErrorKind;
 constexpr const char* kIndexName = "model.safetensors.index.json";
 constexpr const char* kSingleName = "model.safetensors";
 
+// Whether `p` exists; any failure other than "no such file" (a permission denied on the directory, a
+// symlink loop, an I/O error) is that error, not an absence.
 bool exists(const std::string& p) {
   struct stat st {};
-  return ::stat(p.c_str(), &st) == 0;
+  if (::stat(p.c_str(), &st) == 0) return true;
+  const int err = errno;
+  if (err == ENOENT) return false;
+  throw_os_error("cannot open", p, err);
 }
 
 std::string join(const std::string& dir, const std::string& name) {
@@ -75,7 +81,16 @@ Checkpoint Checkpoint::open(const std::string& path, LoadOptions options) {
   if (!in) throw_os_error("cannot read index", index_path, errno);
   std::stringstream ss;
   ss << in.rdbuf();
+  if (in.bad()) throw_os_error("cannot read index", index_path, errno);
   const std::string text = ss.str();
+  // JSON is UTF-8 (RFC 8259); checking first also keeps raw bytes out of the parser's error messages.
+  const size_t bad_at = detail::utf8_invalid_at(reinterpret_cast<const uint8_t*>(text.data()), text.size());
+  if (bad_at != text.size()) {
+    static const char* hex = "0123456789abcdef";
+    const auto byte = static_cast<unsigned char>(text[bad_at]);
+    bad_index(index_path, "byte " + std::to_string(bad_at) + " (0x" + std::string{hex[byte >> 4], hex[byte & 15]} +
+                              ") is not valid UTF-8, expected a UTF-8 JSON text");
+  }
   std::string duplicate;
   std::vector<std::set<std::string>> keys;
   nlohmann::ordered_json root;
@@ -170,6 +185,15 @@ const TensorInfo& Checkpoint::info(const std::string& name) const { return (*sha
 at::Tensor Checkpoint::tensor(const std::string& name) const { return (*shards_)[shard_of(name)].tensor(name); }
 
 bool Checkpoint::contains(const std::string& name) const { return shard_index_.count(name) != 0; }
+
+Checkpoint Checkpoint::copying() const {
+  Checkpoint c = *this;
+  auto shards = std::make_shared<std::vector<SafetensorsFile>>();
+  shards->reserve(shards_->size());
+  for (const auto& s : *shards_) shards->push_back(s.copying());
+  c.shards_ = std::move(shards);
+  return c;
+}
 
 uint64_t Checkpoint::total_file_bytes() const {
   uint64_t total = 0;

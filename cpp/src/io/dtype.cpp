@@ -10,6 +10,13 @@
 
 #include "dtypes.hpp"
 
+// Float8_e8m0fnu arrived in torch 2.7; the project supports torch >= 2.3.
+#if __has_include(<c10/util/Float8_e8m0fnu.h>)
+#define METAPROBE_HAS_E8M0 1
+#else
+#define METAPROBE_HAS_E8M0 0
+#endif
+
 namespace metaprobe::io {
 
 std::string safetensors_dtype(at::ScalarType type) {
@@ -18,18 +25,29 @@ std::string safetensors_dtype(at::ScalarType type) {
     case at::kByte: return "U8";
     case at::kChar: return "I8";
     case at::kShort: return "I16";
+    case at::kUInt16: return "U16";
     case at::kHalf: return "F16";
     case at::kBFloat16: return "BF16";
     case at::kInt: return "I32";
+    case at::kUInt32: return "U32";
     case at::kFloat: return "F32";
     case at::kComplexFloat: return "C64";
     case at::kDouble: return "F64";
     case at::kLong: return "I64";
+    case at::kUInt64: return "U64";
+    case at::kFloat8_e4m3fn: return "F8_E4M3";
+    case at::kFloat8_e5m2: return "F8_E5M2";
+    case at::kFloat8_e4m3fnuz: return "F8_E4M3FNUZ";
+    case at::kFloat8_e5m2fnuz: return "F8_E5M2FNUZ";
+#if METAPROBE_HAS_E8M0
+    case at::kFloat8_e8m0fnu: return "F8_E8M0";
+#endif
     default: break;
   }
   throw Unsupported(std::string("dtype: torch.") + c10::toString(type) +
-                    " has no safetensors equivalent; expected bool, uint8, int8, int16, int32, int64, float16, "
-                    "bfloat16, float32, float64 or complex64");
+                    " has no safetensors equivalent; expected bool, uint8/16/32/64, int8/16/32/64, float16, "
+                    "bfloat16, float32, float64, complex64 or a float8 type (e4m3fn, e5m2, e4m3fnuz, e5m2fnuz" +
+                    (METAPROBE_HAS_E8M0 ? ", e8m0fnu)" : ")"));
 }
 
 uint32_t dtype_bits(const std::string& dtype) {
@@ -47,17 +65,27 @@ at::ScalarType aten_dtype(const std::string& dtype) {
   if (dtype == "U8") return at::kByte;
   if (dtype == "I8") return at::kChar;
   if (dtype == "I16") return at::kShort;
+  if (dtype == "U16") return at::kUInt16;
   if (dtype == "F16") return at::kHalf;
   if (dtype == "BF16") return at::kBFloat16;
   if (dtype == "I32") return at::kInt;
+  if (dtype == "U32") return at::kUInt32;
   if (dtype == "F32") return at::kFloat;
   if (dtype == "C64") return at::kComplexFloat;
   if (dtype == "F64") return at::kDouble;
   if (dtype == "I64") return at::kLong;
+  if (dtype == "U64") return at::kUInt64;
+  if (dtype == "F8_E4M3") return at::kFloat8_e4m3fn;
+  if (dtype == "F8_E5M2") return at::kFloat8_e5m2;
+  if (dtype == "F8_E4M3FNUZ") return at::kFloat8_e4m3fnuz;
+  if (dtype == "F8_E5M2FNUZ") return at::kFloat8_e5m2fnuz;
+#if METAPROBE_HAS_E8M0
+  if (dtype == "F8_E8M0") return at::kFloat8_e8m0fnu;
+#endif
   dtype_bits(dtype);  // unknown names are an InvalidArgument, known-but-unserved ones Unsupported
   throw Unsupported("dtype: safetensors dtype " + dtype +
-                    " (UnsupportedDtype) has no libtorch scalar type in this build; F8_E4M3 and F8_E5M2 can be "
-                    "decoded to float32 with LoadOptions::decode_fp8");
+                    " (UnsupportedDtype) has no libtorch scalar type in this build (F4 and F6_* are sub-byte "
+                    "types that torch does not hold unpacked)");
 }
 
 namespace {

@@ -1,16 +1,13 @@
 // The safetensors writer: the reference's byte layout, written atomically.
 #include <algorithm>
-#include <atomic>
-#include <cerrno>
-#include <chrono>
-#include <cstring>
 #include <set>
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
+#include <metaprobe/atomic_file.hpp>
 #include <metaprobe/io/safetensors.hpp>
+
+#include <cerrno>
+
+#include <sys/stat.h>
 
 #include "dtypes.hpp"
 #include "mapping.hpp"
@@ -146,27 +143,6 @@ at::Tensor host_contiguous(const at::Tensor& t) {
   return c.contiguous();
 }
 
-void write_all(int fd, const void* data, uint64_t size, const std::string& path) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  while (size > 0) {
-    const size_t chunk = static_cast<size_t>(std::min<uint64_t>(size, 1u << 30));
-    const ssize_t w = ::write(fd, p, chunk);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      throw_os_error("cannot write", path, errno);
-    }
-    p += w;
-    size -= static_cast<uint64_t>(w);
-  }
-}
-
-std::string dirname_of(const std::string& path) {
-  const auto slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
 }  // namespace
 
 std::vector<uint8_t> serialize_safetensors(const std::vector<std::pair<std::string, at::Tensor>>& tensors,
@@ -191,50 +167,22 @@ void save_safetensors(const std::vector<std::pair<std::string, at::Tensor>>& ten
                       const std::map<std::string, std::string>& metadata, const SaveOptions& options) {
   if (path.empty()) throw InvalidArgument("path: empty, expected a file path");
   const Prepared p = prepare(tensors, metadata);  // all argument errors surface before any file is touched
-
-  struct stat st {};
-  if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {
-    throw IoError("cannot write '" + path + "': it is a directory, expected a file path");
+  {
+    const auto slash = path.find_last_of('/');
+    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+    struct stat st {};
+    if (::stat(dir.c_str(), &st) != 0) throw_os_error("cannot open for writing: the directory of", path, errno);
   }
-  // O_EXCL on a unique name beside the target: same filesystem for rename, and umask applies as for any file.
-  static std::atomic<uint64_t> counter{0};
-  const std::string dir = dirname_of(path);
-  const std::string base = path.substr(path.find_last_of('/') == std::string::npos ? 0 : path.find_last_of('/') + 1);
-  std::string tmp;
-  int fd = -1;
-  for (int attempt = 0; attempt < 100 && fd < 0; ++attempt) {
-    const auto stamp = std::chrono::steady_clock::now().time_since_epoch().count();
-    tmp = dir + "/." + base + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++) + "." +
-          std::to_string(stamp % 1000000007);
-    fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && errno != EEXIST) throw_os_error("cannot create a temporary file in", dir, errno);
+  AtomicFile out(path);  // removed on any failure below; an existing target stays untouched
+  const std::string prefix = length_prefix(p.header.size());
+  out.write(prefix.data(), prefix.size());
+  out.write(p.header.data(), p.header.size());
+  for (size_t i : p.order) {
+    const at::Tensor c = host_contiguous(tensors[i].second);
+    out.write(c.data_ptr(), p.nbytes[i]);
+    if (options.after_tensor) options.after_tensor(tensors[i].first);
   }
-  if (fd < 0) throw IoError("cannot create a unique temporary file beside '" + path + "'");
-  try {
-    const std::string prefix = length_prefix(p.header.size());
-    write_all(fd, prefix.data(), prefix.size(), tmp);
-    write_all(fd, p.header.data(), p.header.size(), tmp);
-    for (size_t i : p.order) {
-      const at::Tensor c = host_contiguous(tensors[i].second);
-      write_all(fd, c.data_ptr(), p.nbytes[i], tmp);
-      if (options.after_tensor) options.after_tensor(tensors[i].first);
-    }
-    if (::fsync(fd) != 0) throw_os_error("cannot fsync", tmp, errno);
-    const int rc = ::close(fd);
-    fd = -1;
-    if (rc != 0) throw_os_error("cannot close", tmp, errno);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) throw_os_error("cannot rename the temporary over", path, errno);
-  } catch (...) {
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    throw;
-  }
-  // Persist the rename itself; best effort, the data is already durable.
-  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  out.commit();
 }
 
 }  // namespace metaprobe::io

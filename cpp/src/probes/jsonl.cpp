@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include <metaprobe/atomic_file.hpp>
 #include <metaprobe/error.hpp>
 
 namespace metaprobe::probes {
@@ -204,21 +205,7 @@ void write_jsonl(const std::vector<Item>& items, const std::string& path) {
     text += to_jsonl_line(item);
     text += '\n';
   }
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError("path: cannot open '" + tmp + "' for writing (target '" + path + "')");
-    out.write(text.data(), static_cast<std::streamsize>(text.size()));
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw IoError("path: error while writing '" + tmp + "' (target '" + path + "')");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw IoError("path: cannot rename '" + tmp + "' to '" + path + "'");
-  }
+  write_file_atomic(path, text);
 }
 
 }  // namespace metaprobe::probes

@@ -101,7 +101,7 @@ TEST_CASE("a file built byte by byte reads back exactly", "[io][rw]") {
   CHECK(f.file_size() == 8 + padded.size() + 10);
 }
 
-TEST_CASE("tensors alias the mapping and keep it alive", "[io][rw]") {
+TEST_CASE("zero-copy tensors alias the mapping and keep it alive", "[io][rw]") {
   TempDir dir;
   const std::string path = dir.file("z.safetensors");
   const at::Tensor w = at::randn({64, 64});
@@ -109,7 +109,7 @@ TEST_CASE("tensors alias the mapping and keep it alive", "[io][rw]") {
   at::Tensor t;
   const void* first = nullptr;
   {
-    const auto f = SafetensorsFile::open(path);
+    const auto f = SafetensorsFile::open(path, LoadOptions{false, true});
     t = f.tensor("w");
     first = t.data_ptr();
     SECTION("two reads share the same bytes (zero copy)") { CHECK(f.tensor("w").data_ptr() == first); }
@@ -132,7 +132,7 @@ TEST_CASE("misaligned data is accepted and copied", "[io][rw]") {
   const double v[2] = {3.25, -1e300};
   std::memcpy(data.data(), v, 16);
   write_file(dir.file("m.safetensors"), raw_file(header, data));
-  const auto f = SafetensorsFile::open(dir.file("m.safetensors"));
+  const auto f = SafetensorsFile::open(dir.file("m.safetensors"), LoadOptions{false, true});
   const at::Tensor x = f.tensor("x");
   CHECK(reinterpret_cast<uintptr_t>(x.data_ptr()) % 8 == 0);
   CHECK(x[0].item<double>() == 3.25);
@@ -192,41 +192,83 @@ TEST_CASE("FP8 is decoded exactly on request", "[io][rw][fp8]") {
       CHECK(((std::isnan(half) && std::isnan(mine)) || half == mine));
     }
   }
-  SECTION("files: decoded to float32 with decode_fp8, Unsupported without") {
+  SECTION("files: decoded to float32 with decode_fp8, torch's float8 types without") {
     TempDir dir;
     write_file(dir.file("f8.safetensors"),
                raw_file(R"({"a":{"dtype":"F8_E4M3","shape":[2,2],"data_offsets":[0,4]},)"
                         R"("b":{"dtype":"F8_E5M2","shape":[1],"data_offsets":[4,5]}}     )",
                         {0x38, 0x3C, 0xC0, 0x7E, 0x7C}));
-    const auto plain = SafetensorsFile::open(dir.file("f8.safetensors"));
-    CHECK(plain.info("a").dtype == "F8_E4M3");
-    REQUIRE_THROWS_AS(plain.tensor("a"), metaprobe::Unsupported);
-    REQUIRE_THROWS_WITH(plain.tensor("a"), Catch::Contains("tensor 'a'") && Catch::Contains("F8_E4M3") &&
-                                               Catch::Contains("decode_fp8"));
-    const auto decoded = SafetensorsFile::open(dir.file("f8.safetensors"), LoadOptions{true});
-    const at::Tensor a = decoded.tensor("a");
-    CHECK(a.scalar_type() == at::kFloat);
-    CHECK(a.equal(at::tensor({1.0f, 1.5f, -2.0f, 448.0f}).reshape({2, 2})));
-    CHECK(std::isinf(decoded.tensor("b")[0].item<float>()));
+    for (const bool zero_copy : {false, true}) {
+      INFO("zero_copy " << zero_copy);
+      const auto plain = SafetensorsFile::open(dir.file("f8.safetensors"), LoadOptions{false, zero_copy});
+      CHECK(plain.info("a").dtype == "F8_E4M3");
+      const at::Tensor a8 = plain.tensor("a");
+      CHECK(a8.scalar_type() == at::kFloat8_e4m3fn);
+      CHECK(a8.to(at::kFloat).equal(at::tensor({1.0f, 1.5f, -2.0f, 448.0f}).reshape({2, 2})));
+      CHECK(plain.tensor("b").scalar_type() == at::kFloat8_e5m2);
+      const auto decoded = SafetensorsFile::open(dir.file("f8.safetensors"), LoadOptions{true, zero_copy});
+      const at::Tensor a = decoded.tensor("a");
+      CHECK(a.scalar_type() == at::kFloat);
+      CHECK(a.equal(at::tensor({1.0f, 1.5f, -2.0f, 448.0f}).reshape({2, 2})));
+      CHECK(std::isinf(decoded.tensor("b")[0].item<float>()));
+    }
+  }
+  SECTION("our table agrees with torch's own float8 conversion for every byte") {
+    const at::Tensor all = at::arange(256, at::kInt).to(at::kByte);
+    const at::Tensor e4 = all.view(at::kFloat8_e4m3fn).to(at::kFloat);
+    const at::Tensor e5 = all.view(at::kFloat8_e5m2).to(at::kFloat);
+    for (int b = 0; b < 256; ++b) {
+      INFO(b);
+      const float t4 = e4[b].item<float>(), t5 = e5[b].item<float>();
+      const float m4 = decode_f8_e4m3(static_cast<uint8_t>(b)), m5 = decode_f8_e5m2(static_cast<uint8_t>(b));
+      CHECK(((std::isnan(t4) && std::isnan(m4)) || t4 == m4));
+      CHECK(((std::isnan(t5) && std::isnan(m5)) || t5 == m5));
+    }
   }
 }
 
-TEST_CASE("dtypes libtorch lacks give a clear Unsupported error naming them", "[io][rw]") {
+TEST_CASE("torch 2.x's unsigned and float8 dtypes map both ways; sub-byte ones are Unsupported", "[io][rw]") {
+  const std::vector<std::pair<std::string, at::ScalarType>> pairs = {
+      {"U16", at::kUInt16},          {"U32", at::kUInt32},           {"U64", at::kUInt64},
+      {"F8_E4M3", at::kFloat8_e4m3fn}, {"F8_E5M2", at::kFloat8_e5m2},  {"F8_E4M3FNUZ", at::kFloat8_e4m3fnuz},
+      {"F8_E5M2FNUZ", at::kFloat8_e5m2fnuz}, {"F8_E8M0", at::kFloat8_e8m0fnu}};
+  for (const auto& [name, type] : pairs) {
+    INFO(name);
+    CHECK(aten_dtype(name) == type);
+    CHECK(safetensors_dtype(type) == name);
+  }
   TempDir dir;
-  write_file(dir.file("u.safetensors"),
-             raw_file(R"({"u":{"dtype":"U16","shape":[2],"data_offsets":[0,4]},)"
-                      R"("f":{"dtype":"F4","shape":[2],"data_offsets":[4,5]}}         )",
-                      {1, 0, 2, 0, 0x21}));
-  const auto f = SafetensorsFile::open(dir.file("u.safetensors"), LoadOptions{true});
-  CHECK(f.info("u").shape == std::vector<int64_t>({2}));
-  REQUIRE_THROWS_AS(f.tensor("u"), metaprobe::Unsupported);
-  REQUIRE_THROWS_WITH(f.tensor("u"), Catch::Contains("tensor 'u'") && Catch::Contains("dtype U16") &&
-                                         Catch::Contains("UnsupportedDtype"));
-  REQUIRE_THROWS_WITH(f.tensor("f"), Catch::Contains("dtype F4"));
-  REQUIRE_THROWS_AS(aten_dtype("F8_E8M0"), metaprobe::Unsupported);
-  REQUIRE_THROWS_AS(aten_dtype("F9"), metaprobe::InvalidArgument);
-  CHECK(dtype_bits("F6_E3M2") == 6);
-  REQUIRE_THROWS_WITH(safetensors_dtype(at::kComplexDouble), Catch::Contains("ComplexDouble"));
+  SECTION("a file of each round-trips bit for bit, copied or mapped") {
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    const at::Tensor bytes = at::arange(0, 64, at::kInt).to(at::kByte);
+    for (const auto& [name, type] : pairs) {
+      const int64_t size = static_cast<int64_t>(c10::elementSize(type));
+      tensors.emplace_back(name, bytes.slice(0, 0, 4 * size).view(type).reshape({2, 2}));
+    }
+    save_safetensors(tensors, dir.file("u.safetensors"));
+    for (const bool zero_copy : {false, true}) {
+      const auto f = SafetensorsFile::open(dir.file("u.safetensors"), LoadOptions{false, zero_copy});
+      for (const auto& [name, t] : tensors) {
+        INFO(name << " zero_copy " << zero_copy);
+        const at::Tensor back = f.tensor(name);
+        CHECK(back.scalar_type() == t.scalar_type());
+        CHECK(back.view(at::kByte).equal(t.view(at::kByte)));
+      }
+    }
+  }
+  SECTION("F4 and F6 are listed but not served") {
+    write_file(dir.file("f4.safetensors"),
+               raw_file(R"({"f":{"dtype":"F4","shape":[2],"data_offsets":[0,1]}}         )", {0x21}));
+    const auto f = SafetensorsFile::open(dir.file("f4.safetensors"));
+    CHECK(f.info("f").shape == std::vector<int64_t>({2}));
+    REQUIRE_THROWS_AS(f.tensor("f"), metaprobe::Unsupported);
+    REQUIRE_THROWS_WITH(f.tensor("f"), Catch::Contains("tensor 'f'") && Catch::Contains("dtype F4") &&
+                                           Catch::Contains("UnsupportedDtype"));
+    REQUIRE_THROWS_AS(aten_dtype("F6_E2M3"), metaprobe::Unsupported);
+    REQUIRE_THROWS_AS(aten_dtype("F9"), metaprobe::InvalidArgument);
+    CHECK(dtype_bits("F6_E3M2") == 6);
+    REQUIRE_THROWS_WITH(safetensors_dtype(at::kComplexDouble), Catch::Contains("ComplexDouble"));
+  }
 }
 
 TEST_CASE("lookups and opening fail clearly", "[io][rw]") {

@@ -1,7 +1,7 @@
 #pragma once
 // A Hugging Face checkpoint as one TensorSource: a directory with model.safetensors.index.json (sharded),
 // a directory with model.safetensors, or one .safetensors file. Names, shapes and dtypes are known
-// without reading data; tensors are yielded one at a time from the memory-mapped shards.
+// without reading data; tensors are yielded one at a time from the shards (pread copies or zero-copy maps).
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -38,6 +38,9 @@ class Checkpoint : public TensorSource {
   size_t shard_of(const std::string& name) const;
   /// The opened shards, parallel to files().
   const std::vector<SafetensorsFile>& shards() const { return *shards_; }
+  /// The same open shards and validated headers, serving tensors as pread copies (LoadOptions::zero_copy
+  /// off): what streaming consumers use so that a shard shrinking under them is an IoError, not a SIGBUS.
+  Checkpoint copying() const;
 
  private:
   Checkpoint() = default;

@@ -1,5 +1,5 @@
 #pragma once
-// A strict safetensors reader (memory-mapped, zero-copy) and an atomic writer. The reader applies every
+// A strict safetensors reader (pread copies, or zero-copy memory-mapped views) and an atomic writer. The reader applies every
 // validation rule of the reference implementation (huggingface/safetensors tensor.rs) in its order, plus
 // explicit rejection of duplicate names and of non-string `__metadata__` values. See docs/io.md.
 #include <cstdint>
@@ -64,7 +64,11 @@ class PathNotFound : public IoError {
 inline constexpr uint64_t kMaxHeaderSize = 100'000'000;
 
 struct LoadOptions {
-  bool decode_fp8 = false;  // decode F8_E4M3 / F8_E5M2 to float32 instead of throwing Unsupported
+  /// Decode F8_E4M3 / F8_E5M2 to float32 instead of returning torch's float8_e4m3fn / float8_e5m2.
+  bool decode_fp8 = false;
+  /// Serve tensors as zero-copy views of a private memory map instead of reading them (pread) into owned
+  /// memory. A view faults (SIGBUS) when touched after the file shrank; tensor() itself re-checks the size.
+  bool zero_copy = false;
 };
 
 /// The validated layout of a safetensors header: tensors in storage (offset) order.
@@ -83,27 +87,31 @@ struct Header {
 /// returns its header; throws SafetensorsError. Used by the reader and the fuzzer; touches no tensor data.
 Header parse_header(const uint8_t* data, uint64_t size);
 
+class FileHandle;
 class Mapping;
 
-/// A memory-mapped, validated safetensors file. Tensors alias the mapping, which lives while any of them does.
-/// The mapping is private copy-on-write: writing into a returned tensor changes only this process's copy,
-/// never the file.
+/// An open, validated safetensors file. By default tensor() reads each tensor with pread into owned memory,
+/// so a file truncated or rewritten in place after open gives an IoError naming it, never a crash. With
+/// LoadOptions::zero_copy tensors alias a private copy-on-write memory map (writing into one changes only
+/// this process's copy, never the file) that lives while any of them does.
 class SafetensorsFile : public TensorSource {
  public:
-  /// Maps and validates `path`; throws PathNotFound, IoError or SafetensorsError.
+  /// Opens and validates `path` (the header is read, not mapped); throws PathNotFound, IoError or
+  /// SafetensorsError.
   static SafetensorsFile open(const std::string& path, LoadOptions options = {});
 
   std::vector<std::string> names() const override;
   const TensorInfo& info(const std::string& name) const override;
-  /// Zero-copy for F64/F32/F16/BF16/I64/I32/I16/I8/U8/BOOL/C64 when aligned; a copy when the data is
-  /// misaligned for its dtype; F8_E4M3/F8_E5M2 decoded to float32 when options.decode_fp8; else Unsupported.
+  /// Every dtype torch holds (all but F4 and F6_*, which are Unsupported) in its torch dtype; F8_E4M3 and
+  /// F8_E5M2 as float32 when options.decode_fp8. Zero-copy mode copies misaligned data and non-0/1 BOOL bytes.
+  /// Throws IoError naming the file when it now ends before the tensor's bytes.
   at::Tensor tensor(const std::string& name) const override;
   bool contains(const std::string& name) const override;
   size_t size() const override { return header_->tensors.size(); }
 
   /// The `__metadata__` map (empty when absent).
   const std::map<std::string, std::string>& metadata() const;
-  /// Size of the file in bytes.
+  /// Size of the file in bytes when it was opened.
   uint64_t file_size() const;
   /// The path it was opened from.
   const std::string& path() const { return path_; }
@@ -111,6 +119,10 @@ class SafetensorsFile : public TensorSource {
   std::pair<uint64_t, uint64_t> data_offsets(const std::string& name) const;
   /// Offset of the data buffer from the start of the file (8 + header length).
   uint64_t data_start() const;
+  /// The options it was opened with.
+  const LoadOptions& options() const { return options_; }
+  /// The same open file and validated header, serving tensors as pread copies (zero_copy off).
+  SafetensorsFile copying() const;
 
  private:
   SafetensorsFile() = default;
@@ -118,7 +130,8 @@ class SafetensorsFile : public TensorSource {
 
   std::string path_;
   LoadOptions options_;
-  std::shared_ptr<const Mapping> mapping_;
+  std::shared_ptr<const FileHandle> file_;
+  std::shared_ptr<const Mapping> mapping_;  // only with zero_copy
   std::shared_ptr<const Header> header_;
   std::shared_ptr<const std::unordered_map<std::string, size_t>> index_;
 };

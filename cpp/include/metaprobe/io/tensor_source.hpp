@@ -55,16 +55,16 @@ class MemorySource : public TensorSource {
   std::unordered_map<std::string, size_t> index_;
 };
 
-/// The safetensors dtype name of an ATen scalar type ("F32", "BF16", ...); throws Unsupported for types
-/// safetensors cannot store.
+/// The safetensors dtype name of an ATen scalar type ("F32", "BF16", "U16", "F8_E4M3", ...); throws
+/// Unsupported for types safetensors cannot store.
 std::string safetensors_dtype(at::ScalarType type);
 
 /// Size in bits of one element of a safetensors dtype (4 for F4, 6 for F6_*); throws InvalidArgument for
 /// an unknown name.
 uint32_t dtype_bits(const std::string& dtype);
 
-/// The ATen scalar type holding a safetensors dtype without conversion; throws Unsupported when libtorch
-/// lacks it (U16, U32, U64, F4, F6_*, F8_*: use LoadOptions::decode_fp8 for F8_E4M3/F8_E5M2).
+/// The ATen scalar type holding a safetensors dtype without conversion (U16/U32/U64 and every F8_* map to
+/// torch 2.x's native types); throws Unsupported for F4 and F6_*, which torch does not hold unpacked.
 at::ScalarType aten_dtype(const std::string& dtype);
 
 }  // namespace metaprobe::io
