@@ -8,6 +8,8 @@ Families, difficulty and the schema are documented in ``docs/probes.md``.
 """
 from __future__ import annotations
 
+import operator
+
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Union, overload
@@ -51,6 +53,9 @@ def _names(value: Names | None, valid: tuple[str, ...], what: str) -> list[str] 
     if value is None or (isinstance(value, str) and value == "all"):
         return None
     names = [value] if isinstance(value, str) else list(value)
+    if not names:
+        raise InvalidArgumentError(
+            f"{what}: got an empty list, expected 'all' (every {what[:-1]}) or one or more names from {', '.join(valid)}")
     for n in names:
         if n not in valid:
             raise InvalidArgumentError(f"{what}: unknown name {n!r}, expected 'all' or names from {', '.join(valid)}")
@@ -65,6 +70,20 @@ def _ints(value: int | Iterable[int] | None, what: str) -> list[int] | None:
         if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 5:
             raise InvalidArgumentError(f"{what}: got {v!r}, expected integers in 1..5")
     return vals
+
+
+#: The most items per cell :func:`generate` makes in one call (a suite of 20 cells then holds 20 million).
+MAX_PER_CELL = 1_000_000
+
+
+def _count(value: Any, what: str, maximum: int) -> int:
+    """A count in 0..maximum: Python or numpy integers; bool and floats are errors naming the value."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise InvalidArgumentError(f"{what}: got {value!r} ({type(value).__name__}), expected an integer in 0..{maximum:,}")
+    v = operator.index(value)
+    if not 0 <= v <= maximum:
+        raise InvalidArgumentError(f"{what}: got {v}, expected an integer in 0..{maximum:,}")
+    return v
 
 
 def _as_item(obj: Any, k: int) -> Item:
@@ -169,7 +188,7 @@ class ProbeSet:
         import pandas as pd
 
         cols = ["id", "skill", "domain", "family", "difficulty", "prompt", "answer", "answer_type", "tolerance",
-                "ordered", "choices", "gold_index", "reference_solution", "meta", "extra"]
+                "ordered", "choices", "gold_index", "reference_solution", "aliases", "equivalents", "meta", "extra"]
         rows = [[getattr(it, c) for c in cols] for it in self._items]
         return pd.DataFrame(rows, columns=cols)
 
@@ -236,8 +255,7 @@ def generate(
     diffs = _ints(difficulties, "difficulties")
     if not diffs:
         raise InvalidArgumentError("difficulties: got an empty list, expected one or more integers in 1..5")
-    if not isinstance(n_per_cell, int) or n_per_cell < 0:
-        raise InvalidArgumentError(f"n_per_cell: got {n_per_cell!r}, expected an integer >= 0")
+    n_per_cell = _count(n_per_cell, "n_per_cell", MAX_PER_CELL)
     if not isinstance(seed, int) or not 0 <= seed < 2**64:
         raise InvalidArgumentError(f"seed: got {seed!r}, expected an integer in 0..2**64-1")
     return ProbeSet(_core._probes_generate(skill_list, domain_list, n_per_cell, diffs, seed))

@@ -51,6 +51,9 @@ Number divide_by_100(const Number& n);
 /// trailing period removed, so that texts compare equal when they say the same thing.
 std::string normalize_text(std::string_view s);
 
+/// LaTeX wrappers ($, braces, \text{}, \mathrm{} …) removed, case kept: "\text{B}" → "B".
+std::string strip_wrappers(std::string_view s);
+
 /// `s` without leading and trailing ASCII whitespace.
 std::string_view trim(std::string_view s);
 

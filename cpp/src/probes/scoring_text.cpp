@@ -130,6 +130,13 @@ bool strip_pair(std::string_view& t, std::string_view open, std::string_view clo
 
 }  // namespace
 
+std::string strip_wrappers(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  strip_latex(s, out);
+  return out;
+}
+
 std::string normalize_text(std::string_view s) {
   std::string raw;
   raw.reserve(s.size());
