@@ -133,6 +133,18 @@ std::string element_value(const std::string& e) {
   return std::string(t);
 }
 
+bool has_digit(const std::string& t) {
+  return std::any_of(t.begin(), t.end(), [](char c) { return is_digit(c); });
+}
+
+bool all_numbers(const std::vector<std::string>& v) {
+  for (const auto& x : v) {
+    Number n;
+    if (!parse_whole_number(x, n)) return false;
+  }
+  return !v.empty();
+}
+
 bool all_integers(const std::vector<std::string>& v) {
   for (const auto& x : v) {
     Number n;
@@ -231,6 +243,15 @@ std::vector<std::string> response_elements(std::string_view extracted) {
 bool match_list_against(const Item& item, const std::string& gold_text, const std::vector<std::string>& got) {
   std::vector<std::string> gold = split_list(normalize_text(gold_text));
   if (lists_equal(got, gold, item.ordered, item.tolerance)) return true;
+  // A prose lead-in before numbers ("The matrix is triangular, so λ₁ = -1 and λ₂ = 2") is no element.
+  if (got.size() > gold.size() && all_numbers(gold)) {
+    std::size_t lead = 0;
+    while (lead < got.size() && !has_digit(got[lead])) ++lead;
+    if (lead > 0 && got.size() - lead == gold.size()) {
+      std::vector<std::string> rest(got.begin() + static_cast<std::ptrdiff_t>(lead), got.end());
+      return match_list_against(item, gold_text, rest);
+    }
+  }
   std::vector<std::string> factors;
   if (all_integers(gold) && expand_factors(got, factors) && factors.size() != got.size())
     return lists_equal(factors, gold, item.ordered, item.tolerance);

@@ -28,6 +28,9 @@ constexpr std::size_t kMaxSpan = 1024;
 constexpr std::size_t kMaxBoxed = 2048;
 // Occurrences of one marker tried before giving up on it (bounds the work on degenerate outputs).
 constexpr int kMaxTries = 64;
+// The fallbacks (no marker) read the last this many bytes of the answer text: the final answer is at its
+// end, and a degenerate megabyte-long output stays cheap.
+constexpr std::size_t kMaxFallback = 16384;
 // Lines gathered for a list written one element per line.
 constexpr int kMaxListLines = 64;
 
@@ -488,6 +491,9 @@ std::vector<OptionMatch> find_options(std::string_view s, const std::vector<Opti
     for (std::size_t p = c.text.find(o.compact); p != std::string::npos; p = c.text.find(o.compact, p + 1)) {
       std::size_t b = c.from[p], e = c.to[p + o.compact.size() - 1];
       bool left = b == 0 || !is_word(s[b - 1]) || !is_word(s[b]);
+      // a plural counts: "steradians" for "steradian"
+      if (e + 1 <= s.size() && e < s.size() && s[e] == 's' && is_alpha(s[e - 1]) && (e + 1 == s.size() || !is_word(s[e + 1])))
+        ++e;
       bool right = e >= s.size() || !is_word(s[e]) || !is_word(s[e - 1]);
       if (left && right) found.push_back({&o, b, e});
     }
@@ -572,53 +578,46 @@ bool accept(std::string_view span, const Ctx& cx, bool strict, std::string& answ
   return false;
 }
 
-// \boxed{…} (balanced braces; escaped braces do not count), \fbox{…}, or "\boxed x". Returns the content
-// of the occurrence that starts before `before`, latest first, and moves `before` to it.
-bool boxed_before(std::string_view s, std::size_t& before, std::string_view& content) {
-  while (before > 0) {
-    std::size_t p = npos;
-    std::size_t len = 0;
-    for (std::size_t q = before; q-- > 0;) {
-      if (s[q] != '\\') continue;
-      if (starts_with(s, q, "\\boxed")) len = 6;
-      else if (starts_with(s, q, "\\fbox")) len = 5;
-      else continue;
-      p = q;
-      break;
+// \boxed{…} (balanced braces; escaped braces do not count), \fbox{…}, or "\boxed x". Finds the occurrence
+// that starts before `before`, latest first, and moves `before` to it; `content` is set when it is complete
+// (an unbalanced, cut-off one returns true with `complete` false, so every occurrence counts as a try).
+bool boxed_before(std::string_view s, std::size_t& before, std::string_view& content, bool& complete) {
+  complete = false;
+  std::size_t p = npos;
+  std::size_t len = 0;
+  for (std::size_t q = before; q-- > 0;) {
+    if (s[q] != '\\') continue;
+    if (starts_with(s, q, "\\boxed")) len = 6;
+    else if (starts_with(s, q, "\\fbox")) len = 5;
+    else continue;
+    p = q;
+    break;
+  }
+  if (p == npos) return false;
+  before = p;
+  std::size_t i = p + len;
+  if (i < s.size() && s[i] == '{') {
+    if (std::size_t j = closing_brace(s, i, kMaxBoxed); j != npos) {
+      content = s.substr(i + 1, j - i - 1);
+      complete = true;
     }
-    if (p == npos) return false;
-    before = p;
-    std::size_t i = p + len;
-    if (i < s.size() && s[i] == '{') {
-      int depth = 0;
-      for (std::size_t j = i, stop = std::min(s.size(), i + kMaxBoxed); j < stop; ++j) {
-        if (s[j] == '\\' && j + 1 < s.size()) {
-          ++j;
-          continue;
-        }
-        if (s[j] == '{') ++depth;
-        if (s[j] == '}' && --depth == 0) {
-          content = s.substr(i + 1, j - i - 1);
-          return true;
-        }
-      }
-    } else if (i < s.size() && s[i] == ' ') {
-      std::size_t b = i + 1, e = b;
-      while (e < s.size() && !is_space(s[e]) && s[e] != '$') ++e;
-      if (e > b) {
-        content = s.substr(b, e - b);
-        return true;
-      }
+  } else if (i < s.size() && s[i] == ' ') {
+    std::size_t b = i + 1, e = b;
+    while (e < s.size() && !is_space(s[e]) && s[e] != '$') ++e;
+    if (e > b) {
+      content = s.substr(b, e - b);
+      complete = true;
     }
   }
-  return false;
+  return true;
 }
 
 std::size_t try_boxed(std::string_view s, const Ctx& cx, std::string& ans) {
   std::size_t before = s.size();
   std::string_view content;
-  for (int tries = 0; tries < kMaxTries && boxed_before(s, before, content); ++tries)
-    if (accept(content, cx, false, ans)) return before;
+  bool complete = false;
+  for (int tries = 0; tries < kMaxTries && boxed_before(s, before, content, complete); ++tries)
+    if (complete && accept(content, cx, false, ans)) return before;
   return npos;
 }
 
@@ -843,6 +842,11 @@ Extraction run(std::string_view output, Ctx& cx, const ExtractOptions& options, 
   if (best != npos) {
     ex.answer = std::move(cand);
     return fire(best_s);
+  }
+  if (s.size() > kMaxFallback) {
+    std::size_t cut = s.size() - kMaxFallback;
+    while (cut < s.size() && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) ++cut;  // a whole code point
+    s = s.substr(cut);
   }
   if (allowed[kEmphasis] && try_emphasis(s, cx, ex.answer)) return fire(kEmphasis);
   switch (cx.type) {
