@@ -161,7 +161,7 @@ def solve_table_choice(it):
     for letter, choice in zip("ABCD", it.choices):
         assert f"\n{letter}. {choice}" in it.prompt
     # near-miss distractors at higher difficulty: answers that rows of the gold's group have
-    group_answers = {r["answer"] for r in table if r["group"] == gold["group"]} - {gold["answer"]}
+    group_answers = {r["answer"] for r in table if r["group"] == gold["group"]} - {gold["answer"]} - equivalent
     wanted = min(max(it.difficulty - 2, 0), 3, len(group_answers))
     assert sum(c in group_answers for c in it.choices) >= wanted
     return "ABCD"[it.choices.index(gold["answer"])]

@@ -124,10 +124,16 @@ bool string_matches(const std::string& got, const std::string& gold, double tol)
 std::string element_value(const std::string& e) {
   std::string_view t = e;
   if (std::size_t p = t.rfind('='); p != std::string_view::npos) t = trim(t.substr(p + 1));
-  if (std::size_t p = t.rfind(": "); p != std::string_view::npos) t = trim(t.substr(p + 2));
-  for (std::string_view w : {" are ", " is ", " be "}) {
-    std::size_t p = t.rfind(w);
-    if (p != std::string_view::npos) t = trim(t.substr(p + w.size()));
+  if (std::size_t p = t.rfind(':'); p != std::string_view::npos && p + 1 < t.size() && t[p + 1] == ' ')
+    t = trim(t.substr(p + 2));
+  if (t.find(' ') != std::string_view::npos) {
+    for (std::string_view w : {" are ", " is ", " be "}) {
+      for (std::size_t p = t.size(); p-- > 0;)
+        if (t[p] == ' ' && t.compare(p, w.size(), w) == 0) {
+          t = trim(t.substr(p + w.size()));
+          break;
+        }
+    }
   }
   t = drop_function_words(t);
   return std::string(t);

@@ -72,6 +72,15 @@ bool matches_ci(std::string_view s, std::size_t pos, std::string_view lower_lit)
   return true;
 }
 
+// The last occurrence of a literal: a backward scan for its first byte, compared only there
+// (std::string_view::rfind compares at every position, which dominated scoring).
+std::size_t rfind_lit(std::string_view s, std::string_view lit) {
+  if (lit.empty() || s.size() < lit.size()) return npos;
+  for (std::size_t i = s.size() - lit.size() + 1; i-- > 0;)
+    if (s[i] == lit[0] && s.compare(i, lit.size(), lit) == 0) return i;
+  return npos;
+}
+
 // The last case-insensitive occurrence of a lowercase literal that starts before `before`.
 std::size_t rfind_ci(std::string_view s, std::string_view lower_lit, std::size_t before) {
   if (s.size() < lower_lit.size()) return npos;
@@ -214,10 +223,10 @@ bool filler_only(std::string_view t) {
     }
     std::size_t e = i;
     while (e < t.size() && is_alpha(t[e])) ++e;
-    std::string w;
-    for (std::size_t k = i; k < e; ++k) w.push_back(to_lower(t[k]));
-    bool ok = w.size() == 1 && (w == "x" || w == "n");  // "the answer is x = 5" (the '=' is handled apart)
-    for (auto f : kFillers) ok = ok || w == f;
+    const std::size_t n = e - i;
+    // "the answer is x = 5": a one-letter variable (the '=' is handled apart)
+    bool ok = n == 1 && (to_lower(t[i]) == 'x' || to_lower(t[i]) == 'n');
+    for (auto f : kFillers) ok = ok || (f.size() == n && matches_ci(t, i, f));
     if (!ok) return false;
     i = e;
   }
@@ -512,15 +521,57 @@ std::string option_answer(const OptionMatch& m) { return *m.opt->text; }
 // A choice answer inside a marker's span: the exact text of an option or alias, a letter that stands alone
 // ("B", "(B)", "B. Paris"), an option's text anywhere in the span (the earliest), a lone leading letter
 // ("B is right"), or a standalone letter outside the options' own texts. Sets the answer ("B" or a text).
-bool choice_from_span(std::string_view span, const std::vector<std::string>& choices,
-                      const std::vector<OptionText>& opts, std::string& answer) {
-  int n_letters = letter_count(choices);
-  std::string norm = normalize_text(span);
-  for (const auto& o : opts)
-    if (normalize_text(*o.text) == norm) {
-      answer = *o.text;
-      return true;
+struct Ctx;
+bool choice_from_span(std::string_view span, const Ctx& cx, std::string& answer);
+
+// ---------------------------------------------------------------------------------------------------------
+// Strategies.
+
+struct Ctx {
+  Ctx(AnswerType t, const std::vector<std::string>& c) : type(t), choices(c) {}
+  AnswerType type;
+  const std::vector<std::string>& choices;
+  const std::vector<std::string>* aliases = nullptr;
+  // The compact option texts, built on first use (most choice answers are a bare letter).
+  mutable bool built = false;
+  mutable std::vector<OptionText> opts;
+  const std::vector<OptionText>& options() const {
+    if (!built) {
+      opts = option_texts(choices, aliases);
+      built = true;
     }
+    return opts;
+  }
+};
+
+bool choice_from_span(std::string_view span, const Ctx& cx, std::string& answer) {
+  const std::vector<std::string>& choices = cx.choices;
+  int n_letters = letter_count(choices);
+  // Fast path: the span is a bare letter ("B", "(B)", "**B.**") and no option is that one letter.
+  {
+    std::string_view t = trim(span);
+    while (!t.empty() && (t.front() == '*' || t.front() == '(' || t.front() == '[')) t.remove_prefix(1);
+    while (!t.empty() && (t.back() == '*' || t.back() == ')' || t.back() == ']' || t.back() == '.')) t.remove_suffix(1);
+    if (t.size() == 1 && valid_letter(t[0], n_letters)) {
+      bool clash = false;
+      for (const auto& c : choices) clash = clash || (trim(c).size() == 1 && (trim(c)[0] & ~0x20) == t[0]);
+      if (!clash) {
+        answer.assign(1, t[0]);
+        return true;
+      }
+    }
+  }
+  std::string norm = normalize_text(span);
+  auto exact = [&](const std::string& text) {
+    if (normalize_text(text) != norm) return false;
+    answer = text;
+    return true;
+  };
+  for (const auto& c : choices)
+    if (exact(c)) return true;
+  if (cx.aliases)
+    for (const auto& a : *cx.aliases)
+      if (exact(a)) return true;
   std::string plain = strip_wrappers(span);  // \text{B}, \mathrm{B}, $B$
   bool strong = false;
   char lead = leading_letter(plain, n_letters, strong);
@@ -528,7 +579,7 @@ bool choice_from_span(std::string_view span, const std::vector<std::string>& cho
     answer.assign(1, lead);
     return true;
   }
-  std::vector<OptionMatch> m = find_options(span, opts);
+  std::vector<OptionMatch> m = find_options(span, cx.options());
   if (!m.empty()) {
     const OptionMatch* best = &m[0];
     for (const auto& x : m)
@@ -548,15 +599,6 @@ bool choice_from_span(std::string_view span, const std::vector<std::string>& cho
   return false;
 }
 
-// ---------------------------------------------------------------------------------------------------------
-// Strategies.
-
-struct Ctx {
-  AnswerType type;
-  const std::vector<std::string>& choices;
-  std::vector<OptionText> opts;  // choice items only
-};
-
 // Whether a span holds an answer of the type; sets the answer text. `strict`: prose markers, whose number
 // must come right after the marker ("the answer is therefore 42", not "the answer is derived from 5 …").
 bool accept(std::string_view span, const Ctx& cx, bool strict, std::string& answer) {
@@ -566,7 +608,7 @@ bool accept(std::string_view span, const Ctx& cx, bool strict, std::string& answ
     case AnswerType::number:
       return number_in_span(span, strict, answer);
     case AnswerType::choice:
-      return choice_from_span(span, cx.choices, cx.opts, answer);
+      return choice_from_span(span, cx, answer);
     case AnswerType::string:
     case AnswerType::list:
       while (!span.empty() && (span.back() == '.' || span.back() == '*')) span = trim(span.substr(0, span.size() - 1));
@@ -641,7 +683,8 @@ bool accept_line_marker(std::string_view s, std::size_t i, const Ctx& cx, std::s
 // GSM8K's "#### x", latest first.
 std::size_t try_gsm8k(std::string_view s, const Ctx& cx, std::string& ans) {
   int tries = 0;
-  for (std::size_t p = s.rfind("####"); p != npos && tries++ < kMaxTries; p = p == 0 ? npos : s.rfind("####", p - 1)) {
+  for (std::size_t p = rfind_lit(s, "####"); p != npos && tries++ < kMaxTries;
+       p = p == 0 ? npos : rfind_lit(s.substr(0, p + 3), "####")) {
     while (p > 0 && s[p - 1] == '#') --p;
     std::size_t i = p;
     while (i < s.size() && s[i] == '#') ++i;
@@ -779,15 +822,16 @@ bool try_last_line(std::string_view s, const Ctx& cx, std::string& ans) {
 // Where the answer text starts: after the last close tag of any reasoning block. False when a reasoning
 // block opens after it (a block never closed: the output stopped while reasoning).
 bool answer_region(std::string_view out, const ExtractOptions& o, std::string_view& region) {
+  region = out;
   std::size_t start = 0;
   for (const auto& [open, close] : o.reasoning_tags) {
-    if (close.empty()) continue;
-    std::size_t c = out.rfind(close);
+    if (close.empty() || out.find(close[0]) == npos) continue;
+    std::size_t c = rfind_lit(out, close);
     if (c != npos) start = std::max(start, c + close.size());
   }
   region = out.substr(start);
   for (const auto& [open, close] : o.reasoning_tags)
-    if (!open.empty() && region.find(open) != npos) return false;
+    if (!open.empty() && region.find(open[0]) != npos && region.find(open) != npos) return false;
   return true;
 }
 
@@ -820,7 +864,7 @@ Extraction run(std::string_view output, Ctx& cx, const ExtractOptions& options, 
     ex.strategy = std::string(kStrategies[kUnclosed]);
     return ex;
   }
-  if (cx.type == AnswerType::choice) cx.opts = option_texts(cx.choices, aliases);
+  cx.aliases = aliases;
   // The markers: the one that comes last wins (Note [which marker wins]).
   std::size_t best = npos;
   Strategy best_s = kNone;
@@ -855,7 +899,7 @@ Extraction run(std::string_view output, Ctx& cx, const ExtractOptions& options, 
       if (allowed[kLastNumber] && try_last_number(s, ex.answer)) return fire(kLastNumber);
       break;
     case AnswerType::choice: {
-      std::vector<OptionMatch> m = find_options(s, cx.opts);
+      std::vector<OptionMatch> m = find_options(s, cx.options());
       const OptionMatch* last = nullptr;
       for (const auto& x : m)
         if (!last || x.end > last->end || (x.end == last->end && x.begin < last->begin)) last = &x;
@@ -888,18 +932,18 @@ Extraction run(std::string_view output, Ctx& cx, const ExtractOptions& options, 
 
 Extraction extract(std::string_view output, AnswerType type, const std::vector<std::string>& choices,
                    const ExtractOptions& options) {
-  Ctx cx{type, choices, {}};
+  Ctx cx(type, choices);
   return run(output, cx, options, mask_of(options));
 }
 
 Extraction extract(std::string_view output, AnswerType type, const std::vector<std::string>& choices) {
-  Ctx cx{type, choices, {}};
+  Ctx cx(type, choices);
   static const Mask all = Mask().set();
   return run(output, cx, default_options(), all);
 }
 
 Extraction extract(const Item& item, std::string_view output, const ExtractOptions& options) {
-  Ctx cx{item.answer_type, item.choices, {}};
+  Ctx cx(item.answer_type, item.choices);
   const Mask allowed = &options == &default_options() ? Mask().set() : mask_of(options);
   return run(output, cx, options, allowed, item.aliases.empty() ? nullptr : &item.aliases);
 }
