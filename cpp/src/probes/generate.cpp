@@ -20,7 +20,7 @@ const std::vector<Family>& registry() {
   using D = Domain;
   static const std::vector<Family> all = {
       // calculation
-      {{"math.prime_factorisation", S::calculation, D::math, 1,
+      {{"math.prime_factorisation", S::calculation, D::math, 2,
         "prime factors of n with repetition; difficulty adds factors and larger primes"}, detail::gen_prime_factorisation},
       {{"math.eigenvalues_2x2", S::calculation, D::math, 1,
         "integer eigenvalues of a 2x2 integer matrix; difficulty widens eigenvalues and the change of basis"}, detail::gen_eigenvalues_2x2},
@@ -71,13 +71,13 @@ const std::vector<Family>& registry() {
       {{"general.line_swaps", S::simulation, D::general, 1,
         "order of a queue of people after swaps and moves; difficulty adds people and actions"}, detail::gen_line_swaps},
       // enumeration
-      {{"math.lattice_paths", S::enumeration, D::math, 1,
+      {{"math.lattice_paths", S::enumeration, D::math, 2,
         "monotone lattice paths avoiding blocked points; difficulty enlarges the grid and blocks more points"}, detail::gen_lattice_paths},
-      {{"math.stars_and_bars", S::enumeration, D::math, 1,
+      {{"math.stars_and_bars", S::enumeration, D::math, 2,
         "integer solutions of x1+...+xk=n with bounds; difficulty adds variables, lower and upper bounds"}, detail::gen_stars_and_bars},
       {{"physics.spectral_lines", S::enumeration, D::physics, 1,
         "distinct photon energies between given energy levels; difficulty adds levels and coincident gaps"}, detail::gen_spectral_lines},
-      {{"physics.punnett", S::enumeration, D::physics, 1,
+      {{"physics.punnett", S::enumeration, D::physics, 2,
         "distinct offspring genotypes or phenotypes of a cross; difficulty adds genes"}, detail::gen_punnett},
       {{"coding.loop_count", S::enumeration, D::coding, 1,
         "how many times a loop body runs; difficulty adds nesting, dependent ranges and a condition"}, detail::gen_loop_count},
