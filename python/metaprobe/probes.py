@@ -269,11 +269,39 @@ def generate_item(family: str, difficulty: int = 1, seed: int = 0, index: int = 
     return _core._probes_generate_item(family, difficulty, seed, index)
 
 
-def families() -> "pd.DataFrame":
-    """The generator families: columns ``name``, ``skill``, ``domain``, ``version``, ``description``."""
+def families(supply: int = 0, seed: int = 0) -> "pd.DataFrame":
+    """The generator families: columns ``name``, ``skill``, ``domain``, ``version``, ``description``,
+    ``answer_type`` and ``chance`` (the accuracy of a uniform guess: 1/options for choice families, NaN where
+    the answer space is open).
+
+    With ``supply`` > 0, items at indices ``0..supply-1`` of every difficulty 1..5 are generated under ``seed``
+    and the frame gains, per difficulty d, ``distinct_d`` (distinct prompts among them: a lower bound of the
+    family's capacity at d; ``supply`` means "at least that many") and ``majority_d`` (the share of the most
+    common gold answer: the accuracy of always guessing it, to hold against ``chance``).
+    """
+    import collections
+
     import pandas as pd
 
-    return pd.DataFrame(_core._probes_families(), columns=["name", "skill", "domain", "version", "description"])
+    frame = pd.DataFrame(_core._probes_families(), columns=["name", "skill", "domain", "version", "description"])
+    supply = _count(supply, "supply", 100_000)
+    types, chance = [], []
+    for name in frame["name"]:
+        it = _core._probes_generate_item(name, 1, 0, 0)
+        types.append(it.answer_type)
+        chance.append(1.0 / len(it.choices) if it.answer_type == "choice" else float("nan"))
+    frame["answer_type"] = types
+    frame["chance"] = chance
+    for d in range(1, 6) if supply else ():
+        distinct, majority = [], []
+        for name in frame["name"]:
+            items = [_core._probes_generate_item(name, d, seed, k) for k in range(supply)]
+            distinct.append(len({it.prompt for it in items}))
+            golds = collections.Counter(it.answer for it in items)
+            majority.append(golds.most_common(1)[0][1] / supply)
+        frame[f"distinct_{d}"] = distinct
+        frame[f"majority_{d}"] = majority
+    return frame
 
 
 def render(item: ItemLike, template: str = "chat", k: int = 3, seed: int = 0,

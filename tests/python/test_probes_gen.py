@@ -306,3 +306,19 @@ def test_no_prompt_repeats_within_a_cell(suite):
         keys = [(it.skill, it.domain, it.prompt) for it in s]
         assert len(keys) == len(set(keys))
     assert all(it.id for it in suite) and len(set(suite.ids)) == len(suite)
+
+
+def test_families_report_answer_type_chance_and_supply():
+    f = probes.families()
+    assert {"answer_type", "chance"} <= set(f.columns) and len(f) == 40
+    choice = f[f["answer_type"] == "choice"]
+    assert len(choice) == 7 and (choice["chance"] == 0.25).all()  # the seven table families
+    assert f[f["answer_type"] != "choice"]["chance"].isna().all()
+    s = probes.families(supply=20)
+    for d in range(1, 6):
+        assert s[f"distinct_{d}"].between(1, 20).all()
+        assert s[f"majority_{d}"].between(0.05, 1.0).all()
+    # lattice_paths d1 is a 5 x 5 space of grids: at most 25 distinct prompts, whatever the supply asked
+    assert probes.families(supply=60).set_index("name").loc["math.lattice_paths", "distinct_1"] <= 25
+    with pytest.raises(metaprobe.InvalidArgumentError, match=r"supply: got True \(bool\), expected an integer"):
+        probes.families(supply=True)
