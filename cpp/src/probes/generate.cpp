@@ -75,7 +75,7 @@ const std::vector<Family>& registry() {
         "monotone lattice paths avoiding blocked points; difficulty enlarges the grid and blocks more points"}, detail::gen_lattice_paths},
       {{"math.stars_and_bars", S::enumeration, D::math, 2,
         "integer solutions of x1+...+xk=n with bounds; difficulty adds variables, lower and upper bounds"}, detail::gen_stars_and_bars},
-      {{"physics.spectral_lines", S::enumeration, D::physics, 1,
+      {{"physics.spectral_lines", S::enumeration, D::physics, 2,
         "distinct photon energies between given energy levels; difficulty adds levels and coincident gaps"}, detail::gen_spectral_lines},
       {{"physics.punnett", S::enumeration, D::physics, 2,
         "distinct offspring genotypes or phenotypes of a cross; difficulty adds genes"}, detail::gen_punnett},
