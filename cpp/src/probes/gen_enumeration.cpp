@@ -527,13 +527,17 @@ json props_json(const Passage& p) {
 }  // namespace
 
 void gen_count_words(SplitMix64& rng, int d, Item& item) {
-  for (;;) {
+  // The count is drawn first (1..3 at d1, 1..4 above) and passages are drawn until one has it (at most 64
+  // tries), so no count dominates (d1 answered 1 in 48% of items before).
+  const int64_t target = rng.uniform(1, d == 1 ? 3 : 4);
+  for (int tries = 0;; ++tries) {
     const Passage p = make_passage(rng, d, static_cast<size_t>(10 + 5 * d), false);
     std::vector<std::string> hits;
     for (const auto& w : p.words) {
       if (matches(p, w)) hits.push_back(w);
     }
     if (hits.empty()) continue;
+    if (static_cast<int64_t>(hits.size()) != target && tries < 64) continue;
     item.prompt = "Passage: " + p.text + "\nHow many words of the passage " + p.property_text +
                   "? Count every occurrence; ignore case and punctuation.";
     item.answer = to_string(hits.size());

@@ -83,7 +83,7 @@ const std::vector<Family>& registry() {
         "how many times a loop body runs; difficulty adds nesting, dependent ranges and a condition"}, detail::gen_loop_count},
       {{"coding.loop_outputs", S::enumeration, D::coding, 1,
         "every value nested loops print, in order; difficulty widens ranges and adds a condition"}, detail::gen_loop_outputs},
-      {{"general.count_words", S::enumeration, D::general, 1,
+      {{"general.count_words", S::enumeration, D::general, 2,
         "count the words of a passage with a property; difficulty lengthens the passage and combines properties"}, detail::gen_count_words},
       {{"general.list_words", S::enumeration, D::general, 1,
         "list the words of a passage with a property, in order; difficulty lengthens it and combines properties"}, detail::gen_list_words},
