@@ -128,6 +128,8 @@ void bind_probes(py::module_& m) {
       .def_readwrite("choices", &Item::choices)
       .def_readwrite("gold_index", &Item::gold_index)
       .def_readwrite("reference_solution", &Item::reference_solution)
+      .def_readwrite("aliases", &Item::aliases, "Further accepted answers (choice items: texts of the gold option).")
+      .def_readwrite("equivalents", &Item::equivalents, "Answers equivalent to the gold one, never offered as distractors.")
       .def_property(
           "meta", [](const Item& i) { return to_py(i.meta); },
           [](Item& i, const py::handle& d) { i.meta = object_from_py(d, "meta"); },

@@ -57,7 +57,34 @@ py::dict accuracy_columns(const std::vector<std::pair<py::object, Accuracy>>& ro
 
 // score() over Python sequences: items and texts are borrowed (kept alive by `keep`) while the GIL is
 // released, and the result comes back as columns for pandas.
-py::dict score_columns(const py::sequence& items, const py::sequence& outputs) {
+// ExtractOptions from the keyword arguments of the Python functions: None keeps the default.
+ExtractOptions extract_options(const py::object& reasoning_tags, const py::object& strategies) {
+  ExtractOptions o;
+  if (!reasoning_tags.is_none()) {
+    o.reasoning_tags.clear();
+    for (const auto& pair : reasoning_tags) {
+      auto t = py::reinterpret_borrow<py::object>(pair);
+      if (!py::isinstance<py::sequence>(t) || py::isinstance<py::str>(t) || py::len(t) != 2)
+        throw InvalidArgument("reasoning_tags: got " + std::string(py::repr(t)) +
+                              ", expected (open, close) pairs of strings such as ('<think>', '</think>')");
+      o.reasoning_tags.emplace_back(t[py::int_(0)].cast<std::string>(), t[py::int_(1)].cast<std::string>());
+    }
+  }
+  if (!strategies.is_none()) {
+    if (py::isinstance<py::str>(strategies))
+      throw InvalidArgument("strategies: got the string " + std::string(py::repr(strategies)) +
+                            ", expected a list of strategy names such as ['gsm8k']");
+    for (const auto& name : strategies) o.strategies.push_back(name.cast<std::string>());
+    if (o.strategies.empty())
+      throw InvalidArgument("strategies: got an empty list, expected None (all strategies) or strategy names");
+    (void)extract("", AnswerType::integer, {}, o);  // validates the names up front
+  }
+  return o;
+}
+
+py::dict score_columns(const py::sequence& items, const py::sequence& outputs, const py::object& reasoning_tags,
+                       const py::object& strategies) {
+  const ExtractOptions options = extract_options(reasoning_tags, strategies);
   std::size_t n = py::len(items);
   std::size_t m = py::len(outputs);
   if (n != m)
@@ -85,7 +112,7 @@ py::dict score_columns(const py::sequence& items, const py::sequence& outputs) {
   Scores s;
   {
     py::gil_scoped_release release;
-    s = score(ptrs, views);
+    s = score(ptrs, views, options);
   }
   // Categorical columns travel as int8 codes into their name lists (what pandas.Categorical wants).
   const std::size_t rows = s.items.size();
@@ -172,20 +199,28 @@ void bind_probes_score(py::module_& m) {
 
   m.def(
       "extract",
-      [](std::string_view output, const py::object& answer_type, const std::vector<std::string>& choices) {
+      [](std::string_view output, const py::object& answer_type, const std::vector<std::string>& choices,
+         const py::object& reasoning_tags, const py::object& strategies) {
         AnswerType t = answer_type_of(answer_type);
+        const ExtractOptions options = extract_options(reasoning_tags, strategies);
         py::gil_scoped_release release;
-        return extract(output, t, choices);
+        return extract(output, t, choices, options);
       },
       py::arg("output"), py::arg("answer_type"), py::arg("choices") = std::vector<std::string>{},
+      py::arg("reasoning_tags") = py::none(), py::arg("strategies") = py::none(),
       "Extracts the answer of a model output for an answer type ('integer', 'number', 'string', 'choice', 'list').");
   m.def(
       "answers_match", [](const Item& item, std::string_view extracted) { return answers_match(item, extracted); },
       py::arg("item"), py::arg("extracted"), py::call_guard<py::gil_scoped_release>(),
       "Whether an extracted answer equals the item's answer after normalisation by answer type.");
   m.def(
-      "check", [](const Item& item, std::string_view output) { return check(item, output); }, py::arg("item"),
-      py::arg("output"), py::call_guard<py::gil_scoped_release>(),
+      "check",
+      [](const Item& item, std::string_view output, const py::object& reasoning_tags, const py::object& strategies) {
+        const ExtractOptions options = extract_options(reasoning_tags, strategies);
+        py::gil_scoped_release release;
+        return check(item, output, options);
+      },
+      py::arg("item"), py::arg("output"), py::arg("reasoning_tags") = py::none(), py::arg("strategies") = py::none(),
       "Extracts the answer of a model output and compares it with the item's answer.");
   m.def("wilson", &wilson, py::arg("correct"), py::arg("n"), py::arg("z") = 1.959963984540054,
         "Accuracy correct/n with its Wilson score interval (z = 1.96: 95%).");
@@ -197,6 +232,7 @@ void bind_probes_score(py::module_& m) {
   m.attr("extraction_strategies") = py::tuple(names);
   m.def("utf8_length", &utf8_length, py::arg("text"), "Number of Unicode code points of UTF-8 text.");
   m.def("_score_columns", &score_columns, py::arg("items"), py::arg("outputs"),
+        py::arg("reasoning_tags") = py::none(), py::arg("strategies") = py::none(),
         "Scores outputs aligned with items; returns columns for metaprobe.scoring.Scores (GIL released while "
         "scoring).");
 }

@@ -8,6 +8,8 @@ Families, difficulty and the schema are documented in ``docs/probes.md``.
 """
 from __future__ import annotations
 
+import operator
+
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Union, overload
@@ -51,6 +53,9 @@ def _names(value: Names | None, valid: tuple[str, ...], what: str) -> list[str] 
     if value is None or (isinstance(value, str) and value == "all"):
         return None
     names = [value] if isinstance(value, str) else list(value)
+    if not names:
+        raise InvalidArgumentError(
+            f"{what}: got an empty list, expected 'all' (every {what[:-1]}) or one or more names from {', '.join(valid)}")
     for n in names:
         if n not in valid:
             raise InvalidArgumentError(f"{what}: unknown name {n!r}, expected 'all' or names from {', '.join(valid)}")
@@ -65,6 +70,20 @@ def _ints(value: int | Iterable[int] | None, what: str) -> list[int] | None:
         if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 5:
             raise InvalidArgumentError(f"{what}: got {v!r}, expected integers in 1..5")
     return vals
+
+
+#: The most items per cell :func:`generate` makes in one call (a suite of 20 cells then holds 20 million).
+MAX_PER_CELL = 1_000_000
+
+
+def _count(value: Any, what: str, maximum: int) -> int:
+    """A count in 0..maximum: Python or numpy integers; bool and floats are errors naming the value."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise InvalidArgumentError(f"{what}: got {value!r} ({type(value).__name__}), expected an integer in 0..{maximum:,}")
+    v = operator.index(value)
+    if not 0 <= v <= maximum:
+        raise InvalidArgumentError(f"{what}: got {v}, expected an integer in 0..{maximum:,}")
+    return v
 
 
 def _as_item(obj: Any, k: int) -> Item:
@@ -169,7 +188,7 @@ class ProbeSet:
         import pandas as pd
 
         cols = ["id", "skill", "domain", "family", "difficulty", "prompt", "answer", "answer_type", "tolerance",
-                "ordered", "choices", "gold_index", "reference_solution", "meta", "extra"]
+                "ordered", "choices", "gold_index", "reference_solution", "aliases", "equivalents", "meta", "extra"]
         rows = [[getattr(it, c) for c in cols] for it in self._items]
         return pd.DataFrame(rows, columns=cols)
 
@@ -236,8 +255,7 @@ def generate(
     diffs = _ints(difficulties, "difficulties")
     if not diffs:
         raise InvalidArgumentError("difficulties: got an empty list, expected one or more integers in 1..5")
-    if not isinstance(n_per_cell, int) or n_per_cell < 0:
-        raise InvalidArgumentError(f"n_per_cell: got {n_per_cell!r}, expected an integer >= 0")
+    n_per_cell = _count(n_per_cell, "n_per_cell", MAX_PER_CELL)
     if not isinstance(seed, int) or not 0 <= seed < 2**64:
         raise InvalidArgumentError(f"seed: got {seed!r}, expected an integer in 0..2**64-1")
     return ProbeSet(_core._probes_generate(skill_list, domain_list, n_per_cell, diffs, seed))
@@ -251,11 +269,39 @@ def generate_item(family: str, difficulty: int = 1, seed: int = 0, index: int = 
     return _core._probes_generate_item(family, difficulty, seed, index)
 
 
-def families() -> "pd.DataFrame":
-    """The generator families: columns ``name``, ``skill``, ``domain``, ``version``, ``description``."""
+def families(supply: int = 0, seed: int = 0) -> "pd.DataFrame":
+    """The generator families: columns ``name``, ``skill``, ``domain``, ``version``, ``description``,
+    ``answer_type`` and ``chance`` (the accuracy of a uniform guess: 1/options for choice families, NaN where
+    the answer space is open).
+
+    With ``supply`` > 0, items at indices ``0..supply-1`` of every difficulty 1..5 are generated under ``seed``
+    and the frame gains, per difficulty d, ``distinct_d`` (distinct prompts among them: a lower bound of the
+    family's capacity at d; ``supply`` means "at least that many") and ``majority_d`` (the share of the most
+    common gold answer: the accuracy of always guessing it, to hold against ``chance``).
+    """
+    import collections
+
     import pandas as pd
 
-    return pd.DataFrame(_core._probes_families(), columns=["name", "skill", "domain", "version", "description"])
+    frame = pd.DataFrame(_core._probes_families(), columns=["name", "skill", "domain", "version", "description"])
+    supply = _count(supply, "supply", 100_000)
+    types, chance = [], []
+    for name in frame["name"]:
+        it = _core._probes_generate_item(name, 1, 0, 0)
+        types.append(it.answer_type)
+        chance.append(1.0 / len(it.choices) if it.answer_type == "choice" else float("nan"))
+    frame["answer_type"] = types
+    frame["chance"] = chance
+    for d in range(1, 6) if supply else ():
+        distinct, majority = [], []
+        for name in frame["name"]:
+            items = [_core._probes_generate_item(name, d, seed, k) for k in range(supply)]
+            distinct.append(len({it.prompt for it in items}))
+            golds = collections.Counter(it.answer for it in items)
+            majority.append(golds.most_common(1)[0][1] / supply)
+        frame[f"distinct_{d}"] = distinct
+        frame[f"majority_{d}"] = majority
+    return frame
 
 
 def render(item: ItemLike, template: str = "chat", k: int = 3, seed: int = 0,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 from . import _core
 from ._core import Accuracy, ChoiceScore, InvalidArgumentError
@@ -30,8 +30,9 @@ __all__ = [
     "STRATEGIES",
 ]
 
-#: Extraction strategies in priority order ("last_number", "choice_letter"/"choice_text" and "last_line"
-#: are the type-specific fallbacks; "none" means nothing was found).
+#: Extraction strategies: the markers (the one that comes last in the answer wins), the type-specific
+#: fallbacks ("emphasis", "last_number", "choice_letter"/"choice_text", "last_line"), "reasoning_unclosed"
+#: (the output stops inside a reasoning block) and "none" (nothing found).
 STRATEGIES: tuple[str, ...] = tuple(_core.extraction_strategies)
 
 ItemLike = Union["_core.Item", Mapping[str, Any]]
@@ -153,13 +154,18 @@ class Scores:
         return f"Scores(n={o.n}, correct={o.correct}, acc={o.acc:.4f}, 95% CI=[{o.lo:.4f}, {o.hi:.4f}])"
 
 
-def score(probes: Any, outputs: Union[Mapping[str, str], Sequence[str]]) -> Scores:
+def score(probes: Any, outputs: Union[Mapping[str, str], Sequence[str]], *,
+          reasoning_tags: Optional[Sequence[tuple[str, str]]] = None,
+          strategies: Optional[Sequence[str]] = None) -> Scores:
     """Scores model outputs against probe items.
 
     Args:
         probes: a ``ProbeSet``, or a sequence of ``Item`` objects or dicts in the item schema.
         outputs: a mapping from item id to the model's text (every item id, no others), or a sequence of
             texts aligned with ``probes``.
+        reasoning_tags: ``(open, close)`` pairs of reasoning blocks cut away before extraction (None: ``<think>``,
+            ``<thinking>``, ``<reasoning>``; ``[]``: none). A block that never closes means no answer.
+        strategies: the extraction strategies allowed to fire (None: all of :data:`STRATEGIES`).
 
     Returns:
         :class:`Scores`: per-item records (``.items``) and accuracies ``.by_cell()``, ``.by_skill()``,
@@ -168,7 +174,7 @@ def score(probes: Any, outputs: Union[Mapping[str, str], Sequence[str]]) -> Scor
     """
     items = _items_of(probes)
     texts = _outputs_of(items, outputs)
-    cols = _core._score_columns(items, texts)
+    cols = _core._score_columns(items, texts, reasoning_tags, strategies)
     return Scores(
         items=_items_frame(cols["items"]),
         overall=cols["overall"],
@@ -198,7 +204,9 @@ def _items_frame(cols: dict) -> "pd.DataFrame":
     )
 
 
-def extract(output: str, answer_type: Any = "number", choices: Sequence[str] = ()) -> tuple[str, str]:
+def extract(output: str, answer_type: Any = "number", choices: Sequence[str] = (), *,
+            reasoning_tags: Optional[Sequence[tuple[str, str]]] = None,
+            strategies: Optional[Sequence[str]] = None) -> tuple[str, str]:
     """The answer of one model output and the strategy that found it.
 
     Args:
@@ -206,17 +214,21 @@ def extract(output: str, answer_type: Any = "number", choices: Sequence[str] = (
         answer_type: ``"integer"``, ``"number"``, ``"string"``, ``"choice"`` or ``"list"`` (or an
             ``AnswerType``).
         choices: the options of a choice item (they bound the valid letters and allow matching option text).
+        reasoning_tags, strategies: as in :func:`score` (``strategies=["gsm8k"]`` is lm-eval's strict-match,
+            ``["last_number"]`` its flexible-extract).
 
     Returns:
-        ``(answer, strategy)``; ``("", "none")`` when nothing was found.
+        ``(answer, strategy)``; ``("", "none")`` when nothing was found, ``("", "reasoning_unclosed")`` when
+        the output stops inside a reasoning block.
     """
-    e = _core.extract(output, answer_type, list(choices))
+    e = _core.extract(output, answer_type, list(choices), reasoning_tags, strategies)
     return e.answer, e.strategy
 
 
-def check(item: ItemLike, output: str) -> bool:
+def check(item: ItemLike, output: str, *, reasoning_tags: Optional[Sequence[tuple[str, str]]] = None,
+          strategies: Optional[Sequence[str]] = None) -> bool:
     """Whether ``output`` answers ``item`` correctly (extraction, then normalised comparison by type)."""
-    return bool(_core.check(_as_item(item, "item"), output))
+    return bool(_core.check(_as_item(item, "item"), output, reasoning_tags, strategies))
 
 
 def answers_match(item: ItemLike, extracted: str) -> bool:

@@ -12,8 +12,8 @@ from metaprobe import probes
 
 # Pinned fingerprints of the default suite (generate() with its defaults). A change here means every
 # user's suite changed: bump the family version of what changed instead of re-pinning silently.
-GOLDEN_FNV = "1e4077359818d518"
-GOLDEN_SHA256 = "15f162e9d8a56db95e8f07374f45b3a79025cf2255432249b6425d2cf4910bd6"
+GOLDEN_FNV = "f063534f419d4b45"
+GOLDEN_SHA256 = "9f5def0236418a5de620d508aa6186d56ebc573f67077b62b665d6da7bd06680"
 
 
 @pytest.fixture(scope="module")
@@ -297,3 +297,28 @@ def test_import_does_not_load_heavy_modules():
             "print(','.join(m for m in ('pandas', 'matplotlib', 'scipy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_no_prompt_repeats_within_a_cell(suite):
+    # issue 11: low difficulties repeated prompts (lattice_paths d1 had 4 distinct items); redraws and wider
+    # parameter spaces leave none in the default suite nor at 100 items per cell
+    for s in (suite, probes.generate(n_per_cell=100)):
+        keys = [(it.skill, it.domain, it.prompt) for it in s]
+        assert len(keys) == len(set(keys))
+    assert all(it.id for it in suite) and len(set(suite.ids)) == len(suite)
+
+
+def test_families_report_answer_type_chance_and_supply():
+    f = probes.families()
+    assert {"answer_type", "chance"} <= set(f.columns) and len(f) == 40
+    choice = f[f["answer_type"] == "choice"]
+    assert len(choice) == 7 and (choice["chance"] == 0.25).all()  # the seven table families
+    assert f[f["answer_type"] != "choice"]["chance"].isna().all()
+    s = probes.families(supply=20)
+    for d in range(1, 6):
+        assert s[f"distinct_{d}"].between(1, 20).all()
+        assert s[f"majority_{d}"].between(0.05, 1.0).all()
+    # lattice_paths d1 is a 5 x 5 space of grids: at most 25 distinct prompts, whatever the supply asked
+    assert probes.families(supply=60).set_index("name").loc["math.lattice_paths", "distinct_1"] <= 25
+    with pytest.raises(metaprobe.InvalidArgumentError, match=r"supply: got True \(bool\), expected an integer"):
+        probes.families(supply=True)

@@ -152,10 +152,16 @@ def solve_table_choice(it):
     answers = {r["answer"] for r in table}
     assert all(c in answers for c in it.choices)
     assert it.choices.count(gold["answer"]) == 1
+    # no distractor is also a right answer (issue 11): neither listed as the gold's equivalent nor listing it
+    equivalent = set(gold.get("equivalents", []))
+    equivalent |= {r["answer"] for r in table if gold["answer"] in r.get("equivalents", [])}
+    assert not equivalent & (set(it.choices) - {gold["answer"]}), (it.choices, equivalent)
+    assert list(it.aliases) == gold.get("aliases", [])
+    assert list(it.equivalents) == gold.get("equivalents", [])
     for letter, choice in zip("ABCD", it.choices):
         assert f"\n{letter}. {choice}" in it.prompt
     # near-miss distractors at higher difficulty: answers that rows of the gold's group have
-    group_answers = {r["answer"] for r in table if r["group"] == gold["group"]} - {gold["answer"]}
+    group_answers = {r["answer"] for r in table if r["group"] == gold["group"]} - {gold["answer"]} - equivalent
     wanted = min(max(it.difficulty - 2, 0), 3, len(group_answers))
     assert sum(c in group_answers for c in it.choices) >= wanted
     return "ABCD"[it.choices.index(gold["answer"])]
@@ -545,6 +551,18 @@ def solve_buggy_line(it):
             continue
         candidates.append(k + 1)
     assert len(candidates) == 1, candidates
+    # unique gold (issue 11): no other mutation of the template, on another line, makes the shown test pass
+    for mut in it.meta["mutations"]:
+        k = mut["line"] - 1
+        assert k != candidates[0] - 1
+        trial = "\n".join(lines[:k] + [mut["text"]] + lines[k + 1:])
+        env2: dict = {}
+        exec(trial, env2)
+        try:
+            exec(test, env2)
+        except Exception:  # noqa: BLE001 - the test still fails: this line is no second answer
+            continue
+        raise AssertionError(f"line {mut['line']} -> {mut['text']!r} also passes {test}")
     return str(candidates[0])
 
 
@@ -685,3 +703,12 @@ def test_answers_rederived_independently(family):
             assert sorted(as_list(derived)) == sorted(as_list(it.answer)), (it.id, it.prompt)
         else:
             assert derived == it.answer, (it.id, it.prompt, derived)
+
+
+def test_every_knowledge_table_cites_its_source():
+    for name, table in TABLES.items():
+        assert isinstance(table.get("source"), str) and len(table["source"]) > 20, name
+        for row in table["entries"]:
+            for key in ("aliases", "equivalents"):
+                assert all(isinstance(x, str) and x for x in row.get(key, [])), (name, row["key"])
+            assert row["answer"] not in row.get("equivalents", []), (name, row["key"])

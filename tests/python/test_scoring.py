@@ -38,7 +38,8 @@ def choice(options: list[str], gold: int, **kw) -> dict:
     [
         (r"so \boxed{\frac{3}{4}} it is", "number", (r"\frac{3}{4}", "boxed")),
         (r"\boxed{1} then \boxed{2}", "number", ("2", "boxed")),
-        ("step\n#### 1,234\n#### 9", "integer", ("1,234", "gsm8k")),
+        ("step\n#### 1,234\n#### 9", "integer", ("9", "gsm8k")),  # the last marker wins
+        ("step\n#### 1,234", "integer", ("1234", "gsm8k")),  # '$' and separators dropped
         ("We add. The answer is -17. Check: 3", "integer", ("-17", "the_answer_is")),
         ("Answer: 3\nno wait\nAnswer: 4", "integer", ("4", "answer_colon")),
         ("**Final Answer:** 12", "integer", ("12", "answer_colon")),

@@ -54,7 +54,8 @@ std::string civil_from_days(int64_t z) {
 void gen_prime_factorisation(SplitMix64& rng, int d, Item& item) {
   static const std::array<int64_t, 25> primes = {2,  3,  5,  7,  11, 13, 17, 19, 23, 29, 31, 37, 41,
                                                  43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89, 97};
-  static const std::array<uint64_t, 6> pool = {0, 4, 6, 9, 13, 25};  // how many primes each difficulty draws from
+  // how many primes each difficulty draws from (d1 drew from 4: only 10 distinct items)
+  static const std::array<uint64_t, 6> pool = {0, 6, 7, 9, 13, 25};
   int64_t n = 1;
   for (int i = 0; i < d + 1; ++i) n *= primes[rng.below(pool[static_cast<size_t>(d)])];
   // own solver: trial division

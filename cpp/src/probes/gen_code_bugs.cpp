@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <metaprobe/error.hpp>
+
 #include "gen_common.hpp"
 
 namespace metaprobe::probes::detail {
@@ -197,6 +199,68 @@ const std::vector<Template>& templates() {
   return all;
 }
 
+// Note [unique buggy line]: in a small template a second single-line edit from the template's own mutation
+// set can also make the shown test pass (power with `result *= e` fails power(0, 2) == 0, and so does the
+// edit `result = b` on another line: 0 · 2² = 0). Such an item has two right answers. `combined` runs a
+// template with any set of its mutations applied at once (bit k: bugs[k]), so the generator can check that
+// no other mutation repairs the shown test; tests/python/test_probes_gen_solvers.py checks the same by
+// executing the Python code.
+std::string combined(const Template& t, const Input& in, unsigned m) {
+  const std::string_view name = t.name;
+  auto on = [m](unsigned k) { return (m >> k & 1u) != 0; };
+  if (name == "sum_to") {
+    int64_t n = in.v[0], tot = on(2) ? 1 : 0;
+    for (int64_t i = 1; i <= (on(0) ? n - 1 : n); ++i) tot += on(1) ? n : i;
+    return to_string(tot);
+  }
+  if (name == "factorial") {
+    int64_t n = in.v[0], r = 1;
+    for (int64_t i = 2; i <= (on(0) ? n - 1 : n); ++i) r = on(1) ? r + i : r * i;
+    return to_string(r);
+  }
+  if (name == "power") {
+    int64_t b = in.v[0], e = in.v[1], r = on(2) ? b : 1;
+    for (int64_t i = 0; i < (on(0) ? e - 1 : e); ++i) r *= on(1) ? e : b;
+    return to_string(r);
+  }
+  if (name == "fib") {
+    int64_t a = on(0) ? 1 : 0, b = 1;
+    for (int64_t i = 0; i < (on(1) ? in.v[0] - 1 : in.v[0]); ++i) {
+      const int64_t c = a + b;
+      a = b;
+      b = c;
+    }
+    return to_string(on(2) ? b : a);
+  }
+  if (name == "count_even") {
+    int64_t c = on(2) ? 1 : 0;
+    for (int64_t x : in.v)
+      if (on(0) ? pymod(x, 2) == 1 : pymod(x, 2) == 0) c += on(1) ? x : 1;
+    return to_string(c);
+  }
+  if (name == "max_of") {
+    int64_t best = on(0) ? 0 : in.v[0];
+    for (int64_t x : in.v)
+      if (on(1) ? x < best : x > best) best = x;
+    return to_string(best);
+  }
+  if (name == "digit_sum") {
+    int64_t tot = 0;
+    for (int64_t n = in.v[0]; on(0) ? n > 9 : n > 0; n /= on(1) ? 100 : 10) tot += n % 10;
+    return to_string(tot);
+  }
+  if (name == "count_vowels") return count_vowels_impl(in.s, !on(0), on(1) ? "aeio" : "aeiou");
+  if (name == "is_palindrome") return palindrome_impl(in.s, on(2) ? 2 : 1, on(0) ? 1 : 0, on(1));
+  throw InvalidArgument("buggy_line: template '" + std::string(name) + "' has no combined semantics");
+}
+
+// Whether some other single mutation of the template, applied on top of bug `k`, makes `in` return `want`.
+bool second_repair(const Template& t, size_t k, const Input& in, const std::string& want) {
+  for (size_t o = 0; o < t.bugs.size(); ++o)
+    if (o != k && combined(t, in, (1u << k) | (1u << o)) == want) return true;
+  return false;
+}
+
 const Template& pick_template(SplitMix64& rng, int d) {
   std::vector<size_t> ok;
   for (size_t i = 0; i < templates().size(); ++i) {
@@ -252,15 +316,23 @@ Code build_code(const Template& t, const Bug* bug, int d) {
 }  // namespace
 
 void gen_buggy_line(SplitMix64& rng, int d, Item& item) {
-  const Template& t = pick_template(rng, d);
-  const Bug& bug = t.bugs[static_cast<size_t>(rng.below(t.bugs.size()))];
+  // A failing test that no other mutation of the template repairs (Note [unique buggy line]); a bug for
+  // which 64 inputs give none is drawn again.
+  const Template* tp = nullptr;
+  size_t bug_index = 0;
   Input failing;
   std::string got, want;
-  for (int tries = 0;; ++tries) {
-    failing = t.gen(rng);
-    got = bug.fn(failing), want = t.correct(failing);
-    if (got != want) break;
+  for (bool found = false; !found;) {
+    tp = &pick_template(rng, d);
+    bug_index = static_cast<size_t>(rng.below(tp->bugs.size()));
+    for (int tries = 0; tries < 64 && !found; ++tries) {
+      failing = tp->gen(rng);
+      got = tp->bugs[bug_index].fn(failing), want = tp->correct(failing);
+      found = got != want && !second_repair(*tp, bug_index, failing, want);
+    }
   }
+  const Template& t = *tp;
+  const Bug& bug = t.bugs[bug_index];
   const Code code = build_code(t, &bug, d);
   const size_t line = code.line_of(bug.line);
   const std::string call = call_text(t, failing);
@@ -273,7 +345,11 @@ void gen_buggy_line(SplitMix64& rng, int d, Item& item) {
   item.reference_solution = call + " returns " + got + ", expected " + want + ". Line " + item.answer +
                             " is wrong: it should be `" + fix.substr(fix.find_first_not_of(' ')) + "`.\nAnswer: " +
                             item.answer;
-  item.meta = {{"template", t.name}, {"code", code.text()}, {"fix", fix}, {"test", "assert " + call + " == " + want}};
+  json mutations = json::array();  // the template's other mutations, by displayed line
+  for (size_t o = 0; o < t.bugs.size(); ++o)
+    if (o != bug_index) mutations.push_back({{"line", code.line_of(t.bugs[o].line)}, {"text", t.bugs[o].text}});
+  item.meta = {{"template", t.name}, {"code", code.text()}, {"fix", fix}, {"test", "assert " + call + " == " + want},
+               {"mutations", mutations}};
 }
 
 void gen_failing_assert(SplitMix64& rng, int d, Item& item) {

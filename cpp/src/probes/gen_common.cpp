@@ -132,8 +132,11 @@ const Tables& tables() {
       const auto doc = nlohmann::json::parse(text);
       std::vector<TableEntry> rows;
       for (const auto& e : doc.at("entries")) {
-        rows.push_back({e.at("key").get<std::string>(), e.at("answer").get<std::string>(),
-                        e.at("group").get<std::string>()});
+        TableEntry row{e.at("key").get<std::string>(), e.at("answer").get<std::string>(),
+                       e.at("group").get<std::string>(), {}, {}};
+        if (auto a = e.find("aliases"); a != e.end()) row.aliases = a->get<std::vector<std::string>>();
+        if (auto q = e.find("equivalents"); q != e.end()) row.equivalents = q->get<std::vector<std::string>>();
+        rows.push_back(std::move(row));
       }
       t.by_name.emplace(std::string(name), std::move(rows));
     }
@@ -166,8 +169,12 @@ void make_table_choice(SplitMix64& rng, int difficulty, Item& item, std::string_
   const size_t gold = static_cast<size_t>(rng.below(rows.size()));
   const TableEntry& g = rows[gold];
   std::vector<size_t> same, other;
+  auto listed = [](const std::vector<std::string>& v, const std::string& x) {
+    return std::find(v.begin(), v.end(), x) != v.end();
+  };
   for (size_t i = 0; i < rows.size(); ++i) {
     if (i == gold || rows[i].answer == g.answer) continue;
+    if (listed(g.equivalents, rows[i].answer) || listed(rows[i].equivalents, g.answer)) continue;
     (rows[i].group == g.group ? same : other).push_back(i);
   }
   rng.shuffle(same);
@@ -222,6 +229,8 @@ void make_table_choice(SplitMix64& rng, int difficulty, Item& item, std::string_
   item.answer = choice_letter(gold_pos);
   item.choices = choices;
   item.gold_index = gold_pos;
+  item.aliases = g.aliases;
+  item.equivalents = g.equivalents;
   item.reference_solution = std::string(solution_lead) + g.answer + ", option " + item.answer + ".\nAnswer: " +
                             item.answer;
   item.meta = {{"table", std::string(table_name)}, {"key", g.key}, {"group", g.group},

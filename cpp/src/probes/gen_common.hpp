@@ -33,6 +33,8 @@ struct TableEntry {
   std::string key;
   std::string answer;
   std::string group;
+  std::vector<std::string> aliases;      ///< further accepted answers (become Item::aliases)
+  std::vector<std::string> equivalents;  ///< answers also correct for this key: never its distractors
 };
 /// A knowledge table embedded at build time; throws InvalidArgument for an unknown name.
 const std::vector<TableEntry>& table(std::string_view name);
@@ -40,7 +42,8 @@ const std::vector<TableEntry>& table(std::string_view name);
 std::vector<std::string> table_names();
 
 /// Fills a 4-way multiple-choice item from `table`: a uniformly drawn entry, three distractors with other
-/// answers from the same table, of which max(0, difficulty − 2) (capped at 3) come from the entry's group.
+/// answers from the same table, of which max(0, difficulty − 2) (capped at 3) come from the entry's group;
+/// never an answer listed in the entry's `equivalents` (nor one whose own `equivalents` list the gold).
 /// `question` holds "{}" where the entry's key goes.
 void make_table_choice(SplitMix64& rng, int difficulty, Item& item, std::string_view table_name,
                        std::string_view question, std::string_view solution_lead);

@@ -24,7 +24,8 @@ int64_t binom(int64_t n, int64_t k) {
 }  // namespace
 
 void gen_lattice_paths(SplitMix64& rng, int d, Item& item) {
-  static const std::array<std::array<int64_t, 2>, 6> size = {{{0, 0}, {2, 3}, {3, 4}, {3, 5}, {4, 6}, {5, 7}}};
+  // d1 spans 1..5 (25 grids; it had 4 distinct items at 2..3), blocked points start at d2
+  static const std::array<std::array<int64_t, 2>, 6> size = {{{0, 0}, {1, 5}, {3, 4}, {3, 5}, {4, 6}, {5, 7}}};
   const auto di = static_cast<size_t>(d);
   for (;;) {
     const int64_t w = rng.uniform(size[di][0], size[di][1]), h = rng.uniform(size[di][0], size[di][1]);
@@ -71,8 +72,9 @@ void gen_lattice_paths(SplitMix64& rng, int d, Item& item) {
 }
 
 void gen_stars_and_bars(SplitMix64& rng, int d, Item& item) {
-  static const std::array<std::array<int64_t, 2>, 6> vars = {{{0, 0}, {2, 3}, {3, 3}, {3, 4}, {4, 5}, {3, 4}}};
-  static const std::array<std::array<int64_t, 2>, 6> total = {{{0, 0}, {3, 8}, {5, 12}, {8, 15}, {10, 20}, {8, 16}}};
+  // widened where the space was tiny (d1 had 12 distinct items, d2 8)
+  static const std::array<std::array<int64_t, 2>, 6> vars = {{{0, 0}, {2, 3}, {3, 4}, {3, 4}, {4, 5}, {3, 4}}};
+  static const std::array<std::array<int64_t, 2>, 6> total = {{{0, 0}, {2, 12}, {5, 14}, {8, 15}, {10, 20}, {8, 16}}};
   const auto di = static_cast<size_t>(d);
   for (;;) {
     const int64_t k = rng.uniform(vars[di][0], vars[di][1]), n = rng.uniform(total[di][0], total[di][1]);
@@ -147,11 +149,13 @@ void gen_stars_and_bars(SplitMix64& rng, int d, Item& item) {
 }
 
 void gen_spectral_lines(SplitMix64& rng, int d, Item& item) {
-  const int n = 3 + d;
+  // d1-2: the level count varies (3 + d ± 1) and gaps come from a small alphabet, so the gold is not
+  // C(n, 2) for one fixed n (d1 answered 6 in 81% of items before)
+  const int n = d <= 2 ? 3 + d + static_cast<int>(rng.uniform(-1, 1)) : 3 + d;
   std::vector<int64_t> levels = {0};
   for (int i = 1; i < n; ++i) {
-    // small gap alphabets make equal photon energies (coincidences) likely at higher difficulty
-    const int64_t gap = d <= 2 ? rng.uniform(1, 20) * 3 : rng.uniform(1, 4) * 5;
+    // small gap alphabets make equal photon energies (coincidences) likely
+    const int64_t gap = d <= 2 ? rng.uniform(1, 6) * 3 : rng.uniform(1, 4) * 5;
     levels.push_back(levels.back() + gap);
   }
   std::vector<int64_t> diffs;
@@ -174,14 +178,16 @@ void gen_spectral_lines(SplitMix64& rng, int d, Item& item) {
 }
 
 void gen_punnett(SplitMix64& rng, int d, Item& item) {
-  static const std::array<int, 6> genes = {0, 1, 1, 2, 2, 3};
+  // one more gene per level (d1 = d2 and d3 = d4 before), gene letters drawn from the alphabet
+  static const std::array<int, 6> genes = {0, 1, 2, 3, 4, 5};
   const int k = genes[static_cast<size_t>(d)];
   const bool phenotypes = rng.chance(1, 2);
+  const int first_letter = static_cast<int>(rng.below(static_cast<uint64_t>(26 - k + 1)));
   std::string p1, p2, sol;
   int64_t total = 1;
   std::vector<std::string> factors;
   for (int g = 0; g < k; ++g) {
-    const char up = static_cast<char>('A' + g), lo = static_cast<char>('a' + g);
+    const char up = static_cast<char>('A' + first_letter + g), lo = static_cast<char>('a' + first_letter + g);
     auto genotype = [&](uint64_t r) { return r == 0 ? std::string{up, up} : r == 1 ? std::string{up, lo} : std::string{lo, lo}; };
     const std::string a = genotype(rng.below(3)), b = genotype(rng.below(3));
     p1 += a;
@@ -521,13 +527,17 @@ json props_json(const Passage& p) {
 }  // namespace
 
 void gen_count_words(SplitMix64& rng, int d, Item& item) {
-  for (;;) {
+  // The count is drawn first (1..3 at d1, 1..4 above) and passages are drawn until one has it (at most 64
+  // tries), so no count dominates (d1 answered 1 in 48% of items before).
+  const int64_t target = rng.uniform(1, d == 1 ? 3 : 4);
+  for (int tries = 0;; ++tries) {
     const Passage p = make_passage(rng, d, static_cast<size_t>(10 + 5 * d), false);
     std::vector<std::string> hits;
     for (const auto& w : p.words) {
       if (matches(p, w)) hits.push_back(w);
     }
     if (hits.empty()) continue;
+    if (static_cast<int64_t>(hits.size()) != target && tries < 64) continue;
     item.prompt = "Passage: " + p.text + "\nHow many words of the passage " + p.property_text +
                   "? Count every occurrence; ignore case and punctuation.";
     item.answer = to_string(hits.size());

@@ -1,6 +1,7 @@
 #include <metaprobe/probes/jsonl.hpp>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -53,8 +54,31 @@ int64_t get_int(const json& v, std::string_view where, const char* field) {
 const std::set<std::string, std::less<>>& known_keys() {
   static const std::set<std::string, std::less<>> keys = {
       "id", "skill", "domain", "family", "difficulty", "prompt", "answer", "answer_type", "tolerance",
-      "ordered", "choices", "gold_index", "reference_solution", "meta"};
+      "ordered", "choices", "gold_index", "reference_solution", "meta", "aliases", "equivalents"};
   return keys;
+}
+
+// Rejects bytes that are not UTF-8 with their position, so that the message itself stays valid UTF-8 (a raw
+// 0xFF in an exception message cannot become a Python str). A UTF-16 byte-order mark is named as such.
+void check_utf8(std::string_view line, const std::string& where, bool first_line) {
+  if (first_line && line.size() >= 2 && ((line[0] == '\xFF' && line[1] == '\xFE') || (line[0] == '\xFE' && line[1] == '\xFF')))
+    throw FormatError(where + ": the file starts with a UTF-16 byte-order mark (bytes " +
+                      std::string(line[0] == '\xFF' ? "FF FE" : "FE FF") + "), expected UTF-8 JSON lines");
+  for (std::size_t i = 0; i < line.size();) {
+    const auto c = static_cast<unsigned char>(line[i]);
+    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+    bool ok = len > 0 && i + len <= line.size() && !(len == 2 && c < 0xC2);
+    for (std::size_t k = 1; ok && k < len; ++k) ok = (static_cast<unsigned char>(line[i + k]) & 0xC0) == 0x80;
+    if (!ok) {
+      static const char* hex = "0123456789ABCDEF";
+      std::string b = "0x";
+      b += hex[c >> 4];
+      b += hex[c & 15];
+      throw FormatError(where + ": invalid UTF-8 byte " + b + " at column " + std::to_string(i + 1) +
+                        ", expected UTF-8 text");
+    }
+    i += len;
+  }
 }
 
 }  // namespace
@@ -76,6 +100,8 @@ json to_json(const Item& item) {
     j["gold_index"] = item.gold_index;
   }
   j["reference_solution"] = item.reference_solution;
+  if (!item.aliases.empty()) j["aliases"] = item.aliases;
+  if (!item.equivalents.empty()) j["equivalents"] = item.equivalents;
   j["meta"] = item.meta;
   return j;
 }
@@ -139,6 +165,16 @@ Item item_from_json(const json& j, std::string_view where) {
   if (auto it = j.find("gold_index"); it != j.end()) {
     item.gold_index = static_cast<int>(get_int(*it, where, "gold_index"));
   }
+  for (const char* field : {"aliases", "equivalents"}) {
+    auto it = j.find(field);
+    if (it == j.end()) continue;
+    if (!it->is_array()) fail(where, field, std::string("expected an array of strings, got ") + kind(*it));
+    auto& dst = std::string_view(field) == "aliases" ? item.aliases : item.equivalents;
+    for (const auto& c : *it) {
+      if (!c.is_string()) fail(where, field, std::string("expected an array of strings, found a ") + kind(c));
+      dst.push_back(c.get<std::string>());
+    }
+  }
   if (item.answer_type == AnswerType::choice) {
     if (item.choices.size() < 2) fail(where, "choices", "a choice item needs at least 2 choices");
     if (j.find("gold_index") == j.end()) fail(where, "gold_index", "missing required field for a choice item");
@@ -173,9 +209,23 @@ std::vector<Item> parse_jsonl(std::string_view text, std::string_view source) {
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.find_first_not_of(" \t") == std::string_view::npos) continue;
     const std::string where = std::string(source) + ":" + std::to_string(line_no);
+    check_utf8(line, where, line_no == 1);
     json j;
+    // Note [duplicate keys]: nlohmann::json keeps the last of two equal keys, so {"answer": "3", …,
+    // "answer": "4"} would silently mean 4. The callback sees every key and rejects the second.
+    std::vector<std::set<std::string>> open_keys;
+    auto on_event = [&](int /*depth*/, json::parse_event_t event, json& parsed) {
+      if (event == json::parse_event_t::object_start) open_keys.emplace_back();
+      else if (event == json::parse_event_t::object_end && !open_keys.empty()) open_keys.pop_back();
+      else if (event == json::parse_event_t::key && !open_keys.empty()) {
+        const std::string key = parsed.get<std::string>();
+        if (!open_keys.back().insert(key).second)
+          throw FormatError(where + ": duplicate key '" + key + "' in one JSON object, expected each key once");
+      }
+      return true;
+    };
     try {
-      j = json::parse(line);
+      j = json::parse(line, on_event);
     } catch (const json::parse_error& e) {
       throw FormatError(where + ": invalid JSON: " + e.what());
     }
@@ -191,6 +241,9 @@ std::vector<Item> parse_jsonl(std::string_view text, std::string_view source) {
 }
 
 std::vector<Item> read_jsonl(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw IoError("path: '" + path + "' is a directory, expected a JSONL file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError("path: cannot open '" + path + "' for reading");
   std::ostringstream buf;

@@ -9,6 +9,9 @@
 namespace metaprobe::probes {
 namespace {
 
+// Few-shot examples per prompt at most: more exceed any context window, and a huge k would only spin.
+constexpr int kMaxShots = 64;
+
 std::string format_instruction(const Item& item) {
   switch (item.answer_type) {
     case AnswerType::choice:
@@ -31,8 +34,10 @@ void check_options(const PromptOptions& options) {
     throw InvalidArgument("template: unknown prompt template '" + options.template_name +
                           "', expected one of plain, chat, few_shot");
   }
-  if (options.template_name == "few_shot" && options.k < 0) {
-    throw InvalidArgument("k: got " + std::to_string(options.k) + ", expected >= 0 few-shot examples");
+  if (options.template_name == "few_shot" && (options.k < 0 || options.k > kMaxShots)) {
+    throw InvalidArgument("k: got " + std::to_string(options.k) + ", expected 0.." + std::to_string(kMaxShots) +
+                          " few-shot examples (the cell's pool and generators supply at most " +
+                          std::to_string(kMaxShots) + " distinct examples per prompt)");
   }
 }
 
@@ -55,7 +60,8 @@ std::string render_checked(const Item& item, const PromptOptions& options, const
     // Top up with fresh items of the cell; their seed space ("few-shot" tag) never meets a suite's.
     const auto fams = families(item.cell());
     const uint64_t seed = fnv1a64("few_shot_fill|" + std::to_string(options.seed));
-    for (uint64_t idx = 0; used < k && !fams.empty(); ++idx) {
+    // Bounded: a family whose items repeat this prompt cannot make the loop spin.
+    for (uint64_t idx = 0; used < k && !fams.empty() && idx < 4 * k + 16; ++idx) {
       const auto& fam = fams[idx % fams.size()];
       Item ex = generate_item(fam.name, item.difficulty, seed, idx);
       if (ex.id == item.id || ex.prompt == item.prompt) continue;

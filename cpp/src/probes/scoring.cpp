@@ -1,4 +1,5 @@
 // Answer checking by type, Wilson intervals, aggregation, and multiple choice from log-likelihoods.
+#include <algorithm>
 #include <cmath>
 
 #include <metaprobe/error.hpp>
@@ -69,13 +70,159 @@ bool texts_match(const std::string& x, const std::string& a, double tol) {
   return parse_whole_number(x, nx) && parse_whole_number(a, na) && numbers_match(nx, na, AnswerType::number, tol);
 }
 
-bool match_list(const Item& item, std::string_view extracted) {
-  std::vector<std::string> gold = split_list(normalize_text(item.answer));
-  std::vector<std::string> got = split_list(normalize_text(extracted));
+// Leading articles and prepositions that do not change a short answer ("in the kitchen", "a teacher").
+std::string_view drop_function_words(std::string_view t) {
+  for (bool changed = true; changed;) {
+    changed = false;
+    for (std::string_view w : {"the ", "a ", "an ", "in ", "at ", "on ", "into ", "to ", "inside ", "by ", "of "}) {
+      if (t.size() > w.size() && t.compare(0, w.size(), w) == 0) {
+        t = trim(t.substr(w.size()));
+        changed = true;
+      }
+    }
+  }
+  return t;
+}
+
+// Normalised text with ASCII punctuation dropped and spaces collapsed ("washington, d.c." → "washington dc").
+std::string loose(std::string_view t) {
+  std::string out;
+  for (char c : t) {
+    if (is_alnum(c) || is_utf8_byte(c)) out.push_back(c);
+    else if (is_space(c) || c == '-' || c == '_' || c == '/') {
+      if (!out.empty() && out.back() != ' ') out.push_back(' ');
+    }
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+bool has_negation(std::string_view t) {
+  std::string l = " " + loose(t) + " ";
+  for (std::string_view w : {" not ", " no ", " never ", " nt ", " isnt ", " wasnt ", " neither ", " nor "})
+    if (l.find(w) != std::string::npos) return true;
+  return false;
+}
+
+// A string answer: equal after normalisation, after leading function words, or without punctuation; or a
+// short sentence that ends in the answer and negates nothing ("The book is in the kitchen.").
+bool string_matches(const std::string& got, const std::string& gold, double tol) {
+  if (got.empty() || gold.empty()) return false;
+  if (texts_match(got, gold, tol)) return true;
+  std::string_view x = drop_function_words(got), g = drop_function_words(gold);
+  if (x == g) return true;
+  std::string lx = loose(x), lg = loose(g);
+  if (lg.empty()) return false;
+  if (lx == lg) return true;
+  constexpr std::size_t kMaxSentenceWords = 14;
+  std::size_t words = static_cast<std::size_t>(std::count(lx.begin(), lx.end(), ' ')) + 1;
+  if (words > kMaxSentenceWords || lx.size() <= lg.size() || has_negation(got)) return false;
+  return lx.compare(lx.size() - lg.size(), lg.size(), lg) == 0 && lx[lx.size() - lg.size() - 1] == ' ';
+}
+
+// One element of a list answer without a name ("x = 3", "λ₁ = -2", "the values are 7").
+std::string element_value(const std::string& e) {
+  std::string_view t = e;
+  if (std::size_t p = t.rfind('='); p != std::string_view::npos) t = trim(t.substr(p + 1));
+  if (std::size_t p = t.rfind(':'); p != std::string_view::npos && p + 1 < t.size() && t[p + 1] == ' ')
+    t = trim(t.substr(p + 2));
+  if (t.find(' ') != std::string_view::npos) {
+    for (std::string_view w : {" are ", " is ", " be "}) {
+      for (std::size_t p = t.size(); p-- > 0;)
+        if (t[p] == ' ' && t.compare(p, w.size(), w) == 0) {
+          t = trim(t.substr(p + w.size()));
+          break;
+        }
+    }
+  }
+  t = drop_function_words(t);
+  return std::string(t);
+}
+
+bool has_digit(const std::string& t) {
+  return std::any_of(t.begin(), t.end(), [](char c) { return is_digit(c); });
+}
+
+bool all_numbers(const std::vector<std::string>& v) {
+  for (const auto& x : v) {
+    Number n;
+    if (!parse_whole_number(x, n)) return false;
+  }
+  return !v.empty();
+}
+
+bool all_integers(const std::vector<std::string>& v) {
+  for (const auto& x : v) {
+    Number n;
+    if (!parse_whole_number(x, n) || !n.exact || n.q != 1) return false;
+  }
+  return !v.empty();
+}
+
+// A factorisation in product notation as its factors, each repeated by its power: "2^2 × 3" → 2, 2, 3.
+// False when an element is not an integer power.
+bool expand_factors(const std::vector<std::string>& got, std::vector<std::string>& out) {
+  constexpr long kMaxPower = 64;
+  out.clear();
+  for (const auto& e : got) {
+    std::string t;
+    // product signs as separators: ×, ·, *, \times, \cdot, " x "
+    for (std::size_t i = 0; i < e.size();) {
+      if (e.compare(i, 2, "\xC3\x97") == 0 || e.compare(i, 2, "\xC2\xB7") == 0) {
+        t += ' ';
+        i += 2;
+      } else if (e.compare(i, 6, "\\times") == 0) {
+        t += ' ';
+        i += 6;
+      } else if (e.compare(i, 5, "\\cdot") == 0) {
+        t += ' ';
+        i += 5;
+      } else if (e[i] == '*' || (e[i] == 'x' && i > 0 && e[i - 1] == ' ')) {
+        t += ' ';
+        i += 1;
+      } else {
+        t += e[i++];
+      }
+    }
+    std::size_t i = 0;
+    while (i < t.size()) {
+      while (i < t.size() && t[i] == ' ') ++i;
+      if (i >= t.size()) break;
+      std::size_t j = i;
+      while (j < t.size() && t[j] != ' ') ++j;
+      std::string tok = t.substr(i, j - i);
+      // "2^2" possibly with the exponent after blanks: "2 ^ 2", "2^{2}"
+      std::size_t k = j;
+      while (k < t.size() && t[k] == ' ') ++k;
+      if (tok.find('^') == std::string::npos && k < t.size() && t[k] == '^') {
+        std::size_t m = k + 1;
+        while (m < t.size() && t[m] == ' ') ++m;
+        std::size_t n = m;
+        while (n < t.size() && t[n] != ' ') ++n;
+        tok += "^" + t.substr(m, n - m);
+        j = n;
+      }
+      i = j;
+      std::string base = tok, power = "1";
+      if (std::size_t c = tok.find('^'); c != std::string::npos) {
+        base = tok.substr(0, c);
+        power = tok.substr(c + 1);
+      }
+      Number b, p;
+      if (!parse_whole_number(base, b) || !b.exact || b.q != 1 || !parse_whole_number(power, p) || !p.exact ||
+          p.q != 1 || p.neg || p.p > static_cast<u128>(kMaxPower) || p.p == 0)
+        return false;
+      for (u128 r = 0; r < p.p; ++r) out.push_back(base);
+    }
+  }
+  return !out.empty();
+}
+
+bool lists_equal(const std::vector<std::string>& got, const std::vector<std::string>& gold, bool ordered, double tol) {
   if (gold.size() != got.size()) return false;
-  if (item.ordered) {
+  if (ordered) {
     for (std::size_t k = 0; k < gold.size(); ++k)
-      if (!texts_match(got[k], gold[k], item.tolerance)) return false;
+      if (!texts_match(got[k], gold[k], tol) && !string_matches(got[k], gold[k], tol)) return false;
     return true;
   }
   // As multisets: each gold element consumes one equal response element.
@@ -83,10 +230,46 @@ bool match_list(const Item& item, std::string_view extracted) {
   for (const auto& g : gold) {
     bool found = false;
     for (std::size_t k = 0; k < got.size() && !found; ++k)
-      if (!used[k] && texts_match(got[k], g, item.tolerance)) used[k] = found = true;
+      if (!used[k] && (texts_match(got[k], g, tol) || string_matches(got[k], g, tol))) used[k] = found = true;
     if (!found) return false;
   }
   return true;
+}
+
+// Response elements one per line ("2\n2\n3") are elements too.
+std::vector<std::string> response_elements(std::string_view extracted) {
+  std::string joined(extracted);
+  for (char& c : joined)
+    if (c == '\n') c = ',';
+  std::vector<std::string> got = split_list(normalize_text(joined));
+  for (auto& e : got) e = element_value(e);
+  return got;
+}
+
+bool match_list_against(const Item& item, const std::string& gold_text, const std::vector<std::string>& got) {
+  std::vector<std::string> gold = split_list(normalize_text(gold_text));
+  if (lists_equal(got, gold, item.ordered, item.tolerance)) return true;
+  // A prose lead-in before numbers ("The matrix is triangular, so λ₁ = -1 and λ₂ = 2") is no element.
+  if (got.size() > gold.size() && all_numbers(gold)) {
+    std::size_t lead = 0;
+    while (lead < got.size() && !has_digit(got[lead])) ++lead;
+    if (lead > 0 && got.size() - lead == gold.size()) {
+      std::vector<std::string> rest(got.begin() + static_cast<std::ptrdiff_t>(lead), got.end());
+      return match_list_against(item, gold_text, rest);
+    }
+  }
+  std::vector<std::string> factors;
+  if (all_integers(gold) && expand_factors(got, factors) && factors.size() != got.size())
+    return lists_equal(factors, gold, item.ordered, item.tolerance);
+  return false;
+}
+
+bool match_list(const Item& item, std::string_view extracted) {
+  std::vector<std::string> got = response_elements(extracted);
+  if (match_list_against(item, item.answer, got)) return true;
+  for (const auto& a : item.aliases)
+    if (match_list_against(item, a, got)) return true;
+  return false;
 }
 
 // Letter of a choice answer written as a letter, else 0 (same reading as extraction's).
@@ -134,12 +317,24 @@ bool match_choice(const Item& item, std::string_view extracted) {
     std::string a = normalize_text(item.answer);
     if (!a.empty() && answer_letter(item.answer, n_letters) == 0) gold_texts.push_back(a);
   }
+  for (const auto& alias : item.aliases) gold_texts.push_back(normalize_text(alias));
   if (char c = answer_letter(extracted, n_letters)) return c == gold_letter;
   std::string got = normalize_text(extracted);
   if (got.empty()) return false;
   for (const auto& g : gold_texts)
-    if (texts_match(got, g, 0)) return true;
+    if (texts_match(got, g, 0) || loose(got) == loose(g)) return true;
   return false;
+}
+
+// A number answer, or the restatement in other units that follows it ("750 m (0.75 km)").
+bool number_matches(const Item& item, const Number& gold, std::string_view extracted) {
+  Number got;
+  if (!find_first_number(extracted, got)) return false;
+  if (numbers_match(got, gold, item.answer_type, item.tolerance)) return true;
+  std::size_t open = extracted.find('(', got.end);
+  Number alt;
+  return open != std::string_view::npos && find_first_number(extracted, alt, open + 1) &&
+         numbers_match(alt, gold, item.answer_type, item.tolerance);
 }
 
 }  // namespace
@@ -150,14 +345,20 @@ bool answers_match(const Item& item, std::string_view extracted) {
     case AnswerType::number: {
       check_tolerance(item);
       Number gold = gold_number(item);
-      Number got;
-      if (!find_first_number(extracted, got)) return false;
-      return numbers_match(got, gold, item.answer_type, item.tolerance);
+      if (number_matches(item, gold, extracted)) return true;
+      for (const auto& a : item.aliases) {
+        Number g;
+        if (parse_whole_number(a, g) && number_matches(item, g, extracted)) return true;
+      }
+      return false;
     }
     case AnswerType::string: {
       check_tolerance(item);
       std::string got = normalize_text(extracted);
-      return !got.empty() && texts_match(got, normalize_text(item.answer), item.tolerance);
+      if (string_matches(got, normalize_text(item.answer), item.tolerance)) return true;
+      for (const auto& a : item.aliases)
+        if (string_matches(got, normalize_text(a), item.tolerance)) return true;
+      return false;
     }
     case AnswerType::list:
       check_tolerance(item);
@@ -169,8 +370,10 @@ bool answers_match(const Item& item, std::string_view extracted) {
                         std::to_string(static_cast<int>(item.answer_type)));
 }
 
-bool check(const Item& item, std::string_view output) {
-  Extraction ex = extract(output, item.answer_type, item.choices);
+bool check(const Item& item, std::string_view output) { return check(item, output, default_extract_options()); }
+
+bool check(const Item& item, std::string_view output, const ExtractOptions& options) {
+  Extraction ex = extract(item, output, options);
   if (!ex.found) {
     answers_match(item, "");  // still validates the item, so a broken item never scores silently
     return false;
@@ -206,7 +409,8 @@ Accuracy wilson(int64_t correct, int64_t n, double z) {
   return a;
 }
 
-Scores score(const std::vector<const Item*>& items, const std::vector<std::string_view>& outputs) {
+Scores score(const std::vector<const Item*>& items, const std::vector<std::string_view>& outputs,
+             const ExtractOptions& options) {
   if (items.size() != outputs.size())
     throw InvalidArgument("score: outputs has " + std::to_string(outputs.size()) + " entries for " +
                           std::to_string(items.size()) + " items, expected one output per item");
@@ -219,7 +423,7 @@ Scores score(const std::vector<const Item*>& items, const std::vector<std::strin
   for (std::size_t k = 0; k < items.size(); ++k) {
     const Item* item = items[k];
     if (item == nullptr) throw InvalidArgument("score: items[" + std::to_string(k) + "] is null, expected an Item");
-    Extraction ex = extract(outputs[k], item->answer_type, item->choices);
+    Extraction ex = extract(*item, outputs[k], options);
     bool ok = answers_match(*item, ex.found ? std::string_view(ex.answer) : std::string_view());
     ItemScore is;
     is.id = item->id;
@@ -242,7 +446,7 @@ Scores score(const std::vector<const Item*>& items, const std::vector<std::strin
   return s;
 }
 
-Scores score(const std::vector<Item>& items, const std::vector<std::string>& outputs) {
+Scores score(const std::vector<Item>& items, const std::vector<std::string>& outputs, const ExtractOptions& options) {
   if (items.size() != outputs.size())
     throw InvalidArgument("score: outputs has " + std::to_string(outputs.size()) + " entries for " +
                           std::to_string(items.size()) + " items, expected one output per item");
@@ -252,7 +456,7 @@ Scores score(const std::vector<Item>& items, const std::vector<std::string>& out
   views.reserve(outputs.size());
   for (const auto& it : items) ptrs.push_back(&it);
   for (const auto& o : outputs) views.emplace_back(o);
-  return score(ptrs, views);
+  return score(ptrs, views, options);
 }
 
 int64_t utf8_length(std::string_view text) {

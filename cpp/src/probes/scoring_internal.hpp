@@ -51,6 +51,13 @@ Number divide_by_100(const Number& n);
 /// trailing period removed, so that texts compare equal when they say the same thing.
 std::string normalize_text(std::string_view s);
 
+/// LaTeX wrappers ($, braces, \text{}, \mathrm{} …) removed, case kept: "\text{B}" → "B".
+std::string strip_wrappers(std::string_view s);
+
+/// The position of the '}' that closes the '{' at s[open] (escaped braces do not count), reading at most
+/// `limit` bytes; npos when it does not close within them.
+std::size_t closing_brace(std::string_view s, std::size_t open, std::size_t limit);
+
 /// `s` without leading and trailing ASCII whitespace.
 std::string_view trim(std::string_view s);
 

@@ -68,22 +68,13 @@ bool latex_group(std::string_view s, std::size_t& i, std::size_t& b, std::size_t
     e = ++i;
     return true;
   }
-  int depth = 0;
   // LaTeX arguments of a number are short; the bound keeps "\\frac{{{{…" linear.
-  for (std::size_t j = i, stop = std::min(s.size(), i + 1024); j < stop; ++j) {
-    if (s[j] == '\\' && j + 1 < s.size()) {
-      ++j;
-      continue;
-    }
-    if (s[j] == '{') ++depth;
-    if (s[j] == '}' && --depth == 0) {
-      b = i + 1;
-      e = j;
-      i = j + 1;
-      return true;
-    }
-  }
-  return false;
+  const std::size_t j = closing_brace(s, i, 1024);
+  if (j == std::string_view::npos) return false;
+  b = i + 1;
+  e = j;
+  i = j + 1;
+  return true;
 }
 
 // Number a divided by number b (both exact or approximated).

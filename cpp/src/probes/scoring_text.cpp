@@ -30,21 +30,12 @@ bool group_at(std::string_view s, std::size_t& i, std::string_view& content) {
     content = s.substr(i++, 1);
     return true;
   }
-  int depth = 0;
   // LaTeX arguments of a number are short; the bound keeps "\\frac{{{{…" linear.
-  for (std::size_t j = i, stop = std::min(s.size(), i + 1024); j < stop; ++j) {
-    if (s[j] == '\\' && j + 1 < s.size()) {
-      ++j;
-      continue;
-    }
-    if (s[j] == '{') ++depth;
-    if (s[j] == '}' && --depth == 0) {
-      content = s.substr(i + 1, j - i - 1);
-      i = j + 1;
-      return true;
-    }
-  }
-  return false;
+  const std::size_t j = closing_brace(s, i, 1024);
+  if (j == std::string_view::npos) return false;
+  content = s.substr(i + 1, j - i - 1);
+  i = j + 1;
+  return true;
 }
 
 bool is_simple(std::string_view t) {
@@ -129,6 +120,26 @@ bool strip_pair(std::string_view& t, std::string_view open, std::string_view clo
 }
 
 }  // namespace
+
+std::size_t closing_brace(std::string_view s, std::size_t open, std::size_t limit) {
+  int depth = 0;
+  for (std::size_t j = open, stop = std::min(s.size(), open + limit); j < stop; ++j) {
+    if (s[j] == '\\' && j + 1 < s.size()) {
+      ++j;
+      continue;
+    }
+    if (s[j] == '{') ++depth;
+    if (s[j] == '}' && --depth == 0) return j;
+  }
+  return std::string_view::npos;
+}
+
+std::string strip_wrappers(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  strip_latex(s, out);
+  return out;
+}
 
 std::string normalize_text(std::string_view s) {
   std::string raw;

@@ -1,11 +1,19 @@
 #include <metaprobe/probes/suite.hpp>
 
+#include <set>
+
 #include <metaprobe/error.hpp>
 #include <metaprobe/probes/generate.hpp>
 #include <metaprobe/probes/jsonl.hpp>
 #include <metaprobe/probes/rng.hpp>
 
 namespace metaprobe::probes {
+
+namespace {
+// Redraws of an item whose prompt repeats an earlier one of its cell; past them a family's parameter
+// space at that difficulty is exhausted and the repeat stays (docs/probes.md, "Suites").
+constexpr uint64_t kMaxRedraws = 32;
+}  // namespace
 
 std::vector<Item> generate(const SuiteSpec& spec) {
   if (spec.n_per_cell < 0) {
@@ -36,10 +44,19 @@ std::vector<Item> generate(const SuiteSpec& spec) {
       if (!want_d) continue;
       const auto fams = families(Cell{s, d});
       const size_t nf = fams.size(), nd = spec.difficulties.size();
+      // Note [no duplicate prompts]: a small parameter space at low difficulty repeats prompts; an item
+      // whose prompt an earlier item of the cell already has is drawn again under index k + r·2^40
+      // (r = 1..kMaxRedraws), which keeps suites nested (an item depends on the earlier ones only).
+      std::set<std::string, std::less<>> seen;
       for (int i = 0; i < spec.n_per_cell; ++i) {
         const size_t k = static_cast<size_t>(i) / nf;  // index within the family
         const auto& fam = fams[static_cast<size_t>(i) % nf];
-        items.push_back(generate_item(fam.name, spec.difficulties[k % nd], spec.seed, k));
+        const int difficulty = spec.difficulties[k % nd];
+        Item item = generate_item(fam.name, difficulty, spec.seed, k);
+        for (uint64_t r = 1; r <= kMaxRedraws && seen.count(item.prompt) > 0; ++r)
+          item = generate_item(fam.name, difficulty, spec.seed, k + (r << 40));
+        seen.insert(item.prompt);
+        items.push_back(std::move(item));
       }
     }
   }

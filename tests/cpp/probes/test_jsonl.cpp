@@ -117,3 +117,37 @@ TEST_CASE("file errors are IoError and leave nothing behind", "[probes][jsonl]")
   REQUIRE(fs::is_empty(dir));
   fs::remove_all(dir);
 }
+
+TEST_CASE("bad bytes, duplicate keys and directories are named errors", "[probes][jsonl]") {
+  using Catch::Contains;
+  SECTION("bytes that are not UTF-8 name the line, the byte and the column") {
+    const std::string text = base("") + "\n" + R"({"id": "caf)" + std::string("\xE9") + R"("})";
+    REQUIRE_THROWS_AS(parse_jsonl(text, "t.jsonl"), metaprobe::FormatError);
+    REQUIRE_THROWS_WITH(parse_jsonl(text, "t.jsonl"),
+                        Contains("t.jsonl:2: invalid UTF-8 byte 0xE9 at column 12") && Contains("expected UTF-8"));
+    REQUIRE_THROWS_WITH(parse_jsonl("\xFF\xFE{\0", "u.jsonl"),
+                        Contains("u.jsonl:1: the file starts with a UTF-16 byte-order mark (bytes FF FE)"));
+    REQUIRE_NOTHROW(parse_jsonl(base(R"(, "note": "Zürich ≈ 5 €")"), "ok"));
+  }
+  SECTION("a key given twice in one object is an error, not the last value") {
+    REQUIRE_THROWS_WITH(parse_jsonl("\n" + base(R"(, "answer": "2")"), "t"),
+                        Contains("t:2: duplicate key 'answer' in one JSON object, expected each key once"));
+    // the same key in two different (nested) objects is fine
+    REQUIRE_NOTHROW(parse_jsonl(base(R"(, "meta": {"id": 3, "answer": 4})"), "t"));
+  }
+  SECTION("a directory is an IoError naming the path") {
+    const auto dir = temp_dir();
+    REQUIRE_THROWS_AS(read_jsonl(dir.string()), metaprobe::IoError);
+    REQUIRE_THROWS_WITH(read_jsonl(dir.string()), Contains(dir.string()) && Contains("is a directory"));
+  }
+  SECTION("aliases and equivalents round-trip and are checked") {
+    const auto items = parse_jsonl(base(R"(, "aliases": ["one", "1.0"], "equivalents": ["I"])"), "t");
+    REQUIRE(items[0].aliases == std::vector<std::string>{"one", "1.0"});
+    REQUIRE(items[0].equivalents == std::vector<std::string>{"I"});
+    REQUIRE(to_json(items[0]).at("aliases").size() == 2);
+    REQUIRE_THROWS_WITH(parse_jsonl(base(R"(, "aliases": "one")"), "t"),
+                        Contains("field 'aliases'") && Contains("expected an array of strings, got string"));
+    REQUIRE_THROWS_WITH(parse_jsonl(base(R"(, "equivalents": [1])"), "t"),
+                        Contains("field 'equivalents'") && Contains("found a integer"));
+  }
+}

@@ -72,11 +72,12 @@ TEST_CASE("each extraction convention is recognised and named", "[probes][scorin
     REQUIRE(ex("the result is \\boxed 12$").answer == "12");
     REQUIRE(ex("\\fbox{5}").strategy == "boxed");
   }
-  SECTION("GSM8K #### takes the first occurrence, like lm-eval strict-match") {
-    auto e = ex("Natalia sold 48/2 = 24 clips in May.\n#### 72\n#### 5");
+  SECTION("GSM8K #### (the last one, like every marker)") {
+    auto e = ex("Natalia sold 48/2 = 24 clips in May.\n#### 72");
     REQUIRE(e.strategy == "gsm8k");
     REQUIRE(e.answer == "72");
-    REQUIRE(ex("#### -1,234").answer == "-1,234");
+    REQUIRE(ex("#### 72\n#### 5").answer == "5");
+    REQUIRE(ex("#### -1,234").answer == "-1234");
   }
   SECTION("the answer is x, up to the end of the sentence") {
     auto e = ex("Adding gives 12. So the answer is 42. Next we check 7.");
@@ -135,11 +136,11 @@ TEST_CASE("each extraction convention is recognised and named", "[probes][scorin
   }
 }
 
-TEST_CASE("extraction follows the documented priority", "[probes][scoring]") {
-  const std::string all = "the answer is 3. Answer: 4\n#### 2\n\\boxed{1} and 5";
-  REQUIRE(ex(all).strategy == "boxed");
-  REQUIRE(ex("the answer is 3. Answer: 4\n#### 2\n and 5").strategy == "gsm8k");
-  REQUIRE(ex("the answer is 3. Answer: 4\n and 5").answer == "3");
+TEST_CASE("the marker that comes last wins, whatever its kind", "[probes][scoring]") {
+  REQUIRE(ex("the answer is 3. Answer: 4\n#### 2\n\\boxed{1} and 5").strategy == "boxed");
+  REQUIRE(ex("\\boxed{1}, the answer is 3. Answer: 4\n#### 2\n and 5").strategy == "gsm8k");
+  REQUIRE(ex("#### 2\n\\boxed{1} the answer is 3. Answer: 4\n and 5").answer == "4");
+  REQUIRE(ex("Answer: 4\n\\boxed{1} so the answer is 3.\n and 5").answer == "3");
   REQUIRE(ex("Answer: 4\n and 5").answer == "4");
   SECTION("a strategy whose span holds no answer of the type falls through") {
     REQUIRE(ex("\\boxed{\\text{none}} so the answer is 6").strategy == "the_answer_is");
@@ -160,7 +161,8 @@ TEST_CASE("adversarial outputs", "[probes][scoring]") {
     REQUIRE(ex("- 5 apples").answer == "5");  // a markdown bullet is not a minus sign
   }
   SECTION("thousands separators") {
-    REQUIRE(ex("The total is $1,234.").answer == "$1,234");
+    REQUIRE(ex("The total is $1,234.").answer == "1234");
+    REQUIRE(ex("The answer is $1,234.").answer == "1234");
     REQUIRE(check(make_item(AnswerType::integer, "1234"), "The total is $1,234."));
     REQUIRE(check(make_item(AnswerType::integer, "1234567"), "so 1,234,567 in all"));
     REQUIRE(check(make_item(AnswerType::integer, "1234"), "\\boxed{1{,}234}"));
@@ -234,7 +236,7 @@ TEST_CASE("normalisation by answer type", "[probes][scoring]") {
     }
     REQUIRE_FALSE(answers_match(s, "New Yorks"));
     REQUIRE_FALSE(answers_match(s, ""));
-    REQUIRE(answers_match(make_item(AnswerType::string, "O(n log n)"), "$O(n \\log n)$") == false);
+    REQUIRE(answers_match(make_item(AnswerType::string, "O(n log n)"), "$O(n \\log n)$"));  // punctuation-free equal
     REQUIRE(answers_match(make_item(AnswerType::string, "O(n log n)"), "O(N LOG N)"));
   }
   SECTION("lists, ordered and as sets, with , ; and 'and'") {
@@ -484,7 +486,7 @@ TEST_CASE("random and degenerate outputs never crash and stay fast", "[probes][s
     for (int t = 0; t < len; ++t) out += tokens[static_cast<std::size_t>(rng.range(0, int64_t(tokens.size()) - 1))];
     for (const Item* it : {&num, &lst, &mc, &str}) {
       Extraction e = extract(out, it->answer_type, it->choices);
-      REQUIRE(e.found == (e.strategy != "none"));
+      REQUIRE(e.found == (e.strategy != "none" && e.strategy != "reasoning_unclosed"));
       REQUIRE((e.found || e.answer.empty()));
       REQUIRE_NOTHROW(check(*it, out));
     }
@@ -496,5 +498,143 @@ TEST_CASE("random and degenerate outputs never crash and stay fast", "[probes][s
     for (const Item* it : {&num, &lst, &mc, &str}) (void)check(*it, degenerate);
     double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     REQUIRE(s < 2.0);
+  }
+}
+
+TEST_CASE("regressions of issue 11: reasoning blocks, restated answers, letters in option text", "[probes][scoring]") {
+  Item twelve = make_item(AnswerType::integer, "12");
+  SECTION("what a model considers while thinking is not its answer") {
+    for (const char* out : {"<think>Let me see, 5 + 5, so the answer is 10... no wait.</think>\nAnswer: 12",
+                            "<think>maybe \\boxed{10}? Recount: 4 + 8.</think>\nThat gives 4 + 8.\nAnswer: 12",
+                            "I think the answer is 10, but recounting the last row gives two more.\nAnswer: 12",
+                            "<think>#### 10</think>The total is 12."}) {
+      INFO(out);
+      REQUIRE(ex(out).answer == "12");
+      REQUIRE(check(twelve, out));
+    }
+    std::vector<std::string> ch = {"red", "green", "blue", "black"};
+    auto e = ex("<think>The answer is A, or maybe not.</think>\nAnswer: C", AnswerType::choice, ch);
+    REQUIRE(e.answer == "C");
+    REQUIRE(e.strategy == "answer_colon");
+  }
+  SECTION("a reasoning block cut off before it closes gives no answer") {
+    for (const char* out : {"<think>4 + 8 = 12, so the answer is 12", "<think>\\boxed{12}",
+                            "<thinking>Answer: 12", "Sure.<think>first 12 then"}) {
+      INFO(out);
+      auto e = ex(out);
+      REQUIRE(e.strategy == "reasoning_unclosed");
+      REQUIRE_FALSE(e.found);
+      REQUIRE_FALSE(check(twelve, out));
+    }
+    // A chat template may open the block in the prompt: a lone close tag ends the reasoning.
+    REQUIRE(ex("so maybe 10 ... recount</think>\n\nThe answer is 12.").answer == "12");
+    // An empty answer after the block: nothing to read.
+    REQUIRE(ex("<think>the answer is 12</think>").strategy == "none");
+    ExtractOptions none;
+    none.reasoning_tags.clear();
+    REQUIRE(extract("<think>the answer is 12", AnswerType::integer, {}, none).answer == "12");
+    ExtractOptions custom;
+    custom.reasoning_tags = {{"[REASON]", "[/REASON]"}};
+    REQUIRE(extract("[REASON]answer: 10[/REASON] Answer: 12", AnswerType::integer, {}, custom).answer == "12");
+  }
+  SECTION("letters are never read out of an option's own text") {
+    std::vector<std::string> units = {"the volt (V)", "the ampere (A)", "the ohm", "the watt (W)"};
+    Item amp = choice_item(units, 1);
+    REQUIRE(check(amp, "Answer: the ampere (A)"));
+    REQUIRE(ex("Answer: the ampere (A)", AnswerType::choice, units).answer == "the ampere (A)");
+    std::vector<std::string> caps = {"Ottawa", "Washington, D.C.", "Canberra", "Wellington"};
+    Item dc = choice_item(caps, 1);
+    REQUIRE(check(dc, "Answer: Washington, D.C."));
+    REQUIRE(check(dc, "The capital of the United States is Washington, D.C."));
+    REQUIRE_FALSE(check(choice_item(caps, 2), "Answer: Washington, D.C."));
+  }
+  SECTION("option text in other spacing, boxed text letters") {
+    std::vector<std::string> ch = {"b/a", "-b/a", "a/b", "-a/b"};
+    REQUIRE(check(choice_item(ch, 1), "Answer: \xE2\x88\x92" "b / a"));
+    REQUIRE(check(choice_item(ch, 1), "The sum of the roots is **-b/a**."));
+    std::vector<std::string> cx = {"O(V^2)", "O(V+E)", "O(E log V)", "O(1)"};
+    REQUIRE(check(choice_item(cx, 1), "BFS visits each vertex and edge once, so it runs in O(V + E) time."));
+    REQUIRE(check(choice_item(cx, 1), "Answer: $O(V + E)$"));
+    REQUIRE(check(choice_item(cx, 1), "\\boxed{\\text{B}}"));
+    REQUIRE(check(choice_item(cx, 1), "Final answer: $\\boxed{\\mathrm{B}}$"));
+    REQUIRE_FALSE(check(choice_item(cx, 2), "\\boxed{\\text{B}}"));
+  }
+  SECTION("the answer inside a sentence; trailing asides; number words") {
+    REQUIRE(check(make_item(AnswerType::string, "kitchen"), "The book is in the kitchen."));
+    REQUIRE_FALSE(check(make_item(AnswerType::string, "kitchen"), "The book is not in the kitchen."));
+    REQUIRE(check(make_item(AnswerType::integer, "5400"), "The rope is **5,400 metres** (5.4 km) long."));
+    REQUIRE(check(make_item(AnswerType::integer, "5400"), "Total: 5,400 metres (5.4 km)"));
+    REQUIRE(check(make_item(AnswerType::integer, "2"),
+                  "The error is on **Line 2** \xE2\x80\x94 3 \xC3\x97 $4.10 is $12.30, not $13.20; with that fixed the "
+                  "total of $162.55 checks out."));
+    REQUIRE(check(make_item(AnswerType::integer, "1"), "Looking at the passage, only **one** word starts with q."));
+    REQUIRE(check(make_item(AnswerType::integer, "3"), "Answer: three"));
+    REQUIRE(check(make_item(AnswerType::list, "7, 10, 13"), "So the values are **7, 10, 13**."));
+    Item xy = list_item("-1, -3", true);
+    REQUIRE(check(xy, "Solving both equations: x = -1, y = -3"));
+    REQUIRE(check(xy, "Answer: x = -1, y = -3"));
+  }
+}
+
+TEST_CASE("normalisation of numbers, lists and strings (issue 11)", "[probes][scoring]") {
+  SECTION("numbers with currency, separators, units, LaTeX, restatements") {
+    REQUIRE(check(make_item(AnswerType::integer, "1234"), "The answer is $1,234."));
+    REQUIRE(check(make_item(AnswerType::number, "0.75"), "Answer: \\frac{3}{4}"));
+    REQUIRE(check(make_item(AnswerType::number, "0.75"), "Answer: $\\dfrac{3}{4}$ km"));
+    REQUIRE(check(make_item(AnswerType::number, "0.75", 0.001), "Answer: 750 m (0.75 km)"));
+    REQUIRE_FALSE(check(make_item(AnswerType::number, "0.75", 0.001), "Answer: 750 m (0.8 km)"));
+    REQUIRE(check(make_item(AnswerType::number, "16.15"), "The total cost is **$16.15**."));
+    REQUIRE(check(make_item(AnswerType::number, "12.5"), "Answer: 12.5%"));
+    REQUIRE(check(make_item(AnswerType::number, "1500"), "Answer: 1.5e3 J"));
+    REQUIRE(check(make_item(AnswerType::integer, "12"), "Answer: 3 \xC3\x97 4 = 12"));
+    REQUIRE(check(make_item(AnswerType::integer, "12"), "Answer: 12 (since 3 \xC3\x97 4 = 12)"));
+    REQUIRE(check(make_item(AnswerType::integer, "42"), "The answer is therefore 42."));
+    REQUIRE_FALSE(check(make_item(AnswerType::integer, "5"), "Answer: 12\nThe answer is derived from 5 apples."));
+  }
+  SECTION("lists: names, lines, 'and', factorisations") {
+    REQUIRE(check(list_item("3, -2", true), "Answer: x = 3, y = -2"));
+    REQUIRE(check(list_item("-2, 5", true), "Answer: \xCE\xBB = -2, 5"));
+    REQUIRE(check(list_item("-2, 5", true), "The eigenvalues are \xCE\xBB\xE2\x82\x81 = -2 and \xCE\xBB\xE2\x82\x82 = 5."));
+    Item f = list_item("2, 2, 3", true);
+    for (const char* out : {"Answer: 2 \xC3\x97 2 \xC3\x97 3", "Answer: 2^2, 3", "Answer: 2^2 \xC3\x97 3",
+                            "12 = 2^2 \\cdot 3", "Answer: 2 * 2 * 3", "Answer:\n2\n2\n3", "Answer: 2, 2 and 3",
+                            "The prime factors are:\n- 2\n- 2\n- 3"}) {
+      INFO(out);
+      REQUIRE(check(f, out));
+    }
+    REQUIRE_FALSE(check(f, "Answer: 2 \xC3\x97 3"));
+    REQUIRE_FALSE(check(f, "Answer: 2^3, 3"));
+  }
+  SECTION("strings: articles, prepositions, punctuation, Unicode") {
+    REQUIRE(check(make_item(AnswerType::string, "kitchen"), "Answer: the kitchen"));
+    REQUIRE(check(make_item(AnswerType::string, "kitchen"), "Answer: in the kitchen."));
+    REQUIRE(check(make_item(AnswerType::string, "teacher"), "Answer: a teacher"));
+    REQUIRE(check(make_item(AnswerType::string, "Washington, D.C."), "Answer: Washington DC"));
+    REQUIRE(check(make_item(AnswerType::string, "rock-and-roll"), "Answer: rock and roll"));
+    REQUIRE_FALSE(check(make_item(AnswerType::string, "kitchen"), "Answer: the garden"));
+  }
+  SECTION("aliases are accepted answers") {
+    Item m = choice_item({"kg m/s", "J", "W", "Pa"}, 0);
+    m.aliases = {"N s", "newton second"};
+    REQUIRE(check(m, "Answer: N s"));
+    REQUIRE(check(m, "The unit of momentum is the newton second."));
+    REQUIRE_FALSE(check(m, "Answer: J"));
+    Item s = make_item(AnswerType::string, "Thales's theorem");
+    s.aliases = {"inscribed angle theorem"};
+    REQUIRE(check(s, "Answer: the inscribed angle theorem"));
+    Item n = make_item(AnswerType::integer, "1000");
+    n.aliases = {"1024"};
+    REQUIRE(check(n, "Answer: 1024"));
+  }
+  SECTION("strategies can be restricted, unknown names are errors") {
+    ExtractOptions strict;
+    strict.strategies = {"gsm8k"};
+    REQUIRE(extract("The answer is 5.", AnswerType::integer, {}, strict).strategy == "none");
+    REQUIRE(extract("so 3\n#### 5", AnswerType::integer, {}, strict).answer == "5");
+    ExtractOptions bad;
+    bad.strategies = {"regex"};
+    REQUIRE_THROWS_AS(extract("5", AnswerType::integer, {}, bad), metaprobe::InvalidArgument);
+    REQUIRE_THROWS_WITH(extract("5", AnswerType::integer, {}, bad),
+                        Contains("'regex'") && Contains("expected one of") && Contains("last_number"));
   }
 }

@@ -34,6 +34,11 @@ struct Item {
   std::vector<std::string> choices;  ///< choice items: the options, in display order
   int gold_index = -1;               ///< choice items: index of the correct option, else −1
   std::string reference_solution;    ///< short worked solution that ends in the answer
+  /// Further accepted answers (same answer type as `answer`; for choice items further texts of the gold
+  /// option), e.g. "N s" beside "kg m/s".
+  std::vector<std::string> aliases;
+  /// Answers equivalent to the gold one that generators never offer as distractors (JSONL only records them).
+  std::vector<std::string> equivalents;
   nlohmann::json meta = nlohmann::json::object();   ///< the generator's parameters
   nlohmann::json extra = nlohmann::json::object();  ///< unknown JSONL fields, kept on read/write
 

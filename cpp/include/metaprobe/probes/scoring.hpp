@@ -7,6 +7,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <metaprobe/probes/item.hpp>
@@ -14,24 +15,51 @@
 
 namespace metaprobe::probes {
 
-/// Every extraction strategy name, in priority order (the type-specific fallbacks after the markers).
-inline constexpr std::array<std::string_view, 9> kStrategies = {"boxed",       "gsm8k",         "the_answer_is",
-                                                                "answer_colon", "last_number",  "choice_letter",
-                                                                "choice_text", "last_line",     "none"};
+/// Every extraction strategy name: the answer markers (the one that comes last in the answer text wins),
+/// then the type-specific fallbacks, then "reasoning_unclosed" (a reasoning block that never closes: the
+/// output was cut off before answering) and "none".
+inline constexpr std::array<std::string_view, 11> kStrategies = {
+    "boxed",       "gsm8k",      "the_answer_is", "answer_colon",       "emphasis", "last_number",
+    "choice_letter", "choice_text", "last_line",   "reasoning_unclosed", "none"};
 
 /// The answer found in a model output and the strategy that found it.
-/// Strategies, in priority order: "boxed", "gsm8k", "the_answer_is", "answer_colon", then by answer type
-/// "last_number" (integer, number), "choice_letter" then "choice_text" (choice), "last_line" (string,
-/// list); "none" when nothing was found (answer empty, found false).
+/// Reasoning blocks (ExtractOptions::reasoning_tags) are removed first; then among the markers "boxed"
+/// (\boxed{x}), "gsm8k" (#### x), "the_answer_is" and "answer_colon" (Answer: x) the one whose position is
+/// last in the text wins; without a marker the fallback of the answer type: "emphasis" (the last **bold**
+/// number of the final paragraph) or "last_number" (integer, number), "choice_text" / "choice_letter"
+/// (choice: option text before letters, never a letter inside an option's text), "last_line" (string,
+/// list). "reasoning_unclosed" and "none" have answer empty and found false.
 struct Extraction {
   std::string answer;
   std::string strategy = "none";
   bool found = false;
 };
 
+/// Options of extraction: which reasoning blocks to remove and which strategies may fire.
+struct ExtractOptions {
+  /// (open, close) tag pairs of reasoning blocks. Text up to the last close tag is reasoning; an open tag
+  /// after it (a block never closed) means no answer.
+  std::vector<std::pair<std::string, std::string>> reasoning_tags = {
+      {"<think>", "</think>"}, {"<thinking>", "</thinking>"}, {"<reasoning>", "</reasoning>"}};
+  /// Strategies allowed to fire (names of kStrategies); empty means all. {"gsm8k"} is lm-eval's
+  /// strict-match, {"last_number"} its flexible-extract.
+  std::vector<std::string> strategies;
+};
+
 /// Extracts the answer of an output for an item of the given answer type; `choices` are the options of a
 /// choice item (they bound the valid letters and enable "choice_text"). Never throws.
 Extraction extract(std::string_view output, AnswerType type, const std::vector<std::string>& choices = {});
+
+/// The same with options; throws InvalidArgument when options name an unknown strategy.
+Extraction extract(std::string_view output, AnswerType type, const std::vector<std::string>& choices,
+                   const ExtractOptions& options);
+
+/// The default extraction options (one immutable instance).
+const ExtractOptions& default_extract_options();
+
+/// Extraction for an item: its choices, and its aliases as further texts of the gold option.
+Extraction extract(const Item& item, std::string_view output,
+                   const ExtractOptions& options = default_extract_options());
 
 /// True when an extracted answer equals the item's answer after normalisation by answer type.
 /// Throws InvalidArgument when the item's own answer cannot be read for its type (e.g. a non-numeric
@@ -40,6 +68,8 @@ bool answers_match(const Item& item, std::string_view extracted);
 
 /// extract() then answers_match(): whether a model output answers the item correctly.
 bool check(const Item& item, std::string_view output);
+/// check() with extraction options.
+bool check(const Item& item, std::string_view output, const ExtractOptions& options);
 
 /// An accuracy with its Wilson score interval.
 struct Accuracy {
@@ -71,11 +101,13 @@ struct Scores {
 };
 
 /// Scores outputs aligned with items (outputs[i] answers items[i]); a size mismatch is InvalidArgument.
-Scores score(const std::vector<Item>& items, const std::vector<std::string>& outputs);
+Scores score(const std::vector<Item>& items, const std::vector<std::string>& outputs,
+             const ExtractOptions& options = default_extract_options());
 
 /// The same over borrowed items and texts (no copies; used by the Python binding). Null items are
 /// InvalidArgument.
-Scores score(const std::vector<const Item*>& items, const std::vector<std::string_view>& outputs);
+Scores score(const std::vector<const Item*>& items, const std::vector<std::string_view>& outputs,
+             const ExtractOptions& options = default_extract_options());
 
 /// Multiple-choice prediction from per-choice log-likelihoods, as lm-evaluation-harness: pred = argmax ll
 /// (acc), pred_norm = argmax ll / len(choice) in Unicode code points (acc_norm); ties go to the first.
