@@ -191,6 +191,8 @@ def compare_checkpoints(
     subspace_k: int = 16,
     max_spectral_side: int = 16384,
     release_pages: bool = True,
+    emulate_bf16: bool = False,
+    nonfinite: str = "nan",
     k: Optional[int] = None,
     **spectral_options: Any,
 ) -> Comparison:
@@ -200,6 +202,10 @@ def compare_checkpoints(
     statistics of every matched matrix (slow: a float64 SVD each; ``k`` switches to top-k randomized SVD).
     ``progress``: ``True`` shows a tqdm bar on a terminal, or pass ``f(done, total, bytes_done, bytes_total,
     name)``. Unmatched names and shape mismatches are returned, never dropped silently.
+    ``emulate_bf16=True`` reproduces Mukherjee et al.'s ``check_sparsity.py``: ``sparsity_abs``,
+    ``unchanged_fraction`` (and ``update_rank`` with spectra) on the bf16-rounded difference, see
+    docs/params.md. ``nonfinite``: ``"nan"`` (summaries with NaN/Inf pairs are NaN, ``nonfinite_count`` says
+    how many) or ``"error"`` (InvalidArgumentError naming the tensor).
     """
     import pandas as pd
 
@@ -216,6 +222,8 @@ def compare_checkpoints(
             int(max_spectral_side),
             bool(release_pages),
             callback,
+            bool(emulate_bf16),
+            str(nonfinite),
         )
     finally:
         bar.close()
