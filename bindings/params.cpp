@@ -159,9 +159,10 @@ SpectralOptions spectral_options(const py::dict& o) {
     else if (key == "sketch_float32") s.sketch_float32 = py::cast<bool>(v);
     else if (key == "evals_thresh") s.evals_thresh = py::cast<double>(v);
     else if (key == "min_evals") s.min_evals = py::cast<int64_t>(v);
+    else if (key == "small_n") s.small_n = py::cast<int64_t>(v);
     else throw InvalidArgument("spectral option '" + key + "': unknown, expected one of k, flatten, method, "
                                "gram_max_side, gram_min_ratio, oversampling, power_iterations, seed, "
-                               "error_probes, rank_eps, sketch_float32, evals_thresh, min_evals");
+                               "error_probes, rank_eps, sketch_float32, evals_thresh, min_evals, small_n");
   }
   return s;
 }

@@ -79,7 +79,7 @@ def spectral_stats(w: torch.Tensor, k: Optional[int] = None, **options: Any) -> 
     ``k=None`` uses every singular value (exactly, in float64); ``k=int`` the top ``k`` by seeded randomized
     SVD, with ``error_bound`` bounding each value's error; whole-spectrum metrics are then NaN.
     ``options``: ``method`` ('auto'|'gram'|'svd'), ``oversampling``, ``power_iterations``, ``seed``,
-    ``error_probes``, ``rank_eps``, ``evals_thresh``, ``min_evals``, ``flatten``, ``gram_max_side``,
+    ``error_probes``, ``rank_eps``, ``evals_thresh``, ``min_evals``, ``small_n``, ``flatten``, ``gram_max_side``,
     ``gram_min_ratio``. A power-law fit that cannot be done has ``status='failed'`` and a ``reason``.
     """
     return dict(_p.spectral_stats(w, _spectral_options(k, **options)))
