@@ -541,6 +541,6 @@ def findings(report: "Report", table: "pd.DataFrame", rl_rewards: Sequence[float
                    f"steps) -> {r1:.3f} (last quarter).")
     for r in report.razor.itertuples():
         if not math.isnan(r.pearson):
-            out.append(f"RL's Razor, {r.arm.upper()} arm: Pearson r = {r.pearson:+.2f} between {r.metric} off target "
-                       f"and the off-target accuracy change over {r.points} points.")
+            out.append(f"RL's Razor, {r.arm.upper()} arm: Pearson r = {r.pearson:+.2f} between {r.metric} on the "
+                       f"target cells and the off-target accuracy change over {r.points} points.")
     return out
