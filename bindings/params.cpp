@@ -80,7 +80,8 @@ void put(py::dict& d, const std::string& prefix, const SpectralStats& s) {
   d[k("D")] = s.fit.D;
   d[k("sigma")] = s.fit.sigma;
   d[k("num_pl_spikes")] = s.fit.num_pl_spikes;
-  d[k("num_evals")] = s.fit.num_evals;
+  d[k("num_evals")] = s.num_evals;
+  d[k("num_fit_evals")] = s.fit.num_evals;
   d[k("status")] = s.fit.status;
   d[k("reason")] = s.fit.reason;
   d[k("error_bound")] = s.error_bound;
@@ -122,6 +123,9 @@ py::dict group_dict(const GroupStats& g) {
   d["sparsity_rel"] = g.sparsity_rel;
   d["unchanged_fraction"] = g.unchanged_fraction;
   d["sign_flip_fraction"] = g.sign_flip_fraction;
+  d["nonfinite_count"] = g.nonfinite_count;
+  d["mean_tensor_sparsity_abs"] = g.mean_tensor_sparsity_abs;
+  d["mean_tensor_nonzero_fraction"] = g.mean_tensor_nonzero_fraction;
   d["mean_alpha_reference"] = g.mean_alpha_reference;
   d["mean_alpha_tuned"] = g.mean_alpha_tuned;
   d["mean_normalized_update_rank"] = g.mean_normalized_update_rank;
@@ -155,9 +159,10 @@ SpectralOptions spectral_options(const py::dict& o) {
     else if (key == "sketch_float32") s.sketch_float32 = py::cast<bool>(v);
     else if (key == "evals_thresh") s.evals_thresh = py::cast<double>(v);
     else if (key == "min_evals") s.min_evals = py::cast<int64_t>(v);
+    else if (key == "small_n") s.small_n = py::cast<int64_t>(v);
     else throw InvalidArgument("spectral option '" + key + "': unknown, expected one of k, flatten, method, "
                                "gram_max_side, gram_min_ratio, oversampling, power_iterations, seed, "
-                               "error_probes, rank_eps, sketch_float32, evals_thresh, min_evals");
+                               "error_probes, rank_eps, sketch_float32, evals_thresh, min_evals, small_n");
   }
   return s;
 }
@@ -207,14 +212,22 @@ ProgressCallback progress_callback(py::object cb) {
   };
 }
 
+NonFinitePolicy parse_nonfinite(const std::string& s) {
+  if (s == "nan") return NonFinitePolicy::nan;
+  if (s == "error") return NonFinitePolicy::error;
+  throw InvalidArgument("nonfinite: '" + s + "', expected one of nan, error");
+}
+
 py::dict compare_py(py::handle reference, py::handle tuned, double atol, double eta, bool spectra,
                     const py::dict& spectral, int64_t subspace_k, int64_t max_spectral_side, bool release_pages,
-                    py::object progress) {
+                    py::object progress, bool emulate_bf16, const std::string& nonfinite) {
   HeldSource r = make_source(reference, "reference");
   HeldSource t = make_source(tuned, "tuned");
   CompareOptions o;
   o.update.atol = atol;
   o.update.eta = eta;
+  o.emulate_bf16 = emulate_bf16;
+  o.nonfinite = parse_nonfinite(nonfinite);
   o.spectra = spectra;
   o.spectral = spectral_options(spectral);
   o.subspace_k = subspace_k;
@@ -411,7 +424,8 @@ void bind_params(py::module_& m) {
       py::arg("name"));
   p.def("compare", &compare_py, py::arg("reference"), py::arg("tuned"), py::arg("atol"), py::arg("eta"),
         py::arg("spectra"), py::arg("spectral"), py::arg("subspace_k"), py::arg("max_spectral_side"),
-        py::arg("release_pages"), py::arg("progress"));
+        py::arg("release_pages"), py::arg("progress"), py::arg("emulate_bf16") = false,
+        py::arg("nonfinite") = "nan");
   p.def("describe", &describe_py, py::arg("source"), py::arg("spectra"), py::arg("spectral"),
         py::arg("max_spectral_side"), py::arg("release_pages"), py::arg("progress"));
 }

@@ -411,6 +411,7 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
         t0 = time.perf_counter()
         histories = {"base": base_hist.steps, "sft": sft_hist.steps, "rl": rl_hist.steps}
         table = summary_table(report, histories)
+        report.add_differences()  # paired stage differences with bootstrap intervals (docs/meta.md)
         found = findings(report, table, rl_hist.mean_rewards)
         files = {"report.json": os.path.join(out, "report.json"), "report.html": os.path.join(out, "report.html"),
                  "summary.csv": os.path.join(out, "summary.csv"), "summary.txt": os.path.join(out, "summary.txt"),
@@ -545,6 +546,21 @@ def findings(report: "Report", table: "pd.DataFrame", rl_rewards: Sequence[float
                    f"steps) -> {r1:.3f} (last quarter).")
     for r in report.razor.itertuples():
         if not math.isnan(r.pearson):
-            out.append(f"RL's Razor, {r.arm.upper()} arm: Pearson r = {r.pearson:+.2f} between {r.metric} off target "
-                       f"and the off-target accuracy change over {r.points} points.")
+            out.append(f"RL's Razor, {r.arm.upper()} arm: Pearson r = {r.pearson:+.2f} between {r.metric} on the "
+                       f"target cells and the off-target accuracy change over {r.points} points.")
+    finals: Dict[str, Tuple[int, str]] = {}
+    for s in report.stages_raw:
+        i = s["info"]
+        if i["arm"] in ("sft", "rl") and (i["arm"] not in finals or i["step"] >= finals[i["arm"]][0]):
+            finals[i["arm"]] = (i["step"], i["name"])
+    if "sft" in finals and "rl" in finals:
+        pair = (finals["sft"][1], finals["rl"][1])
+        recs = {d["metric"]: d for d in report.data.get("differences") or [] if (d["a"], d["b"]) == pair}
+        for metric, label in (("off_target_change", "off-target accuracy change"),
+                              ("accuracy_target", "target accuracy")):
+            if metric in recs:
+                d = recs[metric]
+                out.append(f"SFT - RL {label} at the last checkpoints: {d['diff']:+.3f} (95% bootstrap interval "
+                           f"[{d['lo']:+.3f}, {d['hi']:+.3f}] over {d['n_units']} items, permutation "
+                           f"p = {d['p_value']:.3f}).")
     return out

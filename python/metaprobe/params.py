@@ -82,7 +82,7 @@ def spectral_stats(w: torch.Tensor, k: Optional[int] = None, **options: Any) -> 
     ``k=None`` uses every singular value (exactly, in float64); ``k=int`` the top ``k`` by seeded randomized
     SVD, with ``error_bound`` bounding each value's error; whole-spectrum metrics are then NaN.
     ``options``: ``method`` ('auto'|'gram'|'svd'), ``oversampling``, ``power_iterations``, ``seed``,
-    ``error_probes``, ``rank_eps``, ``evals_thresh``, ``min_evals``, ``flatten``, ``gram_max_side``,
+    ``error_probes``, ``rank_eps``, ``evals_thresh``, ``min_evals``, ``small_n``, ``flatten``, ``gram_max_side``,
     ``gram_min_ratio``. A power-law fit that cannot be done has ``status='failed'`` and a ``reason``.
     """
     return dict(_p.spectral_stats(w, _spectral_options(k, **options)))
@@ -190,6 +190,8 @@ def compare_checkpoints(
     subspace_k: int = 16,
     max_spectral_side: int = 16384,
     release_pages: bool = True,
+    emulate_bf16: bool = False,
+    nonfinite: str = "nan",
     k: Optional[int] = None,
     **spectral_options: Any,
 ) -> Comparison:
@@ -199,6 +201,10 @@ def compare_checkpoints(
     statistics of every matched matrix (slow: a float64 SVD each; ``k`` switches to top-k randomized SVD).
     ``progress``: ``True`` shows a tqdm bar on a terminal, or pass ``f(done, total, bytes_done, bytes_total,
     name)``. Unmatched names and shape mismatches are returned, never dropped silently.
+    ``emulate_bf16=True`` reproduces Mukherjee et al.'s ``check_sparsity.py``: ``sparsity_abs``,
+    ``unchanged_fraction`` (and ``update_rank`` with spectra) on the bf16-rounded difference, see
+    docs/params.md. ``nonfinite``: ``"nan"`` (summaries with NaN/Inf pairs are NaN, ``nonfinite_count`` says
+    how many) or ``"error"`` (InvalidArgumentError naming the tensor).
     """
     import pandas as pd
 
@@ -215,6 +221,8 @@ def compare_checkpoints(
             int(max_spectral_side),
             bool(release_pages),
             callback,
+            bool(emulate_bf16),
+            str(nonfinite),
         )
     finally:
         bar.close()

@@ -227,6 +227,26 @@ class Report:
         return pd.DataFrame(rows, columns=["arm", "metric", "points", "pearson", "spearman", "stages"])
 
     @property
+    def differences(self) -> "pd.DataFrame":
+        """Paired stage differences with bootstrap intervals and permutation p-values, as stored by
+        :meth:`add_differences` (empty when none were computed)."""
+        from .stats import differences_frame
+
+        return differences_frame(self.data.get("differences") or [])
+
+    def add_differences(self, runs: Optional[Iterable["Report"]] = None, pairs: Optional[Iterable[tuple[str, str]]] = None,
+                        **options: Any) -> "pd.DataFrame":
+        """Computes :func:`metaprobe.stats.arm_differences` over this report (plus ``runs``: the same study under
+        other seeds), stores the records in the document's ``differences`` and returns them as a DataFrame.
+        ``pairs`` defaults to each arm's last stage against the reference and against the other arms'."""
+        from .stats import arm_differences, default_pairs
+
+        reports = [self] + list(runs or [])
+        self.data["differences"] = arm_differences(reports, pairs if pairs is not None else default_pairs(self),
+                                                   **options)
+        return self.differences
+
+    @property
     def items(self) -> "pd.DataFrame":
         """Per (stage, item): mode, output, extracted answer, correctness."""
         import pandas as pd
@@ -302,6 +322,8 @@ class Report:
                              f"<figcaption>{html.escape(name)}</figcaption></figure>")
         table("Derived metrics", self.derived)
         table("RL's Razor (per arm)", self.razor)
+        if self.data.get("differences"):
+            table("Differences between stages (a − b, bootstrap interval, permutation p)", self.differences)
         prof = self.profile
         if not prof.empty:
             piv = prof.assign(cell=prof.skill + "/" + prof.domain).pivot_table(

@@ -95,8 +95,18 @@ CachedDivergence cached_divergence(const TopKCache& ref, const at::Tensor& stage
   at::Tensor thr = zs.gather(1, a);
   out.rank_shift = (1.0 + (zs > thr).sum(1).to(at::kDouble)).cpu();
   out.top1_agree = (zs.argmax(-1) == a.squeeze(1)).to(at::kDouble).cpu();
-  out.js_bound = (std::log(2.0) * 0.5 * (r_t + s_t)).cpu();
-  at::Tensor gap = r_t * (ls_t - min_tail);
+  // Note [Top-k cache bounds]. With the tail conditionals r' = r/R_T, s' = s/S_T on the uncached tokens, the
+  // chain rule gives exact − cached JS = (R_T + S_T)/2 · JS_λ(r', s'), the λ-skewed JS with λ = R_T/(R_T + S_T),
+  // which is at most the binary entropy h(λ): the bound (R_T + S_T)/2 · h(λ) = ½[R_T ln((R_T+S_T)/R_T) +
+  // S_T ln((R_T+S_T)/S_T)] (≤ the cruder ln 2 · (R_T + S_T)/2). For KL(ref‖stage) the gap is
+  // R_T · KL(r'‖s') = −R_T·H(r') − R_T·Σ r' log s' ≤ R_T (log S_T − min_tail log s) − R_T·H(r'), where
+  // R_T·H(r') = H(r) − H(coarse-grained r) is known from the cached exact entropy.
+  at::Tensor tot = r_t + s_t, ltot = tot.log();
+  out.js_bound = (-0.5 * (plogratio(r_t, lr_t, ltot) + plogratio(s_t, ls_t, ltot))).clamp_min(0).cpu();
+  at::Tensor h_coarse = -(at::where(r_k > 0, r_k * lr_k, at::zeros_like(r_k)).sum(1) +
+                          at::where(r_t > 0, r_t * lr_t, at::zeros_like(r_t)));
+  at::Tensor tail_entropy = (ref.entropy.to(dev).to(at::kDouble) - h_coarse).clamp_min(0);  // R_T · H(r')
+  at::Tensor gap = (r_t * (ls_t - min_tail) - tail_entropy).clamp_min(0);
   out.kl_ref_stage_bound = at::where(r_t > 0, gap, at::zeros_like(gap)).cpu();
   return out;
 }

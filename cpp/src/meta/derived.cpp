@@ -159,10 +159,12 @@ std::vector<ArmRazor> razor(const std::vector<StageReport>& stages, const RunOpt
       r.accuracy_change.push_back(0.0);
     }
     for (const auto* s : members) {
-      if (!std::isfinite(s->derived->div_off_target) || !std::isfinite(s->derived->delta_off_target)) continue;
+      // Shenfeld et al.: forgetting (off-target accuracy change) against the forward KL on the NEW task's
+      // distribution, i.e. the divergence over the target cells.
+      if (!std::isfinite(s->derived->div_target) || !std::isfinite(s->derived->delta_off_target)) continue;
       r.stages.push_back(s->info.name);
       r.steps.push_back(s->info.step);
-      r.divergence.push_back(s->derived->div_off_target);
+      r.divergence.push_back(s->derived->div_target);
       r.accuracy_change.push_back(s->derived->delta_off_target);
     }
     r.pearson = pearson(r.divergence, r.accuracy_change);

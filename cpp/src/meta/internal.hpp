@@ -11,7 +11,8 @@ namespace metaprobe::meta::detail {
 StageDerived derive(const Behaviour& reference, const Behaviour& stage, const StageDivergence* divergence,
                     const std::vector<probes::Cell>& target, const RunOptions& options);
 
-/// The RL's Razor correlation of every arm (stages in step order), from already derived stages.
+/// The RL's Razor correlation of every arm (stages in step order) between `div_target` and `delta_off_target`,
+/// from already derived stages.
 std::vector<ArmRazor> razor(const std::vector<StageReport>& stages, const RunOptions& options);
 
 /// Pearson correlation; NaN with fewer than 3 points or zero variance.

@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 #include <metaprobe/error.hpp>
@@ -55,7 +56,10 @@ struct adl_serializer<metaprobe::params::GroupStats> {
          {"sparsity_abs", g.sparsity_abs},
          {"sparsity_rel", g.sparsity_rel},
          {"unchanged_fraction", g.unchanged_fraction},
-         {"sign_flip_fraction", g.sign_flip_fraction}};
+         {"sign_flip_fraction", g.sign_flip_fraction},
+         {"nonfinite_count", g.nonfinite_count},
+         {"mean_tensor_sparsity_abs", g.mean_tensor_sparsity_abs},
+         {"mean_tensor_nonzero_fraction", g.mean_tensor_nonzero_fraction}};
   }
   static void from_json(const json& j, metaprobe::params::GroupStats& g) {
     j.at("key").get_to(g.key);
@@ -72,6 +76,10 @@ struct adl_serializer<metaprobe::params::GroupStats> {
     j.at("sparsity_rel").get_to(g.sparsity_rel);
     j.at("unchanged_fraction").get_to(g.unchanged_fraction);
     j.at("sign_flip_fraction").get_to(g.sign_flip_fraction);
+    // Added in the same schema version: older documents lack them (their summaries were finite-only).
+    g.nonfinite_count = j.value("nonfinite_count", int64_t{0});
+    g.mean_tensor_sparsity_abs = j.value("mean_tensor_sparsity_abs", std::numeric_limits<double>::quiet_NaN());
+    g.mean_tensor_nonzero_fraction = j.value("mean_tensor_nonzero_fraction", std::numeric_limits<double>::quiet_NaN());
   }
 };
 
@@ -97,6 +105,8 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StageDerived, cells, drift_l1, drift_l2, coll
                                    delta_target, delta_off_target, dr_target, dr_other, dr_non, ti_other, ti_non,
                                    div_off_target, div_target)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ArmRazor, arm, metric, stages, steps, divergence, accuracy_change, pearson, spearman)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ArmDifference, a, b, metric, unit, mean_a, mean_b, diff, lo, hi, p_value,
+                                   confidence, n_units, n_seeds, n_boot, n_perm, seed)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StageInfo, name, arm, source, checkpoint, step, is_reference)
 
 namespace {
@@ -169,6 +179,7 @@ nlohmann::json to_json(const Report& r) {
           {"n_items", r.n_items},
           {"stages", stages},
           {"razor", r.razor},
+          {"differences", r.differences},
           {"seconds", r.seconds}};
 }
 
@@ -207,6 +218,7 @@ Report report_from_json(const nlohmann::json& input) {
       r.stages.push_back(std::move(s));
     }
     j.at("razor").get_to(r.razor);
+    if (j.contains("differences")) j.at("differences").get_to(r.differences);
     j.at("seconds").get_to(r.seconds);
   } catch (const nlohmann::json::exception& e) {
     throw FormatError(std::string("report: a field is missing or has the wrong type: ") + e.what());

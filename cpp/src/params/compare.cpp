@@ -23,6 +23,40 @@ namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 
+// Rounding can carry <w0, w1> / (|w0| |w1|) just past ±1.
+double clamp_cosine(double c) { return std::isnan(c) ? c : std::clamp(c, -1.0, 1.0); }
+
+// Mukherjee et al.'s counts on the bf16 difference (check_sparsity.py loads both models in bf16): dW is
+// bf16(w1) - bf16(w0) computed in bf16 (so rounded to bf16), `close` = torch.isclose(dW, 0, atol) (whose
+// default rtol multiplies zero), both restricted to the finite pairs that the exact counts cover.
+void apply_bf16_counts(const at::Tensor& w0, const at::Tensor& w1, double atol, UpdateStats& u) {
+  if (!at::isFloatingType(w0.scalar_type()) || !at::isFloatingType(w1.scalar_type())) return;
+  const at::Tensor a = w0.to(at::kBFloat16), b = w1.to(at::kBFloat16);
+  const at::Tensor d = at::sub(b, a);
+  const at::Tensor finite = at::logical_and(at::isfinite(w0), at::isfinite(w1));
+  u.count_abs = at::logical_and(at::isclose(d, at::zeros_like(d), 1e-5, atol), finite).sum().item<int64_t>();
+  u.count_unchanged = at::logical_and(at::eq(d, 0), finite).sum().item<int64_t>();
+  const double n = static_cast<double>(u.finite_count);
+  u.sparsity_abs = u.finite_count > 0 ? static_cast<double>(u.count_abs) / n : kNaN;
+  u.unchanged_fraction = u.finite_count > 0 ? static_cast<double>(u.count_unchanged) / n : kNaN;
+}
+
+// update_rank.py: torch.linalg.matrix_rank(dW_bf16.float()) with the default tolerance
+// sigma_max * max(rows, cols) * eps(float32); singular values here in double.
+void apply_bf16_rank(const at::Tensor& w0, const at::Tensor& w1, const SpectralOptions& o, UpdateSpectralStats& u) {
+  const at::Tensor d = at::sub(w1.to(at::kBFloat16), w0.to(at::kBFloat16)).to(at::kFloat);
+  SpectralOptions exact = o;
+  exact.k = 0;
+  exact.method = SvdMethod::Svd;
+  const Spectrum sp = singular_values(d, exact);
+  if (sp.values.empty()) return;
+  const double tol = sp.values.front() * static_cast<double>(std::max(sp.rows, sp.cols)) *
+                     static_cast<double>(std::numeric_limits<float>::epsilon());
+  u.update_rank = 0;
+  for (double v : sp.values) u.update_rank += v > tol;
+  u.normalized_rank = static_cast<double>(u.update_rank) / static_cast<double>(std::min(sp.rows, sp.cols));
+}
+
 bool is_mapped_source(const io::TensorSource& s) {
   return dynamic_cast<const io::SafetensorsFile*>(&s) != nullptr ||
          dynamic_cast<const io::Checkpoint*>(&s) != nullptr;
@@ -66,12 +100,21 @@ struct Accum {
   int64_t cabs = 0, crel = 0, ceq = 0, cflip = 0;
   double alpha_ref = 0, alpha_tuned = 0, nrank = 0, angle = 0;
   int64_t n_alpha_ref = 0, n_alpha_tuned = 0, n_spec = 0;
+  double tensor_sparsity = 0, tensor_nonzero = 0;
+  int64_t n_tensor_fractions = 0;
 
   void add(const TensorComparison& t) {
     const UpdateStats& u = t.update;
     g.tensors += 1;
     g.numel += u.numel;
     g.finite_count += u.finite_count;
+    g.nonfinite_count += u.nonfinite_count;
+    if (u.finite_count > 0) {
+      const double n = static_cast<double>(u.finite_count);
+      tensor_sparsity += static_cast<double>(u.count_abs) / n;
+      tensor_nonzero += 1.0 - static_cast<double>(u.count_unchanged) / n;
+      ++n_tensor_fractions;
+    }
     sum_sq_delta += u.sum_sq_delta;
     sum_sq_ref += u.sum_sq_ref;
     sum_sq_tuned += u.sum_sq_tuned;
@@ -102,13 +145,23 @@ struct Accum {
     out.ref_fro = std::sqrt(sum_sq_ref);
     out.tuned_fro = std::sqrt(sum_sq_tuned);
     out.rel_update_norm = out.ref_fro > 0 ? out.delta_fro / out.ref_fro : (out.delta_fro == 0 ? 0.0 : kNaN);
-    out.cosine = (out.ref_fro > 0 && out.tuned_fro > 0) ? dot / (out.ref_fro * out.tuned_fro) : kNaN;
+    out.cosine = (out.ref_fro > 0 && out.tuned_fro > 0) ? clamp_cosine(dot / (out.ref_fro * out.tuned_fro)) : kNaN;
     if (out.finite_count > 0) {
       const double n = static_cast<double>(out.finite_count);
       out.sparsity_abs = cabs / n;
       out.sparsity_rel = crel / n;
       out.unchanged_fraction = ceq / n;
       out.sign_flip_fraction = cflip / n;
+    }
+    if (n_tensor_fractions > 0) {
+      out.mean_tensor_sparsity_abs = tensor_sparsity / static_cast<double>(n_tensor_fractions);
+      out.mean_tensor_nonzero_fraction = tensor_nonzero / static_cast<double>(n_tensor_fractions);
+    }
+    // A summary over a group with non-finite pairs would describe only part of it: NaN, with the count beside.
+    if (out.nonfinite_count > 0) {
+      out.rel_update_norm = out.cosine = out.max_abs_delta = kNaN;
+      out.sparsity_abs = out.sparsity_rel = out.unchanged_fraction = out.sign_flip_fraction = kNaN;
+      out.mean_tensor_sparsity_abs = out.mean_tensor_nonzero_fraction = kNaN;
     }
     if (n_alpha_ref) out.mean_alpha_reference = alpha_ref / n_alpha_ref;
     if (n_alpha_tuned) out.mean_alpha_tuned = alpha_tuned / n_alpha_tuned;
@@ -198,6 +251,14 @@ CompareResult compare_checkpoints(const io::TensorSource& reference, const io::T
         row.reference = tensor_stats(w0);
         row.tuned = tensor_stats(w1);
         row.update = update_stats(w0, w1, options.update);
+        row.update.cosine = clamp_cosine(row.update.cosine);
+        if (row.update.nonfinite_count > 0 && options.nonfinite == NonFinitePolicy::error) {
+          throw InvalidArgument("tuned: tensor '" + name + "' has " + std::to_string(row.update.nonfinite_count) +
+                                " of " + std::to_string(row.update.numel) +
+                                " pairs with NaN or Inf, expected finite weights (nonfinite = nan reports NaN "
+                                "summaries instead)");
+        }
+        if (options.emulate_bf16) apply_bf16_counts(w0, w1, options.update.atol, row.update);
         if (options.spectra) {
           std::string why = spectral_skip_reason(w0, options.spectral.flatten, options.max_spectral_side, row.reference);
           if (why.empty()) why = spectral_skip_reason(w1, options.spectral.flatten, options.max_spectral_side, row.tuned);
@@ -205,6 +266,7 @@ CompareResult compare_checkpoints(const io::TensorSource& reference, const io::T
             row.reference_spectral = spectral_stats(w0, options.spectral);
             row.tuned_spectral = spectral_stats(w1, options.spectral);
             row.update_spectral = update_spectral_stats(w0, w1, options.subspace_k, options.spectral);
+            if (options.emulate_bf16) apply_bf16_rank(w0, w1, options.spectral, row.update_spectral);
             row.spectral_status = "ok";
           } else {
             row.spectral_status = why;

@@ -41,6 +41,7 @@ void check_options(const SpectralOptions& o) {
     throw InvalidArgument("evals_thresh: " + std::to_string(o.evals_thresh) + ", expected >= 0");
   }
   if (o.min_evals < 2) throw InvalidArgument("min_evals: " + std::to_string(o.min_evals) + ", expected >= 2");
+  if (o.small_n < 0) throw InvalidArgument("small_n: " + std::to_string(o.small_n) + ", expected >= 0");
 }
 
 at::Tensor to_double_matrix(const at::Tensor& w, bool flatten, const char* argument) {
@@ -204,13 +205,19 @@ PowerLawFit fit_power_law(const std::vector<double>& evals, const SpectralOption
   double best_d = std::numeric_limits<double>::infinity();
   int64_t best = -1;
   double best_alpha = kNaN;
+  // WeightWatcher 0.7.7 (WW_powerlaw.WWFit.fit_powerlaw_smallN, below SMALL_N_CUTOFF = 20 values): the
+  // bias-corrected alpha = 1 + (n - 1)/sum log(x/xmin), only tails of at least 8 values with
+  // sum log(x/xmin) > 1e-12 are candidates; WWFit then still picks the first minimal D (its J objective is
+  // overwritten). Candidates it skips keep D = 1.
+  const bool small = n < options.small_n;
   for (int64_t i = 0; i + 1 < n; ++i) {
     const double cnt = static_cast<double>(n - i);
     const double denom = suffix[i] - cnt * logx[i];
-    const double alpha = 1.0 + cnt / denom;
+    const bool candidate = !small || (n - i >= 8 && denom > 1e-12);
+    const double alpha = !candidate ? 0.0 : small ? 1.0 + (cnt - 1.0) / denom : 1.0 + cnt / denom;
     // WeightWatcher keeps D = 1 when alpha <= 1; a zero denominator (all tail values equal) is the same case.
     double d = 1.0;
-    if (denom > 0 && std::isfinite(alpha) && alpha > 1) {
+    if (candidate && denom > 0 && std::isfinite(alpha) && alpha > 1) {
       d = 0;
       for (int64_t j = i; j < n; ++j) {
         const double theory = 1.0 - std::exp((1.0 - alpha) * (logx[j] - logx[i]));
@@ -248,6 +255,7 @@ SpectralStats spectral_stats_from(const Spectrum& sp, double frobenius_sq, doubl
   s.complete = sp.complete;
   s.error_bound = sp.error_bound;
   s.num_singular_values = static_cast<int64_t>(sp.values.size());
+  s.num_evals = s.num_singular_values;
   s.frobenius_norm = std::sqrt(frobenius_sq);
   s.log_norm = std::log10(frobenius_sq);
   if (sp.values.empty()) {
@@ -289,14 +297,21 @@ SpectralStats spectral_stats_from(const Spectrum& sp, double frobenius_sq, doubl
     for (double l : lam) acc += std::pow(l, s.alpha);
     s.log_alpha_norm = std::log10(acc);
   }
+  // WeightWatcher's matrix_entropy (RMT_Util.py): its matrix_rank takes eps from the singular values' numpy
+  // dtype, float64 on its CPU path whatever the weight's dtype, so the rank here uses float64 eps too (not
+  // rank_eps), and adds EPSILON = 1e-10 to the rank inside the log.
   const double sum_lam = std::accumulate(lam.begin(), lam.end(), 0.0);
-  if (sum_lam > 0 && s.numerical_rank > 1) {
+  const double tol64 = sv.front() * static_cast<double>(std::max(sp.rows, sp.cols)) *
+                       std::numeric_limits<double>::epsilon();
+  int64_t rank64 = 0;
+  for (double v : sv) rank64 += v > tol64;
+  if (sum_lam > 0 && rank64 > 1) {
     double h = 0;
     for (double l : lam) {
       const double p = l / sum_lam + 1e-10;
       h -= p * std::log(p);
     }
-    s.entropy = h / std::log(static_cast<double>(s.numerical_rank));
+    s.entropy = h / std::log(static_cast<double>(rank64) + 1e-10);
   }
   return s;
 }

@@ -3,6 +3,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -189,4 +191,154 @@ TEST_CASE("compare and describe read safetensors files", "[params][compare][io]"
     REQUIRE_THROWS_WITH(write_text_atomic((dir / "missing" / "x.json").string(), "{}"), Contains("cannot create"));
   }
   std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+// bf16 round-to-nearest-even of a float, by bit manipulation (independent of ATen's BFloat16).
+float bf16_round(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, 4);
+  u += 0x7FFFu + ((u >> 16) & 1u);
+  u &= 0xFFFF0000u;
+  float y;
+  std::memcpy(&y, &u, 4);
+  return y;
+}
+
+// Mukherjee et al.'s check_sparsity.py counts, re-implemented on float data: both sides rounded to bf16, the
+// difference taken in float and rounded to bf16 (what a bf16 tensor subtraction does), then
+// isclose(d, 0, atol) = |d| <= bf16(atol) (bf16 arithmetic of the allowed error), and d == 0.
+std::pair<int64_t, int64_t> mukherjee_counts(const at::Tensor& w0, const at::Tensor& w1, double atol) {
+  const at::Tensor a = w0.to(at::kFloat).contiguous(), b = w1.to(at::kFloat).contiguous();
+  const float* pa = a.data_ptr<float>();
+  const float* pb = b.data_ptr<float>();
+  const float allowed = bf16_round(static_cast<float>(atol));
+  int64_t close = 0, zero = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    const float d = bf16_round(bf16_round(pb[i]) - bf16_round(pa[i]));
+    close += std::fabs(d) <= allowed;
+    zero += d == 0.0f;
+  }
+  return {close, zero};
+}
+
+}  // namespace
+
+TEST_CASE("bf16 emulation reproduces Mukherjee et al.'s sparsity and update rank", "[params][compare][bf16]") {
+  at::manual_seed(11);
+  const int64_t n = 256;
+  const at::Tensor w0 = at::randn({n, n});
+  // 1e-5-scale updates on O(1) fp32 weights, and a true rank-4 update.
+  const at::Tensor small = w0 + 1e-5 * at::randn({n, n});
+  const at::Tensor rank4 = w0 + 1e-3 * at::matmul(at::randn({n, 4}), at::randn({4, n}));
+  io::MemorySource rs({{"model.layers.0.mlp.up_proj.weight", w0}, {"model.layers.0.mlp.down_proj.weight", w0}});
+  io::MemorySource ts({{"model.layers.0.mlp.up_proj.weight", small}, {"model.layers.0.mlp.down_proj.weight", rank4}});
+  CompareOptions exact;
+  exact.spectra = true;
+  CompareOptions emulated = exact;
+  emulated.emulate_bf16 = true;
+  const CompareResult e = compare_checkpoints(rs, ts, exact);
+  const CompareResult b = compare_checkpoints(rs, ts, emulated);
+
+  SECTION("sparsity_abs and unchanged_fraction are their counts on the bf16 difference") {
+    const auto [close, zero] = mukherjee_counts(w0, small, 1e-5);
+    const double nn = static_cast<double>(n * n);
+    REQUIRE(b.tensors[0].update.count_abs == close);
+    REQUIRE(b.tensors[0].update.count_unchanged == zero);
+    REQUIRE(b.tensors[0].update.sparsity_abs == Approx(close / nn).epsilon(1e-15));
+    // On fp32 weights bf16 rounding erases most 1e-5 updates: the two modes disagree widely.
+    WARN("fp32, 1e-5 updates: sparsity_abs exact " << e.tensors[0].update.sparsity_abs << ", bf16 "
+                                                   << b.tensors[0].update.sparsity_abs);
+    REQUIRE(e.tensors[0].update.sparsity_abs < 0.75);
+    REQUIRE(b.tensors[0].update.sparsity_abs > 0.95);
+    // Norms and the relative rule are not affected by the emulation.
+    REQUIRE(b.tensors[0].update.delta_fro == e.tensors[0].update.delta_fro);
+    REQUIRE(b.tensors[0].update.count_rel == e.tensors[0].update.count_rel);
+    // The total is element-weighted over both tensors.
+    const auto [close2, zero2] = mukherjee_counts(w0, rank4, 1e-5);
+    REQUIRE(b.total.sparsity_abs == Approx((close + close2) / (2 * nn)).epsilon(1e-15));
+  }
+
+  SECTION("a true rank-4 update is rank 4 exactly but nearly full rank under the bf16 rule") {
+    REQUIRE(e.tensors[1].update_spectral.update_rank == 4);
+    const at::Tensor d = (rank4.to(at::kBFloat16) - w0.to(at::kBFloat16)).to(at::kFloat);
+    const int64_t torch_rank = at::linalg_matrix_rank(d, std::optional<double>{}, std::optional<double>{}, false).item<int64_t>();  // update_rank.py's call
+    WARN("rank-4 update, n = " << n << ": exact rank " << e.tensors[1].update_spectral.update_rank << ", bf16 rank "
+                               << b.tensors[1].update_spectral.update_rank << ", torch matrix_rank " << torch_rank);
+    REQUIRE(torch_rank > n - 16);
+    REQUIRE(std::abs(b.tensors[1].update_spectral.update_rank - torch_rank) <= 1);
+    REQUIRE(b.tensors[1].update_spectral.normalized_rank ==
+            Approx(static_cast<double>(b.tensors[1].update_spectral.update_rank) / n));
+  }
+
+  SECTION("both checkpoints in bf16: emulation and exact mode agree on the counts") {
+    io::MemorySource rb({{"w", w0.to(at::kBFloat16)}});
+    io::MemorySource tb({{"w", small.to(at::kBFloat16)}});
+    const CompareResult x = compare_checkpoints(rb, tb, CompareOptions{});
+    CompareOptions o;
+    o.emulate_bf16 = true;
+    const CompareResult y = compare_checkpoints(rb, tb, o);
+    REQUIRE(x.tensors[0].update.count_unchanged == y.tensors[0].update.count_unchanged);
+    REQUIRE(std::abs(x.tensors[0].update.count_abs - y.tensors[0].update.count_abs) <=
+            n * n / 1000);  // only |dW| within a bf16 ulp of atol may differ
+  }
+}
+
+TEST_CASE("group summaries: unweighted tensor means, non-finite pairs and clamped cosines", "[params][compare]") {
+  SECTION("the layer-wise mean is unweighted, the total element-weighted") {
+    const at::Tensor a = at::zeros({100}), b = at::zeros({10});
+    at::Tensor a1 = a.clone(), b1 = b.clone();
+    a1.index_put_({at::indexing::Slice(0, 10)}, 1.0);  // 10 % of a changed
+    b1.index_put_({at::indexing::Slice(0, 5)}, 1.0);   // 50 % of b changed
+    io::MemorySource rs({{"model.layers.0.a.weight", a}, {"model.layers.0.b.weight", b}});
+    io::MemorySource ts({{"model.layers.0.a.weight", a1}, {"model.layers.0.b.weight", b1}});
+    const CompareResult r = compare_checkpoints(rs, ts);
+    REQUIRE(r.layers.size() == 1);
+    REQUIRE(r.layers[0].mean_tensor_nonzero_fraction == Approx((0.1 + 0.5) / 2));
+    REQUIRE(r.layers[0].mean_tensor_sparsity_abs == Approx((0.9 + 0.5) / 2));
+    REQUIRE(r.layers[0].sparsity_abs == Approx(95.0 / 110.0));
+    REQUIRE(r.total.nonfinite_count == 0);
+  }
+
+  SECTION("one NaN and one Inf weight make the summaries NaN, with the count beside them") {
+    at::manual_seed(3);
+    const at::Tensor w = at::randn({8, 8});
+    at::Tensor bad = w.clone();
+    bad.index_put_({0, 0}, std::nan(""));
+    bad.index_put_({1, 1}, std::numeric_limits<float>::infinity());
+    io::MemorySource rs({{"model.layers.0.q.weight", w}, {"model.layers.1.q.weight", w}});
+    io::MemorySource ts({{"model.layers.0.q.weight", bad}, {"model.layers.1.q.weight", w.clone()}});
+    const CompareResult r = compare_checkpoints(rs, ts);
+    REQUIRE(r.total.nonfinite_count == 2);
+    REQUIRE(std::isnan(r.total.rel_update_norm));
+    REQUIRE(std::isnan(r.total.cosine));
+    REQUIRE(std::isnan(r.total.unchanged_fraction));
+    REQUIRE(std::isnan(r.total.sparsity_abs));
+    REQUIRE(std::isnan(r.layers[0].rel_update_norm));
+    REQUIRE(r.layers[1].rel_update_norm == 0.0);      // the clean layer keeps its numbers
+    REQUIRE(r.layers[1].unchanged_fraction == 1.0);
+    REQUIRE(r.tensors[0].update.nonfinite_count == 2);
+    const auto j = nlohmann::json::parse(comparison_json(r));
+    REQUIRE(j.at("summary").at("nonfinite_count") == 2);
+    REQUIRE(j.at("summary").at("cosine").is_null());
+
+    CompareOptions o;
+    o.nonfinite = NonFinitePolicy::error;
+    REQUIRE_THROWS_AS(compare_checkpoints(rs, ts, o), InvalidArgument);
+    REQUIRE_THROWS_WITH(compare_checkpoints(rs, ts, o),
+                        Contains("model.layers.0.q.weight") && Contains("2 of 64 pairs with NaN or Inf"));
+  }
+
+  SECTION("cosine never leaves [-1, 1]") {
+    for (uint64_t seed = 0; seed < 20; ++seed) {
+      at::manual_seed(seed);
+      const at::Tensor w = at::randn({37, 53}) * 1e3;
+      io::MemorySource rs({{"w", w}}), ts({{"w", w.clone()}});
+      const CompareResult r = compare_checkpoints(rs, ts);
+      REQUIRE(r.total.cosine <= 1.0);
+      REQUIRE(r.tensors[0].update.cosine <= 1.0);
+      REQUIRE(r.total.cosine == Approx(1.0));
+    }
+  }
 }

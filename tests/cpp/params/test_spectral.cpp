@@ -220,3 +220,68 @@ TEST_CASE("update spectra and principal angles", "[params][spectral][update]") {
     REQUIRE_THROWS_WITH(update_spectral_stats(w0, w0, 0), Contains("k: 0, expected >= 1"));
   }
 }
+
+TEST_CASE("WeightWatcher parity: entropy rank, num_evals and the small-N fit", "[params][spectral][ww]") {
+  SECTION("entropy takes the rank with float64 eps even for float32 input (WW's CPU path)") {
+    at::manual_seed(8);
+    at::Tensor u = std::get<0>(at::linalg_qr(at::randn({64, 32}, at::kDouble)));
+    at::Tensor v = std::get<0>(at::linalg_qr(at::randn({32, 32}, at::kDouble)));
+    at::Tensor s = at::logspace(0, -9, 32, 10.0, at::kDouble);
+    at::Tensor w = at::matmul(u * s, v.t()).to(at::kFloat);
+    SpectralOptions o;
+    o.method = SvdMethod::Svd;
+    const SpectralStats st = spectral_stats(w, o);
+    const auto sv = svd_ref(w.to(at::kDouble));
+    double lam_sum = 0;
+    for (double x : sv) lam_sum += x * x;
+    auto entropy_with = [&](double eps) {
+      int64_t r = 0;
+      for (double x : sv) r += x > sv[0] * 64 * eps;
+      double h = 0;
+      for (double x : sv) {
+        const double p = x * x / lam_sum + 1e-10;
+        h -= p * std::log(p);
+      }
+      return std::make_pair(r, h / std::log(static_cast<double>(r) + 1e-10));
+    };
+    const auto [r64, h64] = entropy_with(std::numeric_limits<double>::epsilon());
+    const auto [r32, h32] = entropy_with(std::numeric_limits<float>::epsilon());
+    REQUIRE(r64 > r32);                            // the two rules differ on this matrix
+    CHECK(st.numerical_rank == r32);               // numerical_rank keeps the dtype's eps
+    CHECK(st.entropy == Approx(h64).epsilon(1e-10));
+    CHECK(std::abs(st.entropy - h32) > 0.02);
+    CHECK(st.num_evals == 32);
+  }
+
+  SECTION("below 20 eigenvalues the fit is WW 0.7.7's small-N estimator") {
+    std::vector<double> ev;
+    for (int i = 1; i <= 15; ++i) ev.push_back(std::pow(static_cast<double>(i), 1.7) * 0.01);
+    const PowerLawFit f = fit_power_law(ev);
+    REQUIRE(f.status == "success");
+    // Reference: candidates are tails of >= 8 values; alpha = 1 + (n - 1)/sum log(x/xmin); first minimal D.
+    std::vector<double> x = ev;
+    std::sort(x.begin(), x.end());
+    const int n = static_cast<int>(x.size());
+    double best_d = 2, best_alpha = 0, best_xmin = 0;
+    for (int i = 0; i + 1 < n; ++i) {
+      const int m = n - i;
+      if (m < 8) continue;
+      double s = 0;
+      for (int j = i; j < n; ++j) s += std::log(x[j] / x[i]);
+      const double a = 1.0 + (m - 1.0) / s;
+      double d = 0;
+      for (int j = i; j < n; ++j) d = std::max(d, std::fabs(1.0 - std::pow(x[j] / x[i], 1.0 - a) - (j - i) / double(m)));
+      if (d < best_d) best_d = d, best_alpha = a, best_xmin = x[i];
+    }
+    CHECK(f.alpha == Approx(best_alpha).epsilon(1e-12));
+    CHECK(f.D == Approx(best_d).epsilon(1e-12));
+    CHECK(f.xmin == best_xmin);
+    SpectralOptions standard;
+    standard.small_n = 0;
+    const PowerLawFit g = fit_power_law(ev, standard);
+    CHECK(g.alpha != Approx(f.alpha).epsilon(1e-6));  // the standard MLE is another estimator
+    SpectralOptions bad;
+    bad.small_n = -1;
+    REQUIRE_THROWS_WITH(spectral_stats(at::randn({4, 4}), bad), Contains("small_n: -1, expected >= 0"));
+  }
+}

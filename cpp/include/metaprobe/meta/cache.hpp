@@ -27,8 +27,8 @@ struct CachedDivergence {
   at::Tensor kl_ref_stage, kl_stage_ref, js;    ///< coarse-grained: lower bounds on the exact values
   at::Tensor entropy_ref, entropy_stage;        ///< exact
   at::Tensor rank_shift, top1_agree;            ///< exact
-  at::Tensor js_bound;                          ///< exact JS − cached JS ≤ ln 2 · (P_tail + Q_tail) / 2
-  at::Tensor kl_ref_stage_bound;                ///< exact − cached ≤ Q_tail · (log P_tail − min_tail log p)
+  at::Tensor js_bound;                          ///< exact JS − cached JS ≤ (R_T + S_T)/2 · h(R_T/(R_T + S_T))
+  at::Tensor kl_ref_stage_bound;                ///< exact − cached ≤ R_T (log S_T − min_tail log s) − R_T H(r_T)
 };
 
 /// Compares stage logits [N, V] with cached reference rows (same N); throws InvalidArgument on a mismatch.

@@ -104,14 +104,24 @@ struct StageDerived {
   double div_off_target = 0, div_target = 0;        ///< razor metric, token-weighted over the cells
 };
 
-/// The RL's Razor test of one arm: correlation across its stages of off-target divergence and off-target
-/// accuracy change (Shenfeld et al.).
+/// The RL's Razor test of one arm (Shenfeld et al.): correlation across its stages of the divergence on the
+/// target (new-task) cells, `div_target`, and the off-target accuracy change (forgetting), `delta_off_target`.
 struct ArmRazor {
   std::string arm, metric;
   std::vector<std::string> stages;
   std::vector<int64_t> steps;
   std::vector<double> divergence, accuracy_change;
   double pearson = 0, spearman = 0;    ///< NaN with fewer than 3 points or no variance
+};
+
+/// A paired difference a − b between two stages on one metric, over units (items, or cells for divergence)
+/// and seeds, with its percentile bootstrap interval and sign-flip permutation p-value. Computed by
+/// `metaprobe.stats` (docs/meta.md, "Differences between arms"); the run itself leaves the list empty.
+struct ArmDifference {
+  std::string a, b, metric, unit;
+  double mean_a = 0, mean_b = 0, diff = 0, lo = 0, hi = 0, p_value = 0, confidence = 0.95;
+  int64_t n_units = 0, n_seeds = 1, n_boot = 0, n_perm = 0;
+  uint64_t seed = 0;
 };
 
 struct StageInfo {
@@ -141,6 +151,7 @@ struct Report {
   int64_t n_items = 0;
   std::vector<StageReport> stages;
   std::vector<ArmRazor> razor;
+  std::vector<ArmDifference> differences;  ///< optional in the document (absent = empty)
   double seconds = 0;
 
   /// The stage named `name`; throws InvalidArgument if absent.

@@ -22,8 +22,20 @@ struct Progress {
 };
 using ProgressCallback = std::function<void(const Progress&)>;
 
+/// What the group summaries do when a matched pair holds NaN or ±Inf on either side.
+enum class NonFinitePolicy {
+  nan,    // the group's ratios and fractions are NaN and nonfinite_count says how many pairs (default)
+  error,  // compare_checkpoints throws InvalidArgument naming the first such tensor
+};
+
 struct CompareOptions {
   UpdateOptions update;
+  // Mukherjee et al.'s check_sparsity.py / update_rank.py: both sides rounded to bf16 and subtracted in bf16;
+  // sparsity_abs = isclose(dW_bf16, 0, atol) and unchanged_fraction = (dW_bf16 == 0) are taken on that
+  // difference, and with spectra update_rank = matrix_rank(dW_bf16.float()) (float32 eps). Norms, cosine
+  // and sparsity_rel stay exact. Definitions: docs/params.md.
+  bool emulate_bf16 = false;
+  NonFinitePolicy nonfinite = NonFinitePolicy::nan;
   bool spectra = false;              // spectral statistics of every matched >= 2-D pair (slow)
   SpectralOptions spectral;          // used when spectra
   int64_t subspace_k = 16;           // k of the top-k energy fraction and principal angles
@@ -58,9 +70,14 @@ struct GroupStats {
   int64_t tensors = 0;
   int64_t numel = 0;
   int64_t finite_count = 0;
-  double delta_fro = 0, ref_fro = 0, tuned_fro = 0;
-  double rel_update_norm = NAN, cosine = NAN, max_abs_delta = 0;
+  int64_t nonfinite_count = 0;       // pairs with NaN/Inf on either side; > 0 makes every ratio below NaN
+  double delta_fro = 0, ref_fro = 0, tuned_fro = 0;   // over the finite pairs
+  double rel_update_norm = NAN, cosine = NAN, max_abs_delta = 0;  // cosine clamped to [-1, 1]
+  // element-weighted over the group's finite pairs (Mukherjee et al.'s global sparsity)
   double sparsity_abs = NAN, sparsity_rel = NAN, unchanged_fraction = NAN, sign_flip_fraction = NAN;
+  // unweighted means over the group's tensors: of sparsity_abs, and of 1 - unchanged_fraction (the fraction
+  // of changed entries, Mukherjee et al.'s layer-wise number from check_sparsity.py)
+  double mean_tensor_sparsity_abs = NAN, mean_tensor_nonzero_fraction = NAN;
   // means over the group's tensors with spectra (NaN when none)
   double mean_alpha_reference = NAN, mean_alpha_tuned = NAN;
   double mean_normalized_update_rank = NAN, mean_left_angle_max_deg = NAN;
@@ -77,7 +94,8 @@ struct CompareResult {
   uint64_t largest_tensor_bytes = 0;
 };
 
-/// Compares two sources name by name; throws InvalidArgument for bad options.
+/// Compares two sources name by name; throws InvalidArgument for bad options, or for a non-finite pair
+/// under NonFinitePolicy::error.
 CompareResult compare_checkpoints(const io::TensorSource& reference, const io::TensorSource& tuned,
                                   const CompareOptions& options = {});
 

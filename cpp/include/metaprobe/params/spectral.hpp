@@ -35,6 +35,8 @@ struct SpectralOptions {
   // WeightWatcher power-law fit (anchors §1.3)
   double evals_thresh = 1e-5;       // eigenvalues lambda = sigma^2 <= this are left out of the fit
   int64_t min_evals = 10;           // fewer fit eigenvalues than this: the fit is not attempted (status says so)
+  int64_t small_n = 20;             // fewer fit eigenvalues than this: WeightWatcher 0.7.7's small-N fit (alpha
+                                    // = 1 + (n-1)/sum log(x/xmin), tails of >= 8 values); 0: never
 };
 
 /// Singular values in descending order and how they were obtained.
@@ -61,6 +63,8 @@ struct SpectralStats {
   std::string method;
   bool complete = true;
   int64_t num_singular_values = 0;
+  int64_t num_evals = 0;            // eigenvalues of the ESD, WeightWatcher's num_evals (= num_singular_values;
+                                    // fit.num_evals counts only those above evals_thresh that enter the fit)
   double sv_max = NAN, sv_min = NAN;
   double spectral_norm = NAN;       // sigma_max
   double frobenius_norm = NAN;      // ||W||_F (exact, also for a top-k spectrum)
@@ -74,7 +78,8 @@ struct SpectralStats {
   double alpha = NAN;               // power-law exponent of the ESD tail
   double alpha_weighted = NAN;      // alpha * log10 lambda_max
   double log_alpha_norm = NAN;      // log10 sum lambda^alpha
-  double entropy = NAN;             // WW matrix entropy: -sum p ln p / ln(rank), p = lambda / sum lambda + 1e-10
+  double entropy = NAN;             // WW matrix entropy: -sum p ln p / ln(rank + 1e-10), p = lambda / sum lambda
+                                    // + 1e-10, rank with float64 eps for every dtype (WW's CPU path); NaN if rank <= 1
   PowerLawFit fit;
   double error_bound = 0;           // randomized only
 };
