@@ -75,7 +75,8 @@ class TinyTorchLM(torch.nn.Module):
 
 def test_per_cell_divergence_equals_direct_divergence_calls(probes, models):
     base, other = models
-    rep = _run(probes, base, other, behaviour=False, batch_size=1)  # unpadded rows: the same float32 logits
+    rep = _run(probes, base, other, behaviour=False, batch_size=1,  # unpadded rows: the same float32 logits
+               divergence_on="gold")
     div = rep.divergence
     prompts = probes.render(template="plain")
     tok = CharTokenizer()
