@@ -815,6 +815,11 @@ Report Run::run() {
     Holder h{&st, nullptr};
     LogitSource& src = h.get();
     sr.info.source = src.describe();
+    {  // a one-token probe: a vocabulary that differs from the reference's is an error before any work
+      std::vector<std::vector<int64_t>> one{{tokenizer_->bos_id() >= 0 ? tokenizer_->bos_id() : tokenizer_->pad_id()}};
+      auto [ids, mask] = pad_batch(one, tokenizer_->pad_id(), false);
+      checked_logits(src, ids, mask, st.name, vocab);
+    }
     behave(src, st, sr, si);
     if (divergence) {
       const auto& seqs = opt.divergence_on == "stage_samples" ? own[si] : div_seqs;
