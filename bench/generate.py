@@ -115,7 +115,7 @@ def scoring_child(path: str, n_items: int, solution_tokens: int) -> None:
     torch.set_num_threads(1)
     tok = _byte_tokenizer()
     items = [{"id": f"m{k}", "skill": "calculation", "domain": "math", "difficulty": 1, "family": "bench",
-              "prompt": f"Question {k}: what is {k} + {k}?", "answer": str(2 * k), "answer_type": "numeric",
+              "prompt": f"Question {k}: what is {k} + {k}?", "answer": str(2 * k), "answer_type": "integer",
               "reference_solution": ("x" * solution_tokens)} for k in range(n_items)]
     ref, stage = _model(SCORING_V, 1, 64, seed=1), _model(SCORING_V, 1, 64, seed=2)
     opts = dict(behaviour=False, parameters=False, sampled_estimator=False, divergence_on="gold",
