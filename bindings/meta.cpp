@@ -25,18 +25,24 @@ std::shared_ptr<py::object> hold(py::object o) {
   });
 }
 
+// The tensor a Python callable returned; InvalidArgument naming `what` and `expected` otherwise.
+at::Tensor py_tensor(const py::object& out, const char* what, const char* expected) {
+  if (!THPVariable_Check(out.ptr()))
+    throw InvalidArgument(std::string(what) + " returned " + std::string(py::str(py::type::of(out))) + ", expected " +
+                          expected);
+  return out.cast<at::Tensor>();
+}
+
+// logits(ids, mask) of a held Python callable, taking the GIL only while it runs.
+FunctionSource::Fn logits_fn(std::shared_ptr<py::object> h) {
+  return [h](const at::Tensor& ids, const at::Tensor& mask) {
+    py::gil_scoped_acquire gil;
+    return py_tensor((*h)(ids, mask), "a Python logit source", "a torch.Tensor [B, T, V]");
+  };
+}
+
 std::shared_ptr<LogitSource> callable_source(py::object fn, const std::string& description) {
-  auto h = hold(std::move(fn));
-  return std::make_shared<FunctionSource>(
-      [h](const at::Tensor& ids, const at::Tensor& mask) {
-        py::gil_scoped_acquire gil;
-        py::object out = (*h)(ids, mask);
-        if (!THPVariable_Check(out.ptr()))
-          throw InvalidArgument("a Python logit source returned " + std::string(py::str(py::type::of(out))) +
-                                ", expected a torch.Tensor [B, T, V]");
-        return out.cast<at::Tensor>();
-      },
-      description);
+  return std::make_shared<FunctionSource>(logits_fn(hold(std::move(fn))), description);
 }
 
 // A metaprobe.backends object: callable for logits, plus generate(requests, options) and score(ids, mask, rows,
@@ -44,14 +50,7 @@ std::shared_ptr<LogitSource> callable_source(py::object fn, const std::string& d
 // finish_reason}); positions_processed (an int attribute) when it counts.
 std::shared_ptr<LogitSource> backend_source(py::object obj, const std::string& description) {
   auto h = hold(obj);
-  FunctionSource::Fn logits = [h](const at::Tensor& ids, const at::Tensor& mask) {
-    py::gil_scoped_acquire gil;
-    py::object out = (*h)(ids, mask);
-    if (!THPVariable_Check(out.ptr()))
-      throw InvalidArgument("a Python logit source returned " + std::string(py::str(py::type::of(out))) +
-                            ", expected a torch.Tensor [B, T, V]");
-    return out.cast<at::Tensor>();
-  };
+  FunctionSource::Fn logits = logits_fn(h);
   CallbackSource::GenerateFn gen;
   if (py::hasattr(obj, "generate") && (!py::hasattr(obj, "can_generate") || obj.attr("can_generate").cast<bool>())) {
     gen = [h](const std::vector<GenerateRequest>& reqs, const DecodeOptions& o) {
@@ -90,11 +89,7 @@ std::shared_ptr<LogitSource> backend_source(py::object obj, const std::string& d
   if (py::hasattr(obj, "score")) {
     score = [h](const at::Tensor& ids, const at::Tensor& mask, const at::Tensor& rows, const at::Tensor& cols) {
       py::gil_scoped_acquire gil;
-      py::object out = h->attr("score")(ids, mask, rows, cols);
-      if (!THPVariable_Check(out.ptr()))
-        throw InvalidArgument("a backend's score() returned " + std::string(py::str(py::type::of(out))) +
-                              ", expected a torch.Tensor [N, V]");
-      return out.cast<at::Tensor>();
+      return py_tensor(h->attr("score")(ids, mask, rows, cols), "a backend's score()", "a torch.Tensor [N, V]");
     };
   }
   CallbackSource::CountFn count;
