@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -49,10 +50,11 @@ void check_keys(const json& obj, const std::vector<std::string>& known, const st
   for (auto it = obj.begin(); it != obj.end(); ++it) {
     if (std::find(known.begin(), known.end(), it.key()) != known.end()) continue;
     std::string best;
-    size_t best_d = 3;  // suggest only close matches
+    size_t best_d = SIZE_MAX;
     for (const auto& k : known) {
       const size_t d = distance(it.key(), k);
-      if (d < best_d) best_d = d, best = k;
+      // close matches only: at most 2 edits, or a third of the longer name
+      if (d <= std::max<size_t>(2, std::max(it.key().size(), k.size()) / 3) && d < best_d) best_d = d, best = k;
     }
     std::string list;
     for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
