@@ -38,7 +38,7 @@ def one_case(mode: str, probes, base: TinyLM, tuned: TinyLM, repeats: int, max_n
     calls = tokens = 0
     for _ in range(repeats):
         rb, rt = Recorder(base), Recorder(tuned)
-        mp = MetaProbe(probes, options=opts)
+        mp = MetaProbe(probes, options=opts, tokenizer="char")  # the recorders wrap TinyLMs
         mp.add_stage("base", source=rb, checkpoint=base.state_dict())
         mp.add_stage("tuned", arm="sft", step=1, source=rt, checkpoint=tuned.state_dict())
         t0 = time.perf_counter()

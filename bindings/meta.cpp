@@ -25,25 +25,97 @@ std::shared_ptr<py::object> hold(py::object o) {
   });
 }
 
+// The tensor a Python callable returned; InvalidArgument naming `what` and `expected` otherwise.
+at::Tensor py_tensor(const py::object& out, const char* what, const char* expected) {
+  if (!THPVariable_Check(out.ptr()))
+    throw InvalidArgument(std::string(what) + " returned " + std::string(py::str(py::type::of(out))) + ", expected " +
+                          expected);
+  return out.cast<at::Tensor>();
+}
+
+// logits(ids, mask) of a held Python callable, taking the GIL only while it runs.
+FunctionSource::Fn logits_fn(std::shared_ptr<py::object> h) {
+  return [h](const at::Tensor& ids, const at::Tensor& mask) {
+    py::gil_scoped_acquire gil;
+    return py_tensor((*h)(ids, mask), "a Python logit source", "a torch.Tensor [B, T, V]");
+  };
+}
+
 std::shared_ptr<LogitSource> callable_source(py::object fn, const std::string& description) {
-  auto h = hold(std::move(fn));
-  return std::make_shared<FunctionSource>(
-      [h](const at::Tensor& ids, const at::Tensor& mask) {
-        py::gil_scoped_acquire gil;
-        py::object out = (*h)(ids, mask);
-        if (!THPVariable_Check(out.ptr()))
-          throw InvalidArgument("a Python logit source returned " + std::string(py::str(py::type::of(out))) +
-                                ", expected a torch.Tensor [B, T, V]");
-        return out.cast<at::Tensor>();
-      },
-      description);
+  return std::make_shared<FunctionSource>(logits_fn(hold(std::move(fn))), description);
+}
+
+// A metaprobe.backends object: callable for logits, plus generate(requests, options) and score(ids, mask, rows,
+// cols) when it has them (each request a dict {prompt, seed}; each completion a dict {tokens, logprobs,
+// finish_reason}); positions_processed (an int attribute) when it counts.
+std::shared_ptr<LogitSource> backend_source(py::object obj, const std::string& description) {
+  auto h = hold(obj);
+  FunctionSource::Fn logits = logits_fn(h);
+  CallbackSource::GenerateFn gen;
+  if (py::hasattr(obj, "generate") && (!py::hasattr(obj, "can_generate") || obj.attr("can_generate").cast<bool>())) {
+    gen = [h](const std::vector<GenerateRequest>& reqs, const DecodeOptions& o) {
+      py::gil_scoped_acquire gil;
+      py::list rl;
+      for (const auto& r : reqs) {
+        py::dict d;
+        d["prompt"] = r.prompt;
+        d["seed"] = r.seed;
+        rl.append(d);
+      }
+      py::dict od;
+      od["do_sample"] = o.do_sample;
+      od["temperature"] = o.temperature;
+      od["top_p"] = o.top_p;
+      od["top_k"] = o.top_k;
+      od["max_new_tokens"] = o.max_new_tokens;
+      od["stop"] = o.stop;
+      od["eos_ids"] = o.eos_ids;
+      py::object out = h->attr("generate")(rl, od);
+      std::vector<Completion> res;
+      for (py::handle c : out) {
+        Completion x;
+        x.tokens = c["tokens"].cast<std::vector<int64_t>>();
+        x.logprobs = c["logprobs"].cast<std::vector<double>>();
+        x.finish_reason = c["finish_reason"].cast<std::string>();
+        if (x.logprobs.size() != x.tokens.size())
+          throw InvalidArgument("generate: a completion has " + std::to_string(x.tokens.size()) + " tokens and " +
+                                std::to_string(x.logprobs.size()) + " log-probabilities, expected one per token");
+        res.push_back(std::move(x));
+      }
+      return res;
+    };
+  }
+  CallbackSource::ScoreFn score;
+  if (py::hasattr(obj, "score")) {
+    score = [h](const at::Tensor& ids, const at::Tensor& mask, const at::Tensor& rows, const at::Tensor& cols) {
+      py::gil_scoped_acquire gil;
+      return py_tensor(h->attr("score")(ids, mask, rows, cols), "a backend's score()", "a torch.Tensor [N, V]");
+    };
+  }
+  CallbackSource::CountFn count;
+  if (py::hasattr(obj, "positions_processed")) {
+    count = [h]() {
+      py::gil_scoped_acquire gil;
+      return h->attr("positions_processed").cast<int64_t>();
+    };
+  }
+  return std::make_shared<CallbackSource>(std::move(logits), std::move(gen), std::move(score), std::move(count), description);
+}
+
+// A Python object as a logit source: a TinyTransformer (native, KV-cached), a backend object or a callable.
+std::shared_ptr<LogitSource> object_source(py::object obj, const std::string& description) {
+  if (py::isinstance<lm::TinyTransformer>(obj))
+    return std::make_shared<TinyLMSource>(obj.cast<std::shared_ptr<lm::TinyTransformer>>(), "tiny_lm");
+  if (py::hasattr(obj, "generate") || py::hasattr(obj, "score")) return backend_source(obj, description);
+  return callable_source(obj, description);
 }
 
 std::shared_ptr<LogitSource> stage_source(const py::dict& spec, const std::string& name) {
   auto get = [&](const char* key) -> py::object {
     return spec.contains(key) ? py::reinterpret_borrow<py::object>(spec[key]) : py::none();
   };
-  if (!get("source").is_none()) return callable_source(get("source"), get("description").is_none() ? "python" : py::str(get("description")));
+  if (!get("source").is_none())
+    return object_source(get("source"), get("description").is_none() ? "python" : std::string(py::str(get("description"))));
   if (!get("torchscript").is_none()) {
     auto ts = std::make_shared<TorchScriptSource>(get("torchscript").cast<std::string>());
     if (!get("weights").is_none()) ts->load_safetensors(get("weights").cast<std::string>());
@@ -68,10 +140,10 @@ Stage make_stage(const py::dict& spec) {
     s.loader = [h, name]() -> std::shared_ptr<LogitSource> {
       py::gil_scoped_acquire gil;
       py::object src = (*h)();
-      if (!PyCallable_Check(src.ptr()))
+      if (!PyCallable_Check(src.ptr()) && !py::isinstance<lm::TinyTransformer>(src))
         throw InvalidArgument("stage '" + name + "': the loader returned " + std::string(py::str(py::type::of(src))) +
                               ", expected a callable logit source");
-      return callable_source(src, "python (loaded)");
+      return object_source(src, "python (loaded)");
     };
   }
   if (spec.contains("checkpoint") && !spec["checkpoint"].is_none()) s.checkpoint_path = spec["checkpoint"].cast<std::string>();
@@ -91,7 +163,7 @@ std::shared_ptr<const Tokenizer> make_tokenizer(py::object tok) {
     py::object v = tok.attr(name);
     return v.is_none() ? -1 : v.cast<int64_t>();
   };
-  return std::make_shared<FunctionTokenizer>(
+  auto t = std::make_shared<FunctionTokenizer>(
       [h](const std::string& text) {
         py::gil_scoped_acquire gil;
         return h->attr("encode")(text).cast<std::vector<int64_t>>();
@@ -101,6 +173,16 @@ std::shared_ptr<const Tokenizer> make_tokenizer(py::object tok) {
         return h->attr("decode")(ids).cast<std::string>();
       },
       attr_id("pad_id"), attr_id("bos_id"), attr_id("eos_id"));
+  if (py::hasattr(tok, "eos_ids") && !tok.attr("eos_ids").is_none())
+    t->set_eos_ids(tok.attr("eos_ids").cast<std::vector<int64_t>>());
+  if (py::hasattr(tok, "chat_prompt") && py::hasattr(tok, "has_chat_template") &&
+      tok.attr("has_chat_template").cast<bool>()) {
+    t->set_chat([h](const std::string& system, const std::string& user) {
+      py::gil_scoped_acquire gil;
+      return h->attr("chat_prompt")(system, user).cast<std::vector<int64_t>>();
+    });
+  }
+  return t;
 }
 
 std::string run_py(const std::string& items_jsonl, const py::list& stages, py::object tokenizer,

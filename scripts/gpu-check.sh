@@ -32,6 +32,6 @@ python3 -c "import torch, metaprobe; print(sorted({l.split()[-1] for l in open('
 cd tests/python
 # TESTS narrows the run (e.g. TESTS="test_divergence.py test_scoring.py") when device time is short.
 TESTS=${TESTS:-"test_errors.py test_divergence.py test_divergence_distributed.py test_io.py test_params.py test_lm.py
-  test_probes_gen.py test_scoring.py test_meta.py test_readme.py"}
+  test_probes_gen.py test_scoring.py test_meta.py test_backends.py test_readme.py"}
 PYTHONUNBUFFERED=1 timeout 300 python3 -m pytest -q -p no:cacheprovider -rs $TESTS 2>&1 | tee "$OUT/pytest.log" | tail -n 40
 exit ${PIPESTATUS[0]}

@@ -22,7 +22,6 @@ import json
 import math
 import os
 import time
-from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
     from .lm import TinyLM
     from .report import Report
 
-__all__ = ["DemoConfig", "DemoResult", "IncrementalTinySource", "run_demo", "summary_table", "findings",
+__all__ = ["DemoConfig", "DemoResult", "run_demo", "summary_table", "findings",
            "comparable_report"]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -108,122 +107,6 @@ class DemoConfig:
         return sorted({round(steps * (k + 1) / self.checkpoints) for k in range(self.checkpoints)})
 
 
-# ---------------------------------------------------------------------------------------------------------------
-class IncrementalTinySource:
-    """The logits of a :class:`metaprobe.lm.TinyLM` for the meta engine, with a per-row key/value cache.
-
-    The meta engine decodes greedily by re-running the whole prefix for every new token (docs/meta.md, known
-    limits); for a tiny model that is O(T²) forward work per answer and dominates the demo. This source keeps,
-    per row of real tokens, the keys/values of every layer and the logits of every position, so a row that
-    extends a cached row by one token costs one token of compute. The logits of every position are returned
-    (cached or recomputed), so the engine sees exactly what a full forward gives: the same network as
-    ``cpp/src/lm/transformer.cpp`` (Llama layout, RoPE at the real-token index, no biases), equal to the C++
-    model's logits within 1e-5 (tested). Rows are computed one at a time, so results do not depend on padding
-    or on the other rows.
-    """
-
-    def __init__(self, lm: "TinyLM", max_entries: int = 512) -> None:
-        c = lm.config
-        self.config = c
-        self.heads = int(c.n_heads)
-        self.head_dim = int(c.d_model) // self.heads
-        self.eps = float(c.norm_eps)
-        self.max_len = int(c.max_len)
-        self.w = {k: v.detach().clone() for k, v in lm.state_dict().items()}
-        inv = 1.0 / (float(c.rope_theta) ** (torch.arange(0, self.head_dim, 2, dtype=torch.float64) / self.head_dim))
-        self.inv_freq = inv.to(torch.float32)
-        self.layers = int(c.n_layers)
-        self.max_entries = max_entries
-        self._cache: "OrderedDict[tuple, tuple]" = OrderedDict()
-        self.hits = 0
-        self.misses = 0
-
-    def _norm(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * w
-
-    def _rope(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        half = x.shape[-1] // 2
-        return x * cos + torch.cat([-x[..., half:], x[..., :half]], -1) * sin
-
-    def _row(self, toks: List[int], prefix: Optional[tuple]) -> tuple:
-        """(keys per layer [H, n, hd], values per layer, logits [n, V]) of one row; ``prefix`` is a cache entry
-        of its first m tokens (or None)."""
-        m = 0 if prefix is None else prefix[2].shape[0]
-        n = len(toks)
-        if n > self.max_len:
-            raise InvalidArgumentError(f"input_ids: a row of {n} real tokens exceeds config.max_len {self.max_len}")
-        w = self.w
-        new = torch.tensor(toks[m:], dtype=torch.long)
-        L = n - m
-        h = w["model.embed_tokens.weight"][new]
-        freqs = torch.arange(m, n, dtype=torch.float32).unsqueeze(-1) * self.inv_freq
-        emb = torch.cat([freqs, freqs], -1)
-        cos, sin = emb.cos(), emb.sin()
-        keep = torch.arange(n).unsqueeze(0) <= (m + torch.arange(L)).unsqueeze(1)  # [L, n] causal
-        ks, vs = [], []
-        for i in range(self.layers):
-            p = f"model.layers.{i}."
-            a = self._norm(h, w[p + "input_layernorm.weight"])
-            q = (a @ w[p + "self_attn.q_proj.weight"].t()).view(L, self.heads, self.head_dim).transpose(0, 1)
-            k = (a @ w[p + "self_attn.k_proj.weight"].t()).view(L, self.heads, self.head_dim).transpose(0, 1)
-            v = (a @ w[p + "self_attn.v_proj.weight"].t()).view(L, self.heads, self.head_dim).transpose(0, 1)
-            q = self._rope(q, cos, sin)
-            k = self._rope(k, cos, sin)
-            if prefix is not None:
-                k = torch.cat([prefix[0][i], k], 1)
-                v = torch.cat([prefix[1][i], v], 1)
-            ks.append(k)
-            vs.append(v)
-            scores = torch.matmul(q, k.transpose(-1, -2)) * (1.0 / math.sqrt(self.head_dim))
-            scores = scores.masked_fill(~keep, float("-inf"))
-            out = torch.matmul(torch.softmax(scores, -1), v).transpose(0, 1).reshape(L, -1)
-            h = h + out @ w[p + "self_attn.o_proj.weight"].t()
-            b = self._norm(h, w[p + "post_attention_layernorm.weight"])
-            mlp = torch.nn.functional.silu(b @ w[p + "mlp.gate_proj.weight"].t()) * (b @ w[p + "mlp.up_proj.weight"].t())
-            h = h + mlp @ w[p + "mlp.down_proj.weight"].t()
-        logits = self._norm(h, w["model.norm.weight"]) @ w["lm_head.weight"].t()
-        if prefix is not None:
-            logits = torch.cat([prefix[2], logits], 0)
-        return ks, vs, logits
-
-    def _lookup(self, key: tuple) -> Tuple[Optional[tuple], bool]:
-        entry = self._cache.get(key)
-        if entry is not None:
-            return entry, True
-        parent = self._cache.get(key[:-1]) if len(key) > 1 else None
-        return parent, False
-
-    def __call__(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Logits float32 ``[B, T, V]``; padded positions get zeros (finite, never read)."""
-        ids = input_ids.to(torch.long).cpu()
-        mask = torch.ones_like(ids) if attention_mask is None else attention_mask.to(torch.long).cpu()
-        B, T = ids.shape
-        out = torch.zeros(B, T, self.config.vocab_size, dtype=torch.float32)
-        with torch.no_grad():
-            for r in range(B):
-                cols = mask[r].nonzero().squeeze(-1)
-                if cols.numel() == 0:
-                    continue
-                key = tuple(ids[r, cols].tolist())
-                entry, exact = self._lookup(key)
-                if exact:
-                    self.hits += 1
-                    self._cache.move_to_end(key)
-                else:
-                    if entry is not None:
-                        self.hits += 1
-                        del self._cache[key[:-1]]  # greedy decoding never returns to a shorter prefix
-                    else:
-                        self.misses += 1
-                    entry = self._row(list(key), entry)
-                    self._cache[key] = entry
-                    while len(self._cache) > self.max_entries:
-                        self._cache.popitem(last=False)
-                out[r, cols] = entry[2]
-        return out
-
-
-# ---------------------------------------------------------------------------------------------------------------
 @dataclass
 class DemoResult:
     """What :func:`run_demo` produced: the report, the training histories, the tables and the files written."""
@@ -391,13 +274,13 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
         t0 = time.perf_counter()
         options = MetaOptions(max_new_tokens=cfg.max_new_tokens, stop=(), target_cells=(cfg.target,),
                               collapse_delta=cfg.collapse_delta, batch_size=cfg.batch_size,
-                              reference_mode="exact")
+                              reference_mode="exact", divergence_on="gold")
         mp = MetaProbe(suite, reference="base", options=options, tokenizer="char")
-        mp.add_stage("base", arm="base", step=0, source=IncrementalTinySource(base), checkpoint=base_path)
+        mp.add_stage("base", arm="base", step=0, source=base, checkpoint=base_path)
         for arm in ("sft", "rl"):
             for step, path in ckpts[arm]:
                 mp.add_stage(f"{arm}-{step}", arm=arm, step=step,
-                             loader=lambda p=path: IncrementalTinySource(TinyLM.load(p)), checkpoint=path)
+                             loader=lambda p=path: TinyLM.load(p), checkpoint=path)
         report = mp.run(progress=progress)
         # Paths relative to the output folder: the report travels with its checkpoints and two runs compare.
         for s in report.data["stages"]:

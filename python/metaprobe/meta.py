@@ -2,16 +2,19 @@
 every stage of one or more post-training arms against a reference stage.
 
 >>> mp = MetaProbe(probes, reference="base", options=MetaOptions(max_new_tokens=32))
->>> mp.add_stage("base", arm="base", step=0, source=base_model, checkpoint="base.safetensors")
->>> mp.add_stage("sft-100", arm="sft", step=100, source=adapters.hf(model, tokenizer), checkpoint=model)
+>>> mp.add_stage("base", arm="base", step=0, source=backends.hf(base, tokenizer), checkpoint=base)
+>>> mp.add_stage("sft-100", arm="sft", step=100, source=backends.hf(model, tokenizer), checkpoint=model)
 >>> report = mp.run()          # metaprobe.report.Report: DataFrames, plots, JSON, HTML
 
-The engine is the C++ ``metaprobe::meta::Run``: Python callables become C++ logit sources that take the GIL
-only while they run. Definitions of every metric: ``docs/meta.md``.
+The engine is the C++ ``metaprobe::meta::Run``; a stage's model is a backend (``metaprobe.backends``): a
+``TinyLM`` runs natively with its KV cache, ``backends.hf`` generates with the model's own ``generate`` and
+scores only the requested positions, a bare callable is run uncached. Definitions of every metric:
+``docs/meta.md``.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -20,8 +23,8 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 
 from . import _core
-from ._core import InvalidArgumentError
-from .adapters import HFSource, HFTokenizer, as_logit_source
+from ._core import InvalidArgumentError, IoError
+from .backends import HFBackend, HFTokenizer, as_logit_source
 
 __all__ = ["MetaOptions", "MetaProbe", "default_options"]
 
@@ -39,14 +42,28 @@ class MetaOptions:
     choice_mode: str = "generate"         #: "generate" or "loglikelihood" for multiple-choice items
     choice_delimiter: str = " "
     choice_norm: bool = False             #: loglikelihood mode: acc_norm instead of acc
-    max_new_tokens: int = 48
-    stop: Sequence[str] = ("\n",)
+    max_new_tokens: int = 512             #: long enough not to cut ordinary chat answers
+    stop: Union[str, Sequence[str]] = ("\n",)  #: a string is one stop string
     z: float = 1.959963984540054          #: Wilson interval quantile
+    # decoding (separate from the divergence options)
+    do_sample: bool = False               #: False: greedy
+    temperature: float = 1.0              #: sampling temperature (do_sample only)
+    top_p: float = 1.0
+    top_k: int = 0                        #: 0: whole vocabulary
+    n_samples: int = 1                    #: completions per item (per-item mean correctness, pass@k)
+    seed: int = 0                         #: sample s of item i is reproducible from (seed, i, s)
+    eos_ids: Sequence[int] = ()           #: end-of-generation ids; empty: the tokenizer's and generation_config's
+    # prompts and answers
+    prompt_format: str = "template"       #: "template" (prompt_template), "chat_template" or "raw"
+    system_prompt: str = ""               #: chat_template: an optional system turn
+    think_open: str = "<think>"           #: the answer is read after think_close; "" disables
+    think_close: str = "</think>"
     divergence: bool = True
+    divergence_on: str = "reference_samples"  #: "reference_samples" (y ~ π_ref), "stage_samples" or "gold"
+    divergence_temperature: float = 1.0   #: softmax temperature of the divergences and log-likelihoods
     solution_separator: str = " "
     reference_mode: str = "exact"         #: "exact" or "topk_cache"
     cache_k: int = 32
-    temperature: float = 1.0
     js_threshold: float = 0.05            #: τ of the JS sparsity fraction, nats
     position_bins: int = 10
     sampled_estimator: bool = True
@@ -58,13 +75,19 @@ class MetaOptions:
     collapse_delta: float = 0.1
     razor_metric: str = "kl_ref_stage"    #: kl_ref_stage, kl_stage_ref, js or sampled_kl
     razor_include_reference: bool = True
-    batch_size: int = 16
+    batch_size: int = 16                  #: rows per forward pass
+    batch_tokens: int = 16384             #: padded tokens per forward pass
+    score_rows: int = 512                 #: positions scored per pass (peak logits O(score_rows × V))
 
     def to_json(self, reference: str) -> str:
         d = asdict(self)
+        for key, value in d.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise InvalidArgumentError(f"MetaOptions.{key} is {value}, expected a finite number")
         d["prompt"] = {"template": d.pop("prompt_template"), "k": d.pop("prompt_k"), "seed": d.pop("prompt_seed")}
-        d["stop"] = list(d["stop"])
-        d["target_cells"] = list(d["target_cells"])
+        d["stop"] = [d["stop"]] if isinstance(d["stop"], str) else list(d["stop"])
+        d["eos_ids"] = [int(e) for e in d["eos_ids"]]
+        d["target_cells"] = [d["target_cells"]] if isinstance(d["target_cells"], str) else list(d["target_cells"])
         d["reference"] = reference
         return json.dumps(d)
 
@@ -76,8 +99,12 @@ def default_options() -> dict:
 
 def _items_jsonl(probes: Any) -> str:
     if isinstance(probes, (str, os.PathLike)):
-        with open(os.fspath(probes), encoding="utf-8") as f:
-            return f.read()
+        path = os.fspath(probes)
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read()
+        except OSError as e:
+            raise IoError(f"probes: cannot read '{path}' ({e.strerror or e}), expected a readable JSONL file") from None
     if not isinstance(probes, Iterable):
         raise InvalidArgumentError(
             f"probes is a {type(probes).__name__}, expected a ProbeSet, a sequence of Items or dicts, or a JSONL path")
@@ -110,6 +137,10 @@ def _state_items(checkpoint: Any, name: str) -> list[tuple[str, torch.Tensor]]:
     return out
 
 
+def _is_run_tokenizer(tok: Any) -> bool:
+    return all(hasattr(tok, a) for a in ("encode", "decode", "pad_id", "bos_id", "eos_id"))
+
+
 class MetaProbe:
     """A meta-probing run over probe items and stages that share one tokenizer.
 
@@ -118,8 +149,9 @@ class MetaProbe:
         reference: the name of the reference stage (usually the base model).
         options: :class:`MetaOptions` (defaults when omitted).
         tokenizer: ``"char"`` (the built-in character tokenizer), a run tokenizer (``encode``/``decode``/
-            ``pad_id``/``bos_id``/``eos_id``) or ``None`` (the tokenizer of the first stage made with
-            :func:`metaprobe.adapters.hf` that has one, else ``"char"``).
+            ``pad_id``/``bos_id``/``eos_id``), a Hugging Face tokenizer, or ``None``: the tokenizer of the stages
+            made with :func:`metaprobe.backends.hf` (all must share one vocabulary), ``"char"`` when every stage
+            is a :class:`metaprobe.lm.TinyLM`; anything else is an error, never a silent fallback.
     """
 
     def __init__(self, probes: Any, reference: str = "base", options: Optional[MetaOptions] = None,
@@ -140,15 +172,18 @@ class MetaProbe:
 
     def add_stage(self, name: str, arm: str = "base", step: int = 0, source: Any = None, *,
                   loader: Optional[Callable[[], Any]] = None, checkpoint: Any = None,
-                  torchscript: Optional[PathLike] = None, weights: Optional[PathLike] = None) -> "MetaProbe":
+                  torchscript: Optional[PathLike] = None, weights: Optional[PathLike] = None,
+                  tokenizer: Any = None) -> "MetaProbe":
         """Adds a stage.
 
         Args:
             name: unique stage name; arm: "base", "sft", "rl" or any string; step: training step.
-            source: a logit source (any callable ``(input_ids, attention_mask) -> logits`` or an object returning
-                ``.logits``), e.g. ``adapters.hf(model, tokenizer)`` or a ``metaprobe.lm.TinyLM``.
+            source: a backend: ``backends.hf(model, tokenizer)``, a ``metaprobe.lm.TinyLM`` (native, KV-cached),
+                or any callable ``(input_ids, attention_mask) -> logits`` (uncached generation: slow).
             loader: instead of ``source``, a function returning one, called when the stage is probed and dropped
                 after (one model resident at a time with ``reference_mode="topk_cache"``).
+            tokenizer: the stage's tokenizer when ``source``/``loader`` does not carry one (a loader's backend is
+                only built at run time, so a loader stage of a Hugging Face model names its tokenizer here).
             checkpoint: a safetensors file or checkpoint directory, a state dict, or a module (its
                 ``state_dict()``); compared with the reference's by :mod:`metaprobe.params`.
             torchscript / weights: instead of ``source``, a TorchScript file whose ``forward(ids, mask)`` returns
@@ -160,16 +195,31 @@ class MetaProbe:
         if sum(given) != 1:
             raise InvalidArgumentError(
                 f"add_stage: stage '{name}' needs exactly one of source, loader or torchscript, got {sum(given)}")
+        from .lm import TinyLM
+
         spec: dict[str, Any] = {"name": str(name), "arm": str(arm), "step": int(step)}
+        if tokenizer is not None:
+            spec["_tokenizer"] = tokenizer if isinstance(tokenizer, (str, HFTokenizer)) or _is_run_tokenizer(tokenizer) \
+                else HFTokenizer(tokenizer)
         if source is not None:
-            spec["source"] = as_logit_source(source, f"stage '{name}' source")
+            if isinstance(source, TinyLM):
+                spec["source"] = source._model  # native C++ model: KV-cached generation
+                spec.setdefault("_tokenizer", "char")  # a TinyLM's vocabulary is the character tokenizer's
+            else:
+                spec["source"] = as_logit_source(source, f"stage '{name}' source")
             spec["description"] = type(source).__name__
-            if isinstance(source, HFSource) and source.tokenizer is not None:
+            if isinstance(source, HFBackend) and source.tokenizer is not None and "_tokenizer" not in spec:
                 spec["_tokenizer"] = source.tokenizer
         if loader is not None:
             if not callable(loader):
                 raise InvalidArgumentError(f"add_stage: stage '{name}' loader is not callable")
-            spec["loader"] = lambda: as_logit_source(loader(), f"stage '{name}' loaded source")
+
+            def load(loader=loader) -> Any:
+                got = loader()
+                return got._model if isinstance(got, TinyLM) else as_logit_source(got, f"stage '{name}' loaded source")
+
+            spec["loader"] = load
+            spec["_loader"] = True
         if torchscript is not None:
             spec["torchscript"] = os.fspath(torchscript)
             if weights is not None:
@@ -185,8 +235,24 @@ class MetaProbe:
     def _tokenizer(self) -> Any:
         tok = self.tokenizer
         if tok is None:
-            tok = next((s["_tokenizer"] for s in self._stages if "_tokenizer" in s), "char")
-        if isinstance(tok, str) or all(hasattr(tok, a) for a in ("encode", "decode", "pad_id", "bos_id", "eos_id")):
+            given = [(s["name"], s["_tokenizer"]) for s in self._stages if "_tokenizer" in s]
+            hf_toks = [(n, t) for n, t in given if isinstance(t, HFTokenizer)]
+            for n, t in hf_toks[1:]:
+                if not hf_toks[0][1].same_vocabulary(t):
+                    raise InvalidArgumentError(
+                        f"stage '{n}': its tokenizer's vocabulary differs from stage '{hf_toks[0][0]}''s, expected one "
+                        "vocabulary for the whole run (divergences compare token distributions)")
+            if hf_toks:
+                tok = hf_toks[0][1]
+            elif given:
+                tok = given[0][1]
+            else:
+                first = self._stages[0]["name"] if self._stages else "(none)"
+                raise InvalidArgumentError(
+                    f"tokenizer: none given and no stage carries one (stage '{first}'), expected MetaProbe(tokenizer=...), "
+                    "add_stage(..., tokenizer=...) or backends.hf(model, tokenizer); only TinyLM stages imply the "
+                    "character tokenizer")
+        if isinstance(tok, str) or _is_run_tokenizer(tok):
             return tok
         return HFTokenizer(tok)  # a Hugging Face style tokenizer (e.g. metaprobe.lm.CharTokenizer)
 

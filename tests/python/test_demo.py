@@ -146,28 +146,6 @@ def test_same_seed_same_report(tmp_path):
     assert demo.comparable_report(c.report.data) != demo.comparable_report(a.report.data)
 
 
-def test_incremental_source_equals_the_model():
-    torch.manual_seed(0)
-    lm = TinyLM(d_model=32, d_ff=64, n_heads=4, seed=11)
-    src = demo.IncrementalTinySource(lm)
-    for side in ("left", "right"):
-        tok = CharTokenizer(padding_side=side)
-        b = tok(["Question: 2+2?\nAnswer:", "x", "a longer prompt of text"], return_tensors="pt")
-        ids, mask = b["input_ids"], b["attention_mask"]
-        for _ in range(3):
-            ref, got = lm(ids, mask), src(ids, mask)
-            m = mask.bool()
-            assert torch.allclose(ref[m], got[m], atol=1e-5)
-            assert torch.isfinite(got).all()
-            if side == "left":
-                ids = torch.cat([ids, torch.randint(5, 100, (3, 1))], 1)
-                mask = torch.cat([mask, torch.ones(3, 1, dtype=torch.long)], 1)
-    assert src.hits > 0 and src.misses > 0
-    with pytest.raises(metaprobe.InvalidArgumentError, match="max_len"):
-        small = demo.IncrementalTinySource(TinyLM(d_model=32, d_ff=64, max_len=8))
-        small(torch.full((1, 9), 7), torch.ones(1, 9, dtype=torch.long))
-
-
 def test_config_errors():
     with pytest.raises(metaprobe.InvalidArgumentError, match="target: got 'math'"):
         demo.DemoConfig(target="math").target_cell()

@@ -48,7 +48,25 @@ void RunOptions::validate() const {
     if (s.empty()) bad("stop", "a list with an empty string", "non-empty stop strings");
   if (!(std::isfinite(z) && z > 0)) bad("z", std::to_string(z), "a finite value > 0");
   if (cache_k < 1) bad("cache_k", std::to_string(cache_k), ">= 1");
-  if (!(std::isfinite(temperature) && temperature > 0)) bad("temperature", std::to_string(temperature), "> 0");
+  if (!(std::isfinite(divergence_temperature) && divergence_temperature > 0))
+    bad("divergence_temperature", std::to_string(divergence_temperature), "a finite value > 0");
+  if (n_samples < 1) bad("n_samples", std::to_string(n_samples), ">= 1");
+  if (n_samples > 1 && !do_sample) bad("n_samples", std::to_string(n_samples), "1 unless do_sample is true (greedy samples are identical)");
+  if (prompt_format != "template" && prompt_format != "chat_template" && prompt_format != "raw")
+    bad("prompt_format", "'" + prompt_format + "'", "one of template, chat_template, raw");
+  if (!think_open.empty() && think_close.empty()) bad("think_close", "empty", "a closing tag when think_open is set");
+  if (divergence_on != "reference_samples" && divergence_on != "stage_samples" && divergence_on != "gold")
+    bad("divergence_on", "'" + divergence_on + "'", "one of reference_samples, stage_samples, gold");
+  if (divergence_on == "stage_samples" && reference_mode == ReferenceMode::topk_cache)
+    bad("divergence_on", "'stage_samples' with reference_mode topk_cache",
+        "reference_samples or gold (the cache is built before the stages answer)");
+  if (batch_tokens < 1) bad("batch_tokens", std::to_string(batch_tokens), ">= 1");
+  if (score_rows < 1) bad("score_rows", std::to_string(score_rows), ">= 1");
+  try {
+    decode_options().validate();
+  } catch (const InvalidArgument& e) {
+    throw InvalidArgument(std::string("RunOptions.") + (e.what() + std::string("generation.").size()));
+  }
   if (!(js_threshold >= 0 && js_threshold < std::log(2.0)))
     bad("js_threshold", std::to_string(js_threshold), "a value in [0, ln 2) nats");
   if (position_bins < 1 || position_bins > 1000) bad("position_bins", std::to_string(position_bins), "1..1000");
@@ -64,6 +82,18 @@ void RunOptions::validate() const {
   const auto templates = probes::template_names();
   if (std::find(templates.begin(), templates.end(), p.template_name) == templates.end())
     bad("prompt.template_name", "'" + p.template_name + "'", "one of plain, chat, few_shot");
+}
+
+DecodeOptions RunOptions::decode_options() const {
+  DecodeOptions d;
+  d.do_sample = do_sample;
+  d.temperature = temperature;
+  d.top_p = top_p;
+  d.top_k = top_k;
+  d.max_new_tokens = max_new_tokens;
+  d.stop = stop;
+  d.eos_ids = eos_ids;
+  return d;
 }
 
 std::vector<probes::Cell> RunOptions::resolved_target_cells() const {
@@ -87,11 +117,23 @@ nlohmann::json options_to_json(const RunOptions& o) {
       {"max_new_tokens", o.max_new_tokens},
       {"stop", o.stop},
       {"z", o.z},
+      {"do_sample", o.do_sample},
+      {"temperature", o.temperature},
+      {"top_p", o.top_p},
+      {"top_k", o.top_k},
+      {"n_samples", o.n_samples},
+      {"seed", o.seed},
+      {"eos_ids", o.eos_ids},
+      {"prompt_format", o.prompt_format},
+      {"system_prompt", o.system_prompt},
+      {"think_open", o.think_open},
+      {"think_close", o.think_close},
       {"divergence", o.divergence},
+      {"divergence_on", o.divergence_on},
       {"solution_separator", o.solution_separator},
       {"reference_mode", to_string(o.reference_mode)},
       {"cache_k", o.cache_k},
-      {"temperature", o.temperature},
+      {"divergence_temperature", o.divergence_temperature},
       {"js_threshold", o.js_threshold},
       {"position_bins", o.position_bins},
       {"sampled_estimator", o.sampled_estimator},
@@ -104,6 +146,8 @@ nlohmann::json options_to_json(const RunOptions& o) {
       {"razor_metric", o.razor_metric},
       {"razor_include_reference", o.razor_include_reference},
       {"batch_size", o.batch_size},
+      {"batch_tokens", o.batch_tokens},
+      {"score_rows", o.score_rows},
   };
 }
 
@@ -115,7 +159,10 @@ RunOptions options_from_json(const nlohmann::json& j) {
                                        "solution_separator", "reference_mode", "cache_k", "temperature",
                                        "js_threshold", "position_bins", "sampled_estimator", "parameters",
                                        "update_atol", "update_eta", "target_cells", "target_domain",
-                                       "collapse_delta", "razor_metric", "razor_include_reference", "batch_size"};
+                                       "collapse_delta", "razor_metric", "razor_include_reference", "batch_size",
+                                       "do_sample", "top_p", "top_k", "n_samples", "seed", "eos_ids",
+                                       "prompt_format", "system_prompt", "think_open", "think_close",
+                                       "divergence_temperature", "divergence_on", "batch_tokens", "score_rows"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (!known.count(it.key()))
       throw InvalidArgument("options: unknown key '" + it.key() + "', expected one of the RunOptions fields (docs/meta.md)");
@@ -149,6 +196,20 @@ RunOptions options_from_json(const nlohmann::json& j) {
     if (j.contains("reference_mode")) o.reference_mode = parse_reference_mode(j.at("reference_mode").get<std::string>());
     get("cache_k", o.cache_k);
     get("temperature", o.temperature);
+    get("do_sample", o.do_sample);
+    get("top_p", o.top_p);
+    get("top_k", o.top_k);
+    get("n_samples", o.n_samples);
+    get("seed", o.seed);
+    get("eos_ids", o.eos_ids);
+    get("prompt_format", o.prompt_format);
+    get("system_prompt", o.system_prompt);
+    get("think_open", o.think_open);
+    get("think_close", o.think_close);
+    get("divergence_temperature", o.divergence_temperature);
+    get("divergence_on", o.divergence_on);
+    get("batch_tokens", o.batch_tokens);
+    get("score_rows", o.score_rows);
     get("js_threshold", o.js_threshold);
     get("position_bins", o.position_bins);
     get("sampled_estimator", o.sampled_estimator);

@@ -87,10 +87,14 @@ struct adl_serializer<metaprobe::params::GroupStats> {
 
 namespace metaprobe::meta {
 
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ItemResult, id, cell, mode, output, extracted, correct, generated_tokens,
-                                   loglikelihoods)
+// The generation fields came later than schema version 1: reports without them read with the defaults.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ItemResult, id, cell, mode, output, extracted, correct,
+                                                generated_tokens, loglikelihoods, finish_reason, think_tokens,
+                                                think_closed, samples, correct_samples)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PassAtK, k, value)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CellAccuracy, cell, accuracy)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(Behaviour, cells, overall, items)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Behaviour, cells, overall, items, pass_at_k, prompt_tokens,
+                                                generated_tokens, positions_processed)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CellDivergence, cell, items, positions, kl_ref_stage, kl_stage_ref, js, entropy_ref,
                                    entropy_stage, entropy_change, js_sparsity, rank_shift, top1_agree, position_counts,
                                    high_js_counts, js_cache_bound, kl_ref_stage_cache_bound, sampled_kl, sampled_items,

@@ -54,11 +54,61 @@ struct Holder {
   }
 };
 
-// Rows of [B, T, V] logits at (row, position) pairs → [N, V].
-at::Tensor gather_rows(const at::Tensor& logits, const std::vector<int64_t>& flat) {
-  const int64_t B = logits.size(0), T = logits.size(1), V = logits.size(2);
-  at::Tensor index = at::tensor(flat, at::TensorOptions().dtype(at::kLong)).to(logits.device());
-  return logits.reshape({B * T, V}).index_select(0, index);
+uint64_t mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+// The seed of sample s of item i: depends on nothing else (batch, order, stage).
+uint64_t request_seed(uint64_t seed, size_t item, int64_t sample) {
+  return mix64(mix64(seed) ^ mix64(static_cast<uint64_t>(item) * 0x100000001B3ULL + static_cast<uint64_t>(sample)));
+}
+
+// Unbiased pass@k of one item with n samples, c correct (Chen et al. 2021): 1 − C(n−c, k) / C(n, k).
+double pass_at_k(int64_t n, int64_t c, int64_t k) {
+  if (n - c < k) return 1.0;
+  double prod = 1.0;
+  for (int64_t i = n - c + 1; i <= n; ++i) prod *= 1.0 - static_cast<double>(k) / static_cast<double>(i);
+  return 1.0 - prod;
+}
+
+// Accuracy of per-item scores in [0, 1]: their mean with a percentile bootstrap over items (the clustering
+// unit when each item has several samples); seeded, so the interval is reproducible.
+probes::Accuracy clustered_accuracy(const std::vector<double>& scores, int64_t correct_samples, uint64_t seed, double z) {
+  probes::Accuracy a;
+  a.n = static_cast<int64_t>(scores.size());
+  a.correct = correct_samples;
+  if (scores.empty()) {
+    a.acc = 0, a.lo = 0, a.hi = 1;
+    return a;
+  }
+  double sum = 0;
+  for (double v : scores) sum += v;
+  a.acc = sum / static_cast<double>(scores.size());
+  constexpr int kResamples = 2000;
+  std::vector<double> means(kResamples);
+  uint64_t state = mix64(seed ^ 0xB0075712A9ULL);
+  for (int b = 0; b < kResamples; ++b) {
+    double m = 0;
+    for (size_t j = 0; j < scores.size(); ++j) {
+      state = mix64(state);
+      m += scores[static_cast<size_t>(state % scores.size())];
+    }
+    means[static_cast<size_t>(b)] = m / static_cast<double>(scores.size());
+  }
+  std::sort(means.begin(), means.end());
+  // Two-sided level of the Wilson quantile z: alpha = 2 (1 − Φ(z)).
+  const double alpha = std::erfc(z / std::sqrt(2.0));
+  auto q = [&](double p) {
+    const double pos = p * (kResamples - 1);
+    const auto lo = static_cast<size_t>(std::floor(pos));
+    const size_t hi = std::min<size_t>(lo + 1, kResamples - 1);
+    return means[lo] + (pos - static_cast<double>(lo)) * (means[hi] - means[lo]);
+  };
+  a.lo = q(alpha / 2), a.hi = q(1 - alpha / 2);
+  return a;
 }
 
 // Per-cell sums of per-position metrics.
@@ -102,36 +152,74 @@ struct Acc {
   }
 };
 
+// A teacher-forced sequence whose `len` tokens after `prompt` are scored: logits at positions
+// [prompt − 1, prompt − 1 + len) predict them. `item` indexes the run's items.
+struct Scored {
+  size_t item = 0;
+  std::vector<int64_t> ids;
+  int64_t prompt = 0, len = 0;
+};
+
+// A piece of a Scored sequence: positions [j0, j1) of its scored tokens (sequences longer than score_rows are
+// scored in several pieces so no pass holds more than score_rows × V logits).
+struct Piece {
+  size_t seq = 0;
+  int64_t j0 = 0, j1 = 0;
+};
+
+// What the source produced for one piece: rows [j1 − j0, V] of each source, in the pass's order.
+using PieceFn = std::function<void(const Piece&, const std::vector<at::Tensor>&)>;
+
+// The generate result of one item: one completion per sample.
+struct ItemAnswers {
+  std::vector<Completion> samples;
+};
+
 class Engine {
  public:
   Engine(const std::vector<probes::Item>& items, const Tokenizer& tok, const RunOptions& opt)
       : items_(items), tok_(tok), opt_(opt) {
-    const auto prompts = probes::render_all(items_, opt_.prompt);
+    const bool chat = opt_.prompt_format == "chat_template";
+    if (chat && !tok_.has_chat_template())
+      throw InvalidArgument("RunOptions.prompt_format is 'chat_template', expected a tokenizer with a chat template "
+                            "(the run's tokenizer has none)");
+    const auto prompts = opt_.prompt_format == "template" ? probes::render_all(items_, opt_.prompt)
+                                                          : std::vector<std::string>{};
+    eos_ = opt_.eos_ids.empty() ? tok_.eos_ids() : opt_.eos_ids;
     for (size_t i = 0; i < items_.size(); ++i) {
-      std::vector<int64_t> p;
-      if (tok_.bos_id() >= 0) p.push_back(tok_.bos_id());
-      auto enc = tok_.encode(prompts[i]);
-      p.insert(p.end(), enc.begin(), enc.end());
-      if (p.empty())
-        throw InvalidArgument("item '" + items_[i].id + "': the prompt encodes to no tokens, expected at least one");
-      prompt_ids_.push_back(std::move(p));
       const auto& it = items_[i];
+      std::vector<int64_t> p;
+      if (chat) {
+        p = tok_.chat_prompt(opt_.system_prompt, it.prompt);
+      } else {
+        if (tok_.bos_id() >= 0) p.push_back(tok_.bos_id());
+        auto enc = tok_.encode(prompts.empty() ? it.prompt : prompts[i]);
+        p.insert(p.end(), enc.begin(), enc.end());
+      }
+      if (p.empty())
+        throw InvalidArgument("item '" + it.id + "': the prompt encodes to no tokens, expected at least one");
+      prompt_ids_.push_back(std::move(p));
       const bool ll = opt_.choice_mode == ChoiceMode::loglikelihood && it.answer_type == probes::AnswerType::choice &&
                       !it.choices.empty();
       (ll ? ll_items_ : gen_items_).push_back(i);
       if (!it.reference_solution.empty()) {
         tf_items_.push_back(i);
-        solution_ids_[i] = tok_.encode(opt_.solution_separator + it.reference_solution);
+        solution_ids_[i] = tok_.encode(continuation(it.reference_solution));
       }
     }
     for (size_t i : ll_items_) n_pairs_ += static_cast<int64_t>(items_[i].choices.size());
   }
 
+  // Text after the prompt for teacher forcing: inside the assistant turn for chat prompts, else after the separator.
+  std::string continuation(const std::string& text) const {
+    return opt_.prompt_format == "chat_template" ? text : opt_.solution_separator + text;
+  }
+
   const std::vector<size_t>& tf_items() const { return tf_items_; }
   const std::vector<size_t>& gen_items() const { return gen_items_; }
-  int64_t chunks(int64_t n) const { return (n + opt_.batch_size - 1) / opt_.batch_size; }
-  int64_t behaviour_units() const { return chunks(static_cast<int64_t>(gen_items_.size())) + chunks(n_pairs_); }
-  int64_t divergence_units() const { return chunks(static_cast<int64_t>(tf_items_.size())); }
+  const std::vector<size_t>& ll_items() const { return ll_items_; }
+  int64_t n_pairs() const { return n_pairs_; }
+  const std::vector<std::vector<int64_t>>& prompt_ids() const { return prompt_ids_; }
 
   void tick(const std::string& phase, const std::string& stage, int64_t n = 1) {
     done_ += n;
@@ -143,61 +231,145 @@ class Engine {
     if (opt_.progress) opt_.progress({"derived", "", total_, total_});
   }
 
-  // Greedy completions of the generate-mode items, in gen_items_ order: tokens (EOS excluded) and text.
-  void generate(LogitSource& src, const std::string& stage, int64_t vocab, std::vector<std::vector<int64_t>>& tokens,
-                std::vector<std::string>& texts) {
-    const size_t n = gen_items_.size();
-    tokens.assign(n, {});
-    texts.assign(n, {});
-    const auto bs = static_cast<size_t>(opt_.batch_size);
-    for (size_t c0 = 0; c0 < n; c0 += bs) {
-      const size_t c1 = std::min(n, c0 + bs);
-      std::vector<size_t> active;
-      for (size_t r = c0; r < c1; ++r) active.push_back(r);
-      for (int64_t step = 0; step < opt_.max_new_tokens && !active.empty(); ++step) {
-        std::vector<std::vector<int64_t>> seqs;
-        for (size_t r : active) {
-          auto s = prompt_ids_[gen_items_[r]];
-          s.insert(s.end(), tokens[r].begin(), tokens[r].end());
-          seqs.push_back(std::move(s));
+  // Batches of indices into `lengths` (longest first, ties by index): at most batch_size rows and batch_tokens
+  // padded tokens (rows × longest) each, and at most score_rows scored positions when `scored` is given.
+  std::vector<std::vector<size_t>> plan(const std::vector<int64_t>& lengths, const std::vector<int64_t>* scored) const {
+    std::vector<size_t> order(lengths.size());
+    for (size_t k = 0; k < order.size(); ++k) order[k] = k;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return lengths[a] > lengths[b]; });
+    std::vector<std::vector<size_t>> out;
+    int64_t width = 0, rows_scored = 0;
+    for (size_t k : order) {
+      const int64_t sc = scored ? (*scored)[k] : 0;
+      if (!out.empty()) {
+        auto& cur = out.back();
+        const auto n = static_cast<int64_t>(cur.size());
+        if (n < opt_.batch_size && (n + 1) * width <= opt_.batch_tokens && (!scored || rows_scored + sc <= opt_.score_rows)) {
+          cur.push_back(k);
+          rows_scored += sc;
+          continue;
         }
-        auto [ids, mask] = pad_batch(seqs, tok_.pad_id(), true);
-        at::Tensor logits = checked_logits(src, ids, mask, stage, vocab);
-        at::Tensor next = logits.select(1, logits.size(1) - 1).to(at::kFloat).argmax(-1).to(at::kCPU);
-        auto nx = next.accessor<int64_t, 1>();
-        std::vector<size_t> still;
-        for (size_t a = 0; a < active.size(); ++a) {
-          const size_t r = active[a];
-          const int64_t t = nx[static_cast<int64_t>(a)];
-          if (tok_.eos_id() >= 0 && t == tok_.eos_id()) {
-            texts[r] = tok_.decode(tokens[r]);
-            continue;
-          }
-          tokens[r].push_back(t);
-          std::string text = tok_.decode(tokens[r]);
-          size_t cut = std::string::npos;
-          for (const auto& s : opt_.stop) cut = std::min(cut, text.find(s));
-          if (cut != std::string::npos) {
-            texts[r] = text.substr(0, cut);
-            continue;
-          }
-          texts[r] = std::move(text);
-          if (static_cast<int64_t>(tokens[r].size()) < opt_.max_new_tokens) still.push_back(r);
-        }
-        active = std::move(still);
       }
-      tick("behaviour", stage);
+      out.push_back({k});
+      width = lengths[k];
+      rows_scored = sc;
     }
+    return out;
+  }
+
+  // Generates every request through `src` in planned batches; returns the completions in request order.
+  std::vector<Completion> run_requests(LogitSource& src, const std::string& stage, int64_t vocab,
+                                       const std::vector<GenerateRequest>& reqs, const std::string& phase) {
+    std::vector<int64_t> lengths;
+    for (const auto& r : reqs) {
+      lengths.push_back(static_cast<int64_t>(r.prompt.size()) + opt_.max_new_tokens);
+      for (int64_t id : r.prompt)
+        if (id < 0 || id >= vocab)
+          throw InvalidArgument("stage '" + stage + "': a prompt holds token id " + std::to_string(id) +
+                                ", outside the model's vocabulary [0, " + std::to_string(vocab) +
+                                ") (is the run's tokenizer the model's?)");
+    }
+    DecodeOptions d = opt_.decode_options();
+    d.eos_ids = eos_;
+    std::vector<Completion> out(reqs.size());
+    for (const auto& batch : plan(lengths, nullptr)) {
+      std::vector<GenerateRequest> b;
+      for (size_t k : batch) b.push_back(reqs[k]);
+      std::vector<Completion> got;
+      try {
+        got = src.generate(b, d, tok_);
+      } catch (const InvalidArgument& e) {
+        throw InvalidArgument("stage '" + stage + "': generation: " + e.what());
+      }
+      if (got.size() != b.size())
+        throw InvalidArgument("stage '" + stage + "': generation returned " + std::to_string(got.size()) +
+                              " completions for " + std::to_string(b.size()) + " requests, expected one each");
+      for (size_t a = 0; a < batch.size(); ++a) {
+        auto& c = got[a];
+        for (size_t j = 0; j < c.tokens.size(); ++j)
+          if (c.tokens[j] < 0 || c.tokens[j] >= vocab)
+            throw InvalidArgument("stage '" + stage + "': generation returned token id " + std::to_string(c.tokens[j]) +
+                                  ", expected an id in [0, " + std::to_string(vocab) + ")");
+        for (double lp : c.logprobs)
+          if (std::isnan(lp))
+            throw InvalidArgument("stage '" + stage + "': generation: a chosen token has log-probability NaN "
+                                  "(the model produced NaN logits), expected finite logits");
+        out[batch[a]] = std::move(c);
+      }
+      tick(phase, stage, static_cast<int64_t>(batch.size()));
+    }
+    return out;
+  }
+
+  // Teacher-forced scoring of `seqs` through every source of `srcs` (the same batches for each): fn sees each
+  // piece with the logits rows of every source. Progress ticks once per sequence.
+  void score_pass(const std::vector<LogitSource*>& srcs, const std::vector<std::string>& names, int64_t vocab,
+                  const std::vector<Scored>& seqs, const std::string& phase, const std::string& stage,
+                  const PieceFn& fn) {
+    std::vector<Piece> pieces;
+    std::vector<int64_t> lengths, scored;
+    const int64_t chunk = opt_.score_rows;
+    for (size_t s = 0; s < seqs.size(); ++s)
+      for (int64_t j0 = 0; j0 < seqs[s].len; j0 += chunk) {
+        pieces.push_back({s, j0, std::min(seqs[s].len, j0 + chunk)});
+        lengths.push_back(seqs[s].prompt + pieces.back().j1);  // the forward needs the prefix up to j1 only
+        scored.push_back(pieces.back().j1 - j0);
+      }
+    std::vector<int64_t> remaining(seqs.size(), 0);
+    for (const auto& p : pieces) remaining[p.seq] += 1;
+    for (const auto& batch : plan(lengths, &scored)) {
+      std::vector<std::vector<int64_t>> rows_ids;
+      std::vector<int64_t> rows, cols;
+      for (size_t b = 0; b < batch.size(); ++b) {
+        const Piece& p = pieces[batch[b]];
+        const Scored& q = seqs[p.seq];
+        rows_ids.emplace_back(q.ids.begin(), q.ids.begin() + q.prompt + p.j1);
+        for (int64_t j = p.j0; j < p.j1; ++j) {
+          rows.push_back(static_cast<int64_t>(b));
+          cols.push_back(q.prompt - 1 + j);
+        }
+      }
+      auto [ids, mask] = pad_batch(rows_ids, tok_.pad_id(), false);
+      at::Tensor r = at::tensor(rows, at::TensorOptions().dtype(at::kLong));
+      at::Tensor c = at::tensor(cols, at::TensorOptions().dtype(at::kLong));
+      std::vector<at::Tensor> out;
+      for (size_t k = 0; k < srcs.size(); ++k)
+        out.push_back(checked_scores(*srcs[k], ids, mask, r, c, names[k], vocab, phase));
+      int64_t offset = 0, done_seqs = 0;
+      for (size_t b = 0; b < batch.size(); ++b) {
+        const Piece& p = pieces[batch[b]];
+        std::vector<at::Tensor> part;
+        for (auto& t : out) part.push_back(t.narrow(0, offset, p.j1 - p.j0));
+        offset += p.j1 - p.j0;
+        fn(p, part);
+        if (--remaining[p.seq] == 0) ++done_seqs;
+      }
+      if (done_seqs) tick(phase, stage, done_seqs);
+    }
+  }
+
+  // log p(target) of every scored token of `seqs` under `src` (divergence temperature), per sequence.
+  std::vector<std::vector<double>> token_logprobs(LogitSource& src, const std::string& name, int64_t vocab,
+                                                  const std::vector<Scored>& seqs, const std::string& phase,
+                                                  const std::string& stage) {
+    std::vector<std::vector<double>> out(seqs.size());
+    for (size_t s = 0; s < seqs.size(); ++s) out[s].assign(static_cast<size_t>(seqs[s].len), 0.0);
+    score_pass({&src}, {name}, vocab, seqs, phase, stage, [&](const Piece& p, const std::vector<at::Tensor>& rows) {
+      const Scored& q = seqs[p.seq];
+      std::vector<int64_t> targets(q.ids.begin() + q.prompt + p.j0, q.ids.begin() + q.prompt + p.j1);
+      at::Tensor lrows = at::log_softmax(rows[0].to(at::kDouble) / opt_.divergence_temperature, -1);
+      at::Tensor tgt = at::tensor(targets, at::TensorOptions().dtype(at::kLong)).to(lrows.device());
+      at::Tensor lp = lrows.gather(1, tgt.unsqueeze(1)).squeeze(1).cpu();
+      auto a = lp.accessor<double, 1>();
+      for (int64_t j = p.j0; j < p.j1; ++j) out[p.seq][static_cast<size_t>(j)] = a[j - p.j0];
+    });
+    return out;
   }
 
   // Sum of log-probabilities of each option after the prompt, per loglikelihood-mode item.
   std::vector<std::vector<double>> choice_loglikelihoods(LogitSource& src, const std::string& stage, int64_t vocab) {
-    struct Pair {
-      size_t item, k;
-      std::vector<int64_t> seq;
-      int64_t start, len;
-    };
-    std::vector<Pair> pairs;
+    std::vector<Scored> seqs;
+    std::vector<std::pair<size_t, size_t>> where;
     std::vector<std::vector<double>> out;
     for (size_t a = 0; a < ll_items_.size(); ++a) {
       const size_t i = ll_items_[a];
@@ -207,64 +379,117 @@ class Engine {
         if (cont.empty())
           throw InvalidArgument("item '" + items_[i].id + "': option " + std::to_string(k) +
                                 " encodes to no tokens, expected at least one");
-        Pair p{a, k, prompt_ids_[i], static_cast<int64_t>(prompt_ids_[i].size()) - 1, static_cast<int64_t>(cont.size())};
-        p.seq.insert(p.seq.end(), cont.begin(), cont.end());
-        pairs.push_back(std::move(p));
+        Scored q{i, prompt_ids_[i], static_cast<int64_t>(prompt_ids_[i].size()), static_cast<int64_t>(cont.size())};
+        q.ids.insert(q.ids.end(), cont.begin(), cont.end());
+        seqs.push_back(std::move(q));
+        where.emplace_back(a, k);
       }
     }
-    const auto bs = static_cast<size_t>(opt_.batch_size);
-    for (size_t c0 = 0; c0 < pairs.size(); c0 += bs) {
-      const size_t c1 = std::min(pairs.size(), c0 + bs);
-      std::vector<std::vector<int64_t>> seqs;
-      for (size_t r = c0; r < c1; ++r) seqs.push_back(pairs[r].seq);
-      auto [ids, mask] = pad_batch(seqs, tok_.pad_id(), false);
-      at::Tensor logits = checked_logits(src, ids, mask, stage, vocab);
-      const int64_t T = logits.size(1);
-      std::vector<int64_t> flat, targets;
-      for (size_t r = c0; r < c1; ++r)
-        for (int64_t j = 0; j < pairs[r].len; ++j) {
-          flat.push_back(static_cast<int64_t>(r - c0) * T + pairs[r].start + j);
-          targets.push_back(pairs[r].seq[static_cast<size_t>(pairs[r].start + j + 1)]);
-        }
-      at::Tensor rows = at::log_softmax(gather_rows(logits, flat).to(at::kDouble) / opt_.temperature, -1);
-      at::Tensor tgt = at::tensor(targets, at::TensorOptions().dtype(at::kLong)).to(rows.device());
-      at::Tensor lp = rows.gather(1, tgt.unsqueeze(1)).squeeze(1).cpu();
-      auto a = lp.accessor<double, 1>();
-      int64_t q = 0;
-      for (size_t r = c0; r < c1; ++r)
-        for (int64_t j = 0; j < pairs[r].len; ++j) out[pairs[r].item][pairs[r].k] += a[q++];
-      tick("behaviour", stage);
-    }
+    const auto lps = token_logprobs(src, stage, vocab, seqs, "behaviour", stage);
+    for (size_t s = 0; s < seqs.size(); ++s)
+      for (double v : lps[s]) out[where[s].first][where[s].second] += v;
     return out;
   }
 
-  Behaviour behaviour(LogitSource& src, const std::string& stage, int64_t vocab,
-                      std::vector<std::vector<int64_t>>& gen_tokens) {
+  // Reads the answer of a completion: the text (cut at the first stop string) after the closing think tag.
+  struct Read {
+    std::string output, answer;
+    int64_t think_tokens = 0;
+    bool closed = true;
+  };
+  Read read(const Completion& c) const {
+    Read r;
+    r.output = tok_.decode(c.tokens);
+    size_t cut = std::string::npos;
+    for (const auto& s : opt_.stop) cut = std::min(cut, r.output.find(s));
+    // A stop string inside an open reasoning block does not end the answer's search: cut after the block.
+    if (!opt_.think_open.empty()) {
+      const size_t open = r.output.find(opt_.think_open);
+      const size_t close = r.output.find(opt_.think_close, open == std::string::npos ? 0 : open + opt_.think_open.size());
+      if (close != std::string::npos) {
+        const size_t end = close + opt_.think_close.size();
+        size_t stop_after = std::string::npos;
+        for (const auto& s : opt_.stop) stop_after = std::min(stop_after, r.output.find(s, end));
+        r.answer = r.output.substr(end, stop_after == std::string::npos ? std::string::npos : stop_after - end);
+        r.think_tokens = static_cast<int64_t>(tok_.encode(r.output.substr(0, end)).size());
+        if (stop_after != std::string::npos) r.output.resize(stop_after);
+        return r;
+      }
+      if (open != std::string::npos && (cut == std::string::npos || cut > open)) {
+        r.closed = false;  // an unclosed reasoning block (cut off by max_new_tokens): no answer
+        r.think_tokens = static_cast<int64_t>(c.tokens.size());
+        return r;
+      }
+    }
+    if (cut != std::string::npos) r.output.resize(cut);
+    r.answer = r.output;
+    return r;
+  }
+
+  // Every sample of every generate-mode item, in gen_items_ order.
+  std::vector<ItemAnswers> generate_all(LogitSource& src, const std::string& stage, int64_t vocab, int64_t& positions) {
+    std::vector<GenerateRequest> reqs;
+    for (size_t i : gen_items_)
+      for (int64_t s = 0; s < opt_.n_samples; ++s) reqs.push_back({prompt_ids_[i], request_seed(opt_.seed, i, s)});
+    const int64_t before = src.positions_processed();
+    auto done = run_requests(src, stage, vocab, reqs, "behaviour");
+    positions = src.positions_processed() - before;
+    std::vector<ItemAnswers> out(gen_items_.size());
+    size_t q = 0;
+    for (auto& a : out)
+      for (int64_t s = 0; s < opt_.n_samples; ++s) a.samples.push_back(std::move(done[q++]));
+    return out;
+  }
+
+  Behaviour behaviour(LogitSource& src, const std::string& stage, int64_t vocab, std::vector<ItemAnswers>& answers) {
     Behaviour b;
-    std::vector<std::string> texts;
-    generate(src, stage, vocab, gen_tokens, texts);
+    int64_t positions = 0;
+    answers = generate_all(src, stage, vocab, positions);
+    b.positions_processed = positions;
     std::vector<ItemResult> results(items_.size());
     std::vector<bool> present(items_.size(), false);
+    std::vector<double> score(items_.size(), 0.0);
+    const int64_t n = opt_.n_samples;
+    std::vector<int64_t> ks;
+    for (int64_t k = 1; k < n; k *= 2) ks.push_back(k);
+    ks.push_back(n);
+    std::vector<double> pass(ks.size(), 0.0);
     if (!gen_items_.empty()) {
+      std::vector<Read> reads;
       std::vector<const probes::Item*> its;
+      for (size_t r = 0; r < gen_items_.size(); ++r)
+        for (const auto& c : answers[r].samples) {
+          reads.push_back(read(c));
+          its.push_back(&items_[gen_items_[r]]);
+          b.prompt_tokens += static_cast<int64_t>(prompt_ids_[gen_items_[r]].size());
+          b.generated_tokens += static_cast<int64_t>(c.tokens.size());
+        }
       std::vector<std::string_view> outs;
-      for (size_t r = 0; r < gen_items_.size(); ++r) {
-        its.push_back(&items_[gen_items_[r]]);
-        outs.emplace_back(texts[r]);
-      }
+      for (const auto& rd : reads) outs.emplace_back(rd.answer);
       const probes::Scores sc = probes::score(its, outs);
       for (size_t r = 0; r < gen_items_.size(); ++r) {
         const size_t i = gen_items_[r];
         auto& res = results[i];
+        const size_t first = r * static_cast<size_t>(n);
         res.mode = "generate";
-        res.output = texts[r];
-        res.extracted = sc.items[r].extracted;
-        res.correct = sc.items[r].correct;
-        res.generated_tokens = static_cast<int64_t>(gen_tokens[r].size());
+        res.output = reads[first].output;
+        res.extracted = reads[first].closed ? sc.items[first].extracted : "";
+        res.correct = reads[first].closed && sc.items[first].correct;
+        res.generated_tokens = static_cast<int64_t>(answers[r].samples[0].tokens.size());
+        res.finish_reason = answers[r].samples[0].finish_reason;
+        res.think_tokens = reads[first].think_tokens;
+        res.think_closed = reads[first].closed;
+        res.samples = n;
+        for (int64_t s = 0; s < n; ++s)
+          res.correct_samples += reads[first + static_cast<size_t>(s)].closed && sc.items[first + static_cast<size_t>(s)].correct;
+        score[i] = static_cast<double>(res.correct_samples) / static_cast<double>(n);
+        for (size_t k = 0; k < ks.size(); ++k) pass[k] += pass_at_k(n, res.correct_samples, ks[k]);
         present[i] = true;
       }
+      for (size_t k = 0; k < ks.size(); ++k)
+        b.pass_at_k.push_back({ks[k], pass[k] / static_cast<double>(gen_items_.size())});
     }
-    if (!ll_items_.empty()) {
+    if (!ll_items_.empty() && opt_.behaviour) {
       auto lls = choice_loglikelihoods(src, stage, vocab);
       for (size_t a = 0; a < ll_items_.size(); ++a) {
         const size_t i = ll_items_[a];
@@ -276,76 +501,89 @@ class Engine {
         res.output = pred >= 0 ? items_[i].choices[static_cast<size_t>(pred)] : "";
         res.extracted = pred >= 0 ? std::string(1, static_cast<char>('A' + pred)) : "";
         res.correct = opt_.choice_norm ? cs.acc_norm : cs.acc;
+        res.correct_samples = res.correct ? 1 : 0;
+        score[i] = res.correct ? 1.0 : 0.0;
         present[i] = true;
       }
     }
-    std::map<probes::Cell, std::pair<int64_t, int64_t>> counts;
-    int64_t total = 0, correct = 0;
+    // Per cell: Wilson over items with one sample each; with n_samples > 1 the mean of per-item scores and a
+    // bootstrap over items (samples of one item are not independent draws).
+    std::map<probes::Cell, std::pair<std::vector<double>, int64_t>> cells;
+    std::vector<double> all;
+    int64_t all_correct = 0;
     for (size_t i = 0; i < items_.size(); ++i) {
       if (!present[i]) continue;
       results[i].id = items_[i].id;
       results[i].cell = items_[i].cell();
-      auto& c = counts[items_[i].cell()];
-      c.first += results[i].correct ? 1 : 0;
-      c.second += 1;
-      correct += results[i].correct ? 1 : 0;
-      ++total;
+      auto& c = cells[items_[i].cell()];
+      c.first.push_back(score[i]);
+      c.second += results[i].correct_samples;
+      all.push_back(score[i]);
+      all_correct += results[i].correct_samples;
       b.items.push_back(std::move(results[i]));
     }
-    for (const auto& [cell, cn] : counts) b.cells.push_back({cell, probes::wilson(cn.first, cn.second, opt_.z)});
-    b.overall = probes::wilson(correct, total, opt_.z);
+    auto accuracy = [&](const std::vector<double>& sc, int64_t correct) {
+      if (n == 1) return probes::wilson(correct, static_cast<int64_t>(sc.size()), opt_.z);
+      return clustered_accuracy(sc, correct, opt_.seed, opt_.z);
+    };
+    for (const auto& [cell, cn] : cells) b.cells.push_back({cell, accuracy(cn.first, cn.second)});
+    b.overall = accuracy(all, all_correct);
     return b;
   }
 
-  // Teacher-forced logits of the solution tokens of the items tf_items_[c0, c1): rows [N, V].
-  at::Tensor solution_rows(LogitSource& src, const std::string& stage, int64_t vocab, size_t c0, size_t c1) {
-    std::vector<std::vector<int64_t>> seqs;
-    for (size_t r = c0; r < c1; ++r) {
-      const size_t i = tf_items_[r];
-      auto s = prompt_ids_[i];
-      s.insert(s.end(), solution_ids_.at(i).begin(), solution_ids_.at(i).end());
-      seqs.push_back(std::move(s));
+  // The sequences the divergence is measured along: the gold solutions, or the first sample of the given answers.
+  std::vector<Scored> gold_sequences() const {
+    std::vector<Scored> out;
+    for (size_t i : tf_items_) {
+      Scored q{i, prompt_ids_[i], static_cast<int64_t>(prompt_ids_[i].size()),
+               static_cast<int64_t>(solution_ids_.at(i).size())};
+      q.ids.insert(q.ids.end(), solution_ids_.at(i).begin(), solution_ids_.at(i).end());
+      if (q.len > 0) out.push_back(std::move(q));
     }
-    auto [ids, mask] = pad_batch(seqs, tok_.pad_id(), false);
-    at::Tensor logits = checked_logits(src, ids, mask, stage, vocab);
-    const int64_t T = logits.size(1);
-    std::vector<int64_t> flat;
-    for (size_t r = c0; r < c1; ++r) {
-      const size_t i = tf_items_[r];
-      const auto start = static_cast<int64_t>(prompt_ids_[i].size()) - 1;
-      for (size_t j = 0; j < solution_ids_.at(i).size(); ++j)
-        flat.push_back(static_cast<int64_t>(r - c0) * T + start + static_cast<int64_t>(j));
+    return out;
+  }
+  std::vector<Scored> answer_sequences(const std::vector<ItemAnswers>& answers) const {
+    std::vector<Scored> out;
+    for (size_t r = 0; r < answers.size() && r < gen_items_.size(); ++r) {
+      const auto& t = answers[r].samples.at(0).tokens;
+      if (t.empty()) continue;
+      const size_t i = gen_items_[r];
+      Scored q{i, prompt_ids_[i], static_cast<int64_t>(prompt_ids_[i].size()), static_cast<int64_t>(t.size())};
+      q.ids.insert(q.ids.end(), t.begin(), t.end());
+      out.push_back(std::move(q));
     }
-    return gather_rows(logits, flat);
+    return out;
   }
 
-  std::vector<TopKCache> build_cache(LogitSource& ref, const std::string& stage, int64_t vocab) {
+  std::vector<TopKCache> build_cache(LogitSource& ref, const std::string& stage, int64_t vocab,
+                                     const std::vector<Scored>& seqs) {
     std::vector<TopKCache> cache;
-    const auto bs = static_cast<size_t>(opt_.batch_size);
-    for (size_t c0 = 0; c0 < tf_items_.size(); c0 += bs) {
-      const size_t c1 = std::min(tf_items_.size(), c0 + bs);
-      cache.push_back(build_topk_cache(solution_rows(ref, stage, vocab, c0, c1), opt_.cache_k, opt_.temperature));
-      tick("divergence", stage);
-    }
+    score_pass({&ref}, {stage}, vocab, seqs, "divergence", stage, [&](const Piece&, const std::vector<at::Tensor>& rows) {
+      cache.push_back(build_topk_cache(rows[0], opt_.cache_k, opt_.divergence_temperature));
+    });
     return cache;
   }
 
-  // Teacher-forced divergence over the solution tokens; `ref` (exact) or `cache` (topk_cache).
+  // Full-vocabulary divergence along `seqs`; `ref` (exact) or `cache` (topk_cache, one entry per piece).
   std::map<probes::Cell, Acc> divergence(LogitSource& stage_src, const std::string& stage, int64_t vocab,
-                                         LogitSource* ref, const std::vector<TopKCache>* cache) {
+                                         LogitSource* ref, const std::vector<TopKCache>* cache,
+                                         const std::vector<Scored>& seqs) {
     std::map<probes::Cell, Acc> acc;
-    const auto bs = static_cast<size_t>(opt_.batch_size);
     const double tau = opt_.js_threshold;
     const int64_t bins = opt_.position_bins;
-    size_t chunk = 0;
-    for (size_t c0 = 0; c0 < tf_items_.size(); c0 += bs, ++chunk) {
-      const size_t c1 = std::min(tf_items_.size(), c0 + bs);
-      at::Tensor q = solution_rows(stage_src, stage, vocab, c0, c1);
+    size_t piece_index = 0;
+    std::vector<LogitSource*> srcs{&stage_src};
+    std::vector<std::string> names{stage};
+    if (ref) srcs.push_back(ref), names.push_back(opt_.reference);
+    score_pass(srcs, names, vocab, seqs, "divergence", stage, [&](const Piece& p, const std::vector<at::Tensor>& rows) {
+      at::Tensor q = rows[0];
       at::Tensor kl_rs, kl_sr, js, h_ref, h_stage, rank, top1, jsb, klb;
       if (ref) {
-        at::Tensor p = solution_rows(*ref, opt_.reference, vocab, c0, c1);
+        at::Tensor pr = rows[1];
+        if (q.device() != pr.device()) q = q.to(pr.device());  // reference and stage on different devices
+        if (q.scalar_type() != pr.scalar_type()) q = q.to(at::kFloat), pr = pr.to(at::kFloat);
         DivergenceOptions o;
-        o.temperature = opt_.temperature;
+        o.temperature = opt_.divergence_temperature;
         o.metrics = MetricSet{}
                         .with(Metric::kl_pq)
                         .with(Metric::kl_qp)
@@ -354,94 +592,47 @@ class Engine {
                         .with(Metric::entropy_q)
                         .with(Metric::rank_shift)
                         .with(Metric::top1_agree);
-        DivergenceResult d = metaprobe::divergence(p, q, o);
+        DivergenceResult d = metaprobe::divergence(pr, q, o);
         kl_rs = d.kl_pq.cpu(), kl_sr = d.kl_qp.cpu(), js = d.js.cpu(), h_ref = d.entropy_p.cpu();
         h_stage = d.entropy_q.cpu(), rank = d.rank_shift.cpu(), top1 = d.top1_agree.cpu();
       } else {
-        CachedDivergence d = cached_divergence((*cache)[chunk], q, opt_.temperature);
+        CachedDivergence d = cached_divergence((*cache).at(piece_index), q, opt_.divergence_temperature);
         kl_rs = d.kl_ref_stage, kl_sr = d.kl_stage_ref, js = d.js, h_ref = d.entropy_ref, h_stage = d.entropy_stage;
         rank = d.rank_shift, top1 = d.top1_agree, jsb = d.js_bound.contiguous(), klb = d.kl_ref_stage_bound.contiguous();
       }
+      ++piece_index;
       auto a_klrs = kl_rs.accessor<double, 1>(), a_klsr = kl_sr.accessor<double, 1>(), a_js = js.accessor<double, 1>();
       auto a_hr = h_ref.accessor<double, 1>(), a_hs = h_stage.accessor<double, 1>();
       auto a_rank = rank.accessor<double, 1>(), a_top1 = top1.accessor<double, 1>();
-      int64_t row = 0;
-      for (size_t r = c0; r < c1; ++r) {
-        const size_t i = tf_items_[r];
-        auto it = acc.find(items_[i].cell());
-        if (it == acc.end()) it = acc.emplace(items_[i].cell(), Acc(bins)).first;
-        Acc& a = it->second;
-        a.items += 1;
-        const auto S = static_cast<int64_t>(solution_ids_.at(i).size());
-        for (int64_t j = 0; j < S; ++j, ++row) {
-          a.positions += 1;
-          a.kl_rs += a_klrs[row], a.kl_sr += a_klsr[row], a.js += a_js[row], a.h_ref += a_hr[row];
-          a.h_stage += a_hs[row], a.rank += a_rank[row], a.top1 += a_top1[row];
-          if (jsb.defined()) a.js_bound += jsb.data_ptr<double>()[row], a.kl_bound += klb.data_ptr<double>()[row];
-          const double u = (static_cast<double>(j) + 0.5) / static_cast<double>(S);
-          const auto bin = std::min<int64_t>(bins - 1, static_cast<int64_t>(u * static_cast<double>(bins)));
-          a.pos_counts[static_cast<size_t>(bin)] += 1;
-          if (a_js[row] > tau) {
-            a.above += 1;
-            a.high_counts[static_cast<size_t>(bin)] += 1;
-          }
+      const Scored& sq = seqs[p.seq];
+      auto it = acc.find(items_[sq.item].cell());
+      if (it == acc.end()) it = acc.emplace(items_[sq.item].cell(), Acc(bins)).first;
+      Acc& a = it->second;
+      if (p.j0 == 0) a.items += 1;
+      const int64_t S = sq.len;
+      for (int64_t j = p.j0; j < p.j1; ++j) {
+        const int64_t row = j - p.j0;
+        a.positions += 1;
+        a.kl_rs += a_klrs[row], a.kl_sr += a_klsr[row], a.js += a_js[row], a.h_ref += a_hr[row];
+        a.h_stage += a_hs[row], a.rank += a_rank[row], a.top1 += a_top1[row];
+        if (jsb.defined()) a.js_bound += jsb.data_ptr<double>()[row], a.kl_bound += klb.data_ptr<double>()[row];
+        const double u = (static_cast<double>(j) + 0.5) / static_cast<double>(S);
+        const auto bin = std::min<int64_t>(bins - 1, static_cast<int64_t>(u * static_cast<double>(bins)));
+        a.pos_counts[static_cast<size_t>(bin)] += 1;
+        if (a_js[row] > tau) {
+          a.above += 1;
+          a.high_counts[static_cast<size_t>(bin)] += 1;
         }
       }
-      tick("divergence", stage);
-    }
+    });
     return acc;
   }
 
-  // log p(y_t) of each generated token under `src`, for the generate-mode rows with tokens.
-  std::vector<std::vector<double>> token_logprobs(LogitSource& src, const std::string& name, int64_t vocab,
-                                                  const std::vector<std::vector<int64_t>>& gen_tokens,
-                                                  const std::string& progress_stage) {
-    std::vector<std::vector<double>> out(gen_tokens.size());
-    std::vector<size_t> rows;
-    for (size_t r = 0; r < gen_tokens.size(); ++r)
-      if (!gen_tokens[r].empty()) rows.push_back(r);
-    const auto bs = static_cast<size_t>(opt_.batch_size);
-    int64_t ticks = 0;
-    for (size_t c0 = 0; c0 < rows.size(); c0 += bs) {
-      const size_t c1 = std::min(rows.size(), c0 + bs);
-      std::vector<std::vector<int64_t>> seqs;
-      for (size_t k = c0; k < c1; ++k) {
-        auto s = prompt_ids_[gen_items_[rows[k]]];
-        s.insert(s.end(), gen_tokens[rows[k]].begin(), gen_tokens[rows[k]].end());
-        seqs.push_back(std::move(s));
-      }
-      auto [ids, mask] = pad_batch(seqs, tok_.pad_id(), false);
-      at::Tensor logits = checked_logits(src, ids, mask, name, vocab);
-      const int64_t T = logits.size(1);
-      std::vector<int64_t> flat, targets;
-      for (size_t k = c0; k < c1; ++k) {
-        const auto start = static_cast<int64_t>(prompt_ids_[gen_items_[rows[k]]].size()) - 1;
-        const auto& g = gen_tokens[rows[k]];
-        for (size_t j = 0; j < g.size(); ++j) {
-          flat.push_back(static_cast<int64_t>(k - c0) * T + start + static_cast<int64_t>(j));
-          targets.push_back(g[j]);
-        }
-      }
-      at::Tensor lrows = at::log_softmax(gather_rows(logits, flat).to(at::kDouble) / opt_.temperature, -1);
-      at::Tensor tgt = at::tensor(targets, at::TensorOptions().dtype(at::kLong)).to(lrows.device());
-      at::Tensor lp = lrows.gather(1, tgt.unsqueeze(1)).squeeze(1).cpu();
-      auto a = lp.accessor<double, 1>();
-      int64_t q = 0;
-      for (size_t k = c0; k < c1; ++k)
-        for (size_t j = 0; j < gen_tokens[rows[k]].size(); ++j) out[rows[k]].push_back(a[q++]);
-      tick("sampled", progress_stage);
-      ++ticks;
-    }
-    const int64_t planned = chunks(static_cast<int64_t>(gen_items_.size()));
-    if (planned > ticks) tick("sampled", progress_stage, planned - ticks);
-    return out;
-  }
-
-  void add_sampled(std::map<probes::Cell, Acc>& acc, const std::vector<std::vector<double>>& stage_lp,
-                   const std::vector<std::vector<double>>& ref_lp) {
-    for (size_t r = 0; r < stage_lp.size(); ++r) {
+  void add_sampled(std::map<probes::Cell, Acc>& acc, const std::vector<Scored>& seqs,
+                   const std::vector<std::vector<double>>& stage_lp, const std::vector<std::vector<double>>& ref_lp) {
+    for (size_t r = 0; r < seqs.size(); ++r) {
       if (stage_lp[r].empty()) continue;
-      const auto cell = items_[gen_items_[r]].cell();
+      const auto cell = items_[seqs[r].item].cell();
       auto it = acc.find(cell);
       if (it == acc.end()) it = acc.emplace(cell, Acc(opt_.position_bins)).first;
       double s = 0;
@@ -471,6 +662,7 @@ class Engine {
   std::vector<std::vector<int64_t>> prompt_ids_;
   std::map<size_t, std::vector<int64_t>> solution_ids_;
   std::vector<size_t> gen_items_, ll_items_, tf_items_;
+  std::vector<int64_t> eos_;
   int64_t n_pairs_ = 0;
   int64_t done_ = 0, total_ = 0;
 };
@@ -543,14 +735,20 @@ Report Run::run() {
   }
   Engine eng(items_, *tokenizer_, opt);
   const auto n_stages = static_cast<int64_t>(stages_.size());
-  const bool divergence = opt.divergence && !eng.tf_items().empty();
-  const bool sampled = divergence && opt.sampled_estimator && opt.behaviour && !eng.gen_items().empty();
+  const bool gold = opt.divergence_on == "gold";
+  const bool divergence = opt.divergence && (gold ? !eng.tf_items().empty() : !eng.gen_items().empty());
+  const bool sampled = opt.divergence && opt.sampled_estimator && !eng.gen_items().empty();
+  const bool generate = opt.behaviour || (divergence && !gold) || sampled;
   const auto ref_ckpt = opt.parameters ? open_checkpoint(*ref_stage) : nullptr;
+  const auto n_gen = static_cast<int64_t>(eng.gen_items().size());
+  const int64_t n_div = gold ? static_cast<int64_t>(eng.tf_items().size()) : n_gen;
+  // Progress counts sequences: generated answers, scored options and scored sequences (an upper bound for
+  // answer-based passes, whose empty answers are skipped; the remainder is ticked at the end).
   int64_t total = 0;
-  if (opt.behaviour) total += n_stages * eng.behaviour_units();
-  if (divergence) total += (opt.reference_mode == ReferenceMode::topk_cache ? 1 : 0) * eng.divergence_units() +
-                           (n_stages - 1) * eng.divergence_units();
-  if (sampled) total += 2 * (n_stages - 1) * eng.chunks(static_cast<int64_t>(eng.gen_items().size()));
+  if (generate) total += n_stages * n_gen * opt.n_samples;
+  if (opt.behaviour) total += n_stages * eng.n_pairs();
+  if (divergence) total += (opt.reference_mode == ReferenceMode::topk_cache ? n_div : 0) + (n_stages - 1) * n_div;
+  if (sampled) total += 2 * (n_stages - 1) * n_gen;
   if (ref_ckpt) {
     for (const auto& s : stages_)
       if (&s != ref_stage && (s.checkpoint || !s.checkpoint_path.empty())) ++total;
@@ -566,9 +764,11 @@ Report Run::run() {
   rep.n_items = static_cast<int64_t>(items_.size());
   rep.stages.resize(stages_.size());
   const size_t ref_index = static_cast<size_t>(ref_stage - stages_.data());
-  std::vector<std::vector<std::vector<int64_t>>> gen_tokens(stages_.size());
+  std::vector<std::vector<ItemAnswers>> answers(stages_.size());
+  std::vector<std::vector<Scored>> own(stages_.size());  // each stage's first sample per item, for the estimator
   std::vector<std::vector<std::vector<double>>> stage_lp(stages_.size());
   std::vector<std::map<probes::Cell, Acc>> div_acc(stages_.size());
+  std::vector<Scored> div_seqs;  // gold or reference samples (stage samples: per stage)
   int64_t vocab = 0;
 
   auto vocab_probe = [&](LogitSource& src, const std::string& name) {
@@ -577,6 +777,12 @@ Report Run::run() {
     std::vector<std::vector<int64_t>> one{{tokenizer_->bos_id() >= 0 ? tokenizer_->bos_id() : tokenizer_->pad_id()}};
     auto [ids, mask] = pad_batch(one, tokenizer_->pad_id(), false);
     vocab = checked_logits(src, ids, mask, name).size(2);
+  };
+  auto behave = [&](LogitSource& src, const Stage& st, StageReport& sr, size_t si) {
+    if (!generate) return;
+    Behaviour b = eng.behaviour(src, st.name, vocab, answers[si]);
+    if (opt.behaviour) sr.behaviour = std::move(b);
+    own[si] = eng.answer_sequences(answers[si]);
   };
 
   // 1. The reference: behaviour, and the top-k cache when asked.
@@ -589,9 +795,11 @@ Report Run::run() {
     LogitSource& src = ref.get();
     sr.info.source = src.describe();
     vocab_probe(src, ref_stage->name);
-    if (opt.behaviour) sr.behaviour = eng.behaviour(src, ref_stage->name, vocab, gen_tokens[ref_index]);
+    behave(src, *ref_stage, sr, ref_index);
+    if (divergence && opt.divergence_on != "stage_samples")
+      div_seqs = gold ? eng.gold_sequences() : own[ref_index];
     if (divergence && opt.reference_mode == ReferenceMode::topk_cache) {
-      cache = eng.build_cache(src, ref_stage->name, vocab);
+      cache = eng.build_cache(src, ref_stage->name, vocab, div_seqs);
       ref.release();
     }
     sr.seconds = seconds_since(t0);
@@ -607,15 +815,21 @@ Report Run::run() {
     Holder h{&st, nullptr};
     LogitSource& src = h.get();
     sr.info.source = src.describe();
-    if (opt.behaviour) sr.behaviour = eng.behaviour(src, st.name, vocab, gen_tokens[si]);
+    {  // a one-token probe: a vocabulary that differs from the reference's is an error before any work
+      std::vector<std::vector<int64_t>> one{{tokenizer_->bos_id() >= 0 ? tokenizer_->bos_id() : tokenizer_->pad_id()}};
+      auto [ids, mask] = pad_batch(one, tokenizer_->pad_id(), false);
+      checked_logits(src, ids, mask, st.name, vocab);
+    }
+    behave(src, st, sr, si);
     if (divergence) {
+      const auto& seqs = opt.divergence_on == "stage_samples" ? own[si] : div_seqs;
       if (opt.reference_mode == ReferenceMode::exact) {
-        div_acc[si] = eng.divergence(src, st.name, vocab, &ref.get(), nullptr);
+        div_acc[si] = eng.divergence(src, st.name, vocab, &ref.get(), nullptr, seqs);
       } else {
-        div_acc[si] = eng.divergence(src, st.name, vocab, nullptr, &cache);
+        div_acc[si] = eng.divergence(src, st.name, vocab, nullptr, &cache, seqs);
       }
     }
-    if (sampled) stage_lp[si] = eng.token_logprobs(src, st.name, vocab, gen_tokens[si], st.name);
+    if (sampled) stage_lp[si] = eng.token_logprobs(src, st.name, vocab, own[si], "sampled", st.name);
     h.release();
     if (ref_ckpt) {
       if (auto ck = open_checkpoint(st)) {
@@ -634,13 +848,13 @@ Report Run::run() {
     for (size_t si = 0; si < stages_.size(); ++si) {
       if (si == ref_index) continue;
       const auto t0 = Clock::now();
-      auto ref_lp = eng.token_logprobs(src, ref_stage->name, vocab, gen_tokens[si], stages_[si].name);
-      eng.add_sampled(div_acc[si], stage_lp[si], ref_lp);
+      auto ref_lp = eng.token_logprobs(src, ref_stage->name, vocab, own[si], "sampled", stages_[si].name);
+      eng.add_sampled(div_acc[si], own[si], stage_lp[si], ref_lp);
       rep.stages[si].seconds += seconds_since(t0);
     }
   }
   ref.release();
-  if (divergence)
+  if (divergence || sampled)
     for (size_t si = 0; si < stages_.size(); ++si)
       if (si != ref_index) rep.stages[si].divergence = eng.finish(div_acc[si]);
 

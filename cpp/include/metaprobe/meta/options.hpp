@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <metaprobe/meta/logit_source.hpp>
 #include <metaprobe/params/tensor_stats.hpp>
 #include <metaprobe/probes/prompt.hpp>
 #include <metaprobe/probes/taxonomy.hpp>
@@ -38,15 +39,30 @@ struct RunOptions {
   ChoiceMode choice_mode = ChoiceMode::generate;
   std::string choice_delimiter = " ";        ///< between the prompt and an option in loglikelihood mode
   bool choice_norm = false;                  ///< loglikelihood mode: acc_norm (per-character) instead of acc
-  int64_t max_new_tokens = 48;
+  int64_t max_new_tokens = 512;              ///< long enough not to cut ordinary chat answers
   std::vector<std::string> stop{"\n"};       ///< a completion ends before the first stop string
   double z = 1.959963984540054;              ///< Wilson interval quantile
+  // decoding (independent of the divergence options)
+  bool do_sample = false;                    ///< false: greedy
+  double temperature = 1.0;                  ///< sampling temperature (do_sample only)
+  double top_p = 1.0;                        ///< nucleus mass in (0, 1]
+  int64_t top_k = 0;                         ///< 0: whole vocabulary
+  int64_t n_samples = 1;                     ///< completions per item (per-item mean correctness, pass@k)
+  uint64_t seed = 0;                         ///< sample s of item i draws from the stream seeded (seed, i, s)
+  std::vector<int64_t> eos_ids;              ///< end-of-generation ids; empty: the tokenizer's (all of them)
+  // prompts and answers
+  std::string prompt_format = "template";    ///< "template" (probes templates), "chat_template" or "raw"
+  std::string system_prompt;                 ///< chat_template: an optional system turn
+  std::string think_open = "<think>";        ///< reasoning block tags: the answer is read after think_close;
+  std::string think_close = "</think>";      ///< empty think_open: no reasoning blocks
   // divergence
   bool divergence = true;
   std::string solution_separator = " ";      ///< between the rendered prompt and the reference solution
   ReferenceMode reference_mode = ReferenceMode::exact;
   int64_t cache_k = 32;                      ///< top-k of the reference cache
-  double temperature = 1.0;
+  double divergence_temperature = 1.0;       ///< softmax temperature of every divergence and log-likelihood
+  std::string divergence_on = "reference_samples";  ///< sequences the divergence is measured along:
+                                             ///< "reference_samples" (y ~ π_ref), "stage_samples" or "gold"
   double js_threshold = 0.05;                ///< τ of the JS sparsity fraction, nats
   int64_t position_bins = 10;                ///< bins of the positional profile over t/T in [0, 1)
   bool sampled_estimator = true;             ///< Huan et al.'s estimator on each stage's own answers
@@ -62,10 +78,14 @@ struct RunOptions {
   bool razor_include_reference = true;       ///< the reference enters every arm as its (0, 0) point
   // execution
   int64_t batch_size = 16;                   ///< sequences per forward pass; results do not depend on it
+  int64_t batch_tokens = 16384;              ///< padded tokens per forward pass (rows × longest), at least one row
+  int64_t score_rows = 512;                  ///< positions scored per pass: bounds the logits held to O(score_rows × V)
   RunProgressCallback progress;              ///< optional; the library never prints
 
   /// Throws InvalidArgument naming the first bad field.
   void validate() const;
+  /// The decoding options of generate() requests (eos_ids as given; the run adds the tokenizer's).
+  DecodeOptions decode_options() const;
   /// The cells the derived metrics treat as the training target.
   std::vector<probes::Cell> resolved_target_cells() const;
 };

@@ -27,6 +27,18 @@ struct ItemResult {
   bool correct = false;
   int64_t generated_tokens = 0;        ///< tokens emitted (generate mode)
   std::vector<double> loglikelihoods;  ///< per option (loglikelihood mode)
+  // generate mode, from the first sample (the others count in samples/correct_samples only)
+  std::string finish_reason;           ///< "eos", "stop" or "length" ("" in loglikelihood mode)
+  int64_t think_tokens = 0;            ///< tokens up to the closing think tag (all of them when it never closed)
+  bool think_closed = true;            ///< false: a reasoning block was opened and never closed (no answer)
+  int64_t samples = 1;                 ///< completions drawn (RunOptions::n_samples)
+  int64_t correct_samples = 0;         ///< of which correct; the item's score is correct_samples / samples
+};
+
+/// The unbiased pass@k estimate (Chen et al. 2021) of a stage, averaged over items.
+struct PassAtK {
+  int64_t k = 1;
+  double value = 0;
 };
 
 /// Accuracy of one cell with its Wilson interval.
@@ -40,6 +52,10 @@ struct Behaviour {
   std::vector<CellAccuracy> cells;
   probes::Accuracy overall;
   std::vector<ItemResult> items;
+  std::vector<PassAtK> pass_at_k;      ///< k = 1, 2, 4, … and n_samples (generate-mode items)
+  int64_t prompt_tokens = 0;           ///< prompt tokens of every generate request (× samples)
+  int64_t generated_tokens = 0;        ///< tokens generated over every sample
+  int64_t positions_processed = 0;     ///< token positions the source ran during generation (0: not counted)
 };
 
 /// Divergence of a stage from the reference over one cell's solution tokens (token-weighted means). p is the
