@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <metaprobe/atomic_file.hpp>
 #include <metaprobe/error.hpp>
 #include <metaprobe/probes/generate.hpp>
 #include <metaprobe/probes/jsonl.hpp>
@@ -182,14 +183,7 @@ void add_probes_commands(CLI::App& app) {
       std::cout << text.str();
       return;
     }
-    const std::string tmp = r->out + ".tmp";
-    {
-      std::ofstream f(tmp, std::ios::binary);
-      if (!f) throw IoError("output: cannot open '" + tmp + "' for writing");
-      f << text.str();
-      if (!f) throw IoError("output: error while writing '" + tmp + "'");
-    }
-    if (std::rename(tmp.c_str(), r->out.c_str()) != 0) throw IoError("output: cannot rename '" + tmp + "' to '" + r->out + "'");
+    metaprobe::write_file_atomic(r->out, text.str());
   });
 
   // score

@@ -378,14 +378,14 @@ class TinyLM:
 
     def to_torchscript(self, path: PathLike) -> None:
         """Writes ``torch.jit.script(self.to_torch())`` to ``path`` (for the meta module's TorchScript source)."""
+        import io as _io
+
+        from ._atomic import write_bytes_atomic
+
         scripted = torch.jit.script(self.to_torch())
-        tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
-        try:
-            scripted.save(tmp)
-            os.replace(tmp, os.fspath(path))
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        buffer = _io.BytesIO()
+        torch.jit.save(scripted, buffer)
+        write_bytes_atomic(path, buffer.getvalue())
 
     def as_hf(self) -> "HFCausalLM":
         """A facade with the Hugging Face call convention, sharing this model."""

@@ -28,9 +28,6 @@ _ST_TO_TORCH = {
 if hasattr(torch, "float8_e8m0fnu"):
     _ST_TO_TORCH["F8_E8M0"] = torch.float8_e8m0fnu
 _TORCH_TO_ST = {v: k for k, v in _ST_TO_TORCH.items()}
-# The reference's enum order, which its writer sorts by (descending), then by name.
-_RANK = ["BOOL", "F4", "F6_E2M3", "F6_E3M2", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "F8_E4M3FNUZ",
-         "F8_E5M2FNUZ", "I16", "U16", "F16", "BF16", "I32", "U32", "F32", "C64", "F64", "I64", "U64"]
 
 
 def tiny_read(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -49,21 +46,10 @@ def tiny_read(data: bytes) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
 
 
 def reference_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
-    """What huggingface/safetensors' `serialize` produces (prepare(): sort, pack, pad with spaces)."""
-    items = sorted(tensors.items(), key=lambda kv: (-_RANK.index(_TORCH_TO_ST[kv[1].dtype]), kv[0].encode()))
-    parts, offset, data = [], 0, b""
-    if metadata:
-        parts.append('"__metadata__":' + json.dumps(metadata, separators=(",", ":"), ensure_ascii=False))
-    for name, t in items:
-        raw = t.contiguous().view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
-        parts.append(json.dumps(name, ensure_ascii=False) + ":" + json.dumps(
-            {"dtype": _TORCH_TO_ST[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(raw)]},
-            separators=(",", ":")))
-        offset += len(raw)
-        data += raw
-    header = ("{" + ",".join(parts) + "}").encode()
-    header += b" " * ((8 - len(header) % 8) % 8)
-    return struct.pack("<Q", len(header)) + header + data
+    """What the reference implementation writes: huggingface's `safetensors.torch.save` itself."""
+    import safetensors.torch
+
+    return safetensors.torch.save(tensors, metadata=metadata)
 
 
 def raw_file(header: str | bytes, data: bytes = b"") -> bytes:

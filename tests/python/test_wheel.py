@@ -47,9 +47,10 @@ def test_wheel_installs_into_a_clean_venv(tmp_path):
     py = venv / "bin" / "python"
     site = Path(subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
-    (site / "zz_first_venv_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    # Install first: with the .pth in place pip would see the first venv's metaprobe and skip the wheel.
     subprocess.run([str(py), "-m", "pip", "install", "--no-index", "--no-deps", "--quiet", str(wheels[0])],
                    check=True, env=env)
+    (site / "zz_first_venv_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     out = subprocess.run([str(py), "-c", SMOKE], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "SMOKE-OK" in out.stdout

@@ -1,8 +1,6 @@
 // JSON and CSV renderings of params results (nlohmann_json stays out of the public headers).
 #include <metaprobe/params/report.hpp>
 
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cmath>
@@ -12,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <metaprobe/atomic_file.hpp>
 #include <metaprobe/error.hpp>
 
 #include "common/format.hpp"
@@ -261,31 +260,7 @@ std::string description_csv(const std::vector<TensorDescription>& rows) {
 
 void write_text_atomic(const std::string& path, const std::string& text) {
   if (path.empty()) throw InvalidArgument("path: empty, expected a file path");
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw IoError("path: cannot create '" + tmp + "': " + std::strerror(errno));
-  size_t off = 0;
-  while (off < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + off, text.size() - off);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      const int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw IoError("path: cannot write '" + tmp + "': " + std::strerror(err));
-    }
-    off += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw IoError("path: cannot flush '" + tmp + "': " + std::strerror(err));
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw IoError("path: cannot rename '" + tmp + "' to '" + path + "': " + std::strerror(err));
-  }
+  metaprobe::write_file_atomic(path, text);  // the library's one writer: umask-respecting mode, fsync, rename
 }
 
 }  // namespace metaprobe::params
