@@ -22,6 +22,22 @@ namespace metaprobe::cli {
 namespace {
 
 using namespace metaprobe::probes;
+
+// CLI11 converts "-1" to 2^64 - 1 and saturates values past 2^64 - 1, so two different seeds would silently give
+// one suite: check the text before it is converted.
+CLI::Validator seed_text() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        const std::string max = "18446744073709551615";
+        const bool digits = !text.empty() && text.find_first_not_of("0123456789") == std::string::npos;
+        const std::string trimmed = digits ? text.substr(std::min(text.find_first_not_of('0'), text.size() - 1)) : text;
+        if (!digits || trimmed.size() > max.size() || (trimmed.size() == max.size() && trimmed > max))
+          return "got '" + text + "', expected an integer from 0 to " + max;
+        text = trimmed;  // CLI11 would read a leading 0 as octal
+        return "";
+      },
+      "UINT64");
+}
 using json = nlohmann::json;
 
 std::vector<std::string> split_csv(const std::string& text) {
@@ -118,7 +134,7 @@ void add_probes_commands(CLI::App& app) {
   auto g = std::make_shared<GenOpts>();
   CLI::App* gen = probes->add_subcommand("generate", "generate a probe suite as JSONL");
   gen->add_option("--n-per-cell", g->n_per_cell, "items per (skill, domain) cell")->capture_default_str();
-  gen->add_option("--seed", g->seed, "suite seed")->capture_default_str();
+  gen->add_option("--seed", g->seed, "suite seed")->transform(seed_text())->capture_default_str();
   gen->add_option("--skills", g->skills, "comma-separated skills or 'all'")->capture_default_str();
   gen->add_option("--domains", g->domains, "comma-separated domains or 'all'")->capture_default_str();
   gen->add_option("--difficulties", g->difficulties, "comma-separated difficulties in 1..5")->capture_default_str();
@@ -168,7 +184,7 @@ void add_probes_commands(CLI::App& app) {
   ren->add_option("probes", r->probes, "probe JSONL")->required();
   ren->add_option("--template", r->template_name, "plain, chat or few_shot")->capture_default_str();
   ren->add_option("-k", r->k, "few-shot examples")->capture_default_str();
-  ren->add_option("--seed", r->seed, "few-shot example draw")->capture_default_str();
+  ren->add_option("--seed", r->seed, "few-shot example draw")->transform(seed_text())->capture_default_str();
   ren->add_option("-o,--output", r->out, "output JSONL path (default: stdout)");
   ren->callback([r] {
     const auto items = read_jsonl(r->probes);
