@@ -65,20 +65,6 @@ bool advance(Completion& c, int64_t token, double logprob, int64_t limit, const 
 
 }  // namespace
 
-void DecodeOptions::validate() const {
-  auto bad = [](const std::string& field, const std::string& value, const std::string& expected) {
-    throw InvalidArgument("generation." + field + " is " + value + ", expected " + expected);
-  };
-  if (!(std::isfinite(temperature) && temperature > 0)) bad("temperature", std::to_string(temperature), "a finite value > 0");
-  if (!(top_p > 0 && top_p <= 1)) bad("top_p", std::to_string(top_p), "a value in (0, 1]");
-  if (top_k < 0) bad("top_k", std::to_string(top_k), ">= 0 (0 = whole vocabulary)");
-  if (max_new_tokens < 1) bad("max_new_tokens", std::to_string(max_new_tokens), ">= 1");
-  for (const auto& s : stop)
-    if (s.empty()) bad("stop", "a list with an empty string", "non-empty stop strings");
-  for (int64_t e : eos_ids)
-    if (e < 0) bad("eos_ids", "a list with " + std::to_string(e), "ids >= 0");
-}
-
 double uniform01(uint64_t seed, int64_t step) {
   const uint64_t x = splitmix64(seed ^ splitmix64(static_cast<uint64_t>(step) + 0x632BE59BD9B4E019ULL));
   return static_cast<double>(x >> 11) * (1.0 / 9007199254740992.0);

@@ -84,6 +84,21 @@ void RunOptions::validate() const {
     bad("prompt.template_name", "'" + p.template_name + "'", "one of plain, chat, few_shot");
 }
 
+// Here rather than in logit_source.cpp so that the run-config parser links without ATen (tests/fuzz).
+void DecodeOptions::validate() const {
+  auto bad = [](const std::string& field, const std::string& value, const std::string& expected) {
+    throw InvalidArgument("generation." + field + " is " + value + ", expected " + expected);
+  };
+  if (!(std::isfinite(temperature) && temperature > 0)) bad("temperature", std::to_string(temperature), "a finite value > 0");
+  if (!(top_p > 0 && top_p <= 1)) bad("top_p", std::to_string(top_p), "a value in (0, 1]");
+  if (top_k < 0) bad("top_k", std::to_string(top_k), ">= 0 (0 = whole vocabulary)");
+  if (max_new_tokens < 1) bad("max_new_tokens", std::to_string(max_new_tokens), ">= 1");
+  for (const auto& s : stop)
+    if (s.empty()) bad("stop", "a list with an empty string", "non-empty stop strings");
+  for (int64_t e : eos_ids)
+    if (e < 0) bad("eos_ids", "a list with " + std::to_string(e), "ids >= 0");
+}
+
 DecodeOptions RunOptions::decode_options() const {
   DecodeOptions d;
   d.do_sample = do_sample;
