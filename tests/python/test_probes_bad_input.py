@@ -58,33 +58,34 @@ def test_render_bounds_few_shot_k():
     assert probes.render(item, template="few_shot", k=64).count("Question:") == 65
 
 
-@pytest.mark.parametrize("seed", ["-1", "18446744073709551616", "1e3", ""])
-def test_cli_rejects_seeds_that_would_wrap(seed, tmp_path):
-    # CLI11 alone turns -1 into 2**64 - 1 and saturates 2**64: two seeds, one suite, exit 0.
-    import subprocess
-
+@pytest.fixture
+def cli():
     from cli_path import metaprobe_cli
 
-    cli = metaprobe_cli()
-    if cli is None:
+    path = metaprobe_cli()
+    if path is None:
         pytest.skip("the C++ metaprobe tool is not built")
-    out = subprocess.run([str(cli), "probes", "generate", "--n-per-cell", "1", "--seed", seed, "-o",
-                          str(tmp_path / "s.jsonl")], capture_output=True, text=True)
+    return str(path)
+
+
+def _generate(cli, seed, out):
+    import subprocess
+
+    return subprocess.run([cli, "probes", "generate", "--n-per-cell", "1", "--seed", seed, "-o", str(out)],
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("seed", ["-1", "18446744073709551616", "1e3", ""])
+def test_cli_rejects_seeds_that_would_wrap(seed, cli, tmp_path):
+    # CLI11 alone turns -1 into 2**64 - 1 and saturates 2**64: two seeds, one suite, exit 0.
+    out = _generate(cli, seed, tmp_path / "s.jsonl")
     assert out.returncode != 0
     assert f"--seed: got '{seed}', expected an integer from 0 to 18446744073709551615" in out.stderr
     assert not (tmp_path / "s.jsonl").exists()
 
 
-def test_cli_accepts_the_largest_seed(tmp_path):
-    import subprocess
-
-    from cli_path import metaprobe_cli
-
-    cli = metaprobe_cli()
-    if cli is None:
-        pytest.skip("the C++ metaprobe tool is not built")
+def test_cli_accepts_the_largest_seed(cli, tmp_path):
     for seed in ("18446744073709551615", "0018446744073709551615"):
-        out = subprocess.run([str(cli), "probes", "generate", "--n-per-cell", "1", "--seed", seed, "-o",
-                              str(tmp_path / f"{seed}.jsonl")], capture_output=True, text=True)
+        out = _generate(cli, seed, tmp_path / f"{seed}.jsonl")
         assert out.returncode == 0, out.stderr
     assert (tmp_path / "18446744073709551615.jsonl").read_text() == (tmp_path / "0018446744073709551615.jsonl").read_text()
