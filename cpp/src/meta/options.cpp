@@ -7,6 +7,8 @@
 
 #include <metaprobe/error.hpp>
 
+#include "common/json_read.hpp"
+
 namespace metaprobe::meta {
 namespace {
 
@@ -181,24 +183,23 @@ RunOptions options_from_json(const nlohmann::json& j) {
   for (auto it = j.begin(); it != j.end(); ++it)
     if (!known.count(it.key()))
       throw InvalidArgument("options: unknown key '" + it.key() + "', expected one of the RunOptions fields (docs/meta.md)");
-  auto get = [&](const char* key, auto& field) {
-    if (!j.contains(key)) return;
-    try {
-      j.at(key).get_to(field);
-    } catch (const nlohmann::json::exception&) {
-      throw InvalidArgument(std::string("options.") + key + ": got " + j.at(key).dump() +
-                            ", expected a value of the documented type (docs/meta.md)");
-    }
+  // One message for every field of the wrong kind or out of its type's range (a negative or fractional seed).
+  auto read = [](const nlohmann::json& obj, const std::string& where, const char* key, auto& field) {
+    if (!obj.contains(key)) return;
+    if (!detail::read_json(obj.at(key), field))
+      throw InvalidArgument(where + key + ": got " + obj.at(key).dump() +
+                            ", expected a value of the documented type and range (docs/meta.md)");
   };
+  auto get = [&](const char* key, auto& field) { read(j, "options.", key, field); };
   try {
     get("reference", o.reference);
     get("behaviour", o.behaviour);
     if (j.contains("prompt")) {
       const auto& p = j.at("prompt");
       if (!p.is_object()) throw InvalidArgument("options.prompt: got " + p.dump() + ", expected an object {template, k, seed}");
-      if (p.contains("template")) o.prompt.template_name = p.at("template").get<std::string>();
-      if (p.contains("k")) o.prompt.k = p.at("k").get<int>();
-      if (p.contains("seed")) o.prompt.seed = p.at("seed").get<uint64_t>();
+      read(p, "options.prompt.", "template", o.prompt.template_name);
+      read(p, "options.prompt.", "k", o.prompt.k);
+      read(p, "options.prompt.", "seed", o.prompt.seed);
     }
     if (j.contains("choice_mode")) o.choice_mode = parse_choice_mode(j.at("choice_mode").get<std::string>());
     get("choice_delimiter", o.choice_delimiter);

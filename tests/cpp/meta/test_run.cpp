@@ -318,6 +318,21 @@ TEST_CASE("bad input is rejected with a message naming it", "[meta][errors]") {
     REQUIRE_THROWS_WITH(options_from_json({{"bogus", 1}}), Contains("unknown key 'bogus'"));
     REQUIRE_THROWS_WITH(options_from_json({{"reference_mode", "fast"}}), Contains("'fast' is not a reference mode"));
     REQUIRE_THROWS_WITH(options_from_json({{"razor_metric", "x"}}), Contains("razor_metric is 'x'"));
+    // Numbers of the wrong kind or out of range are rejected, not truncated or wrapped (fuzzer finding).
+    REQUIRE_THROWS_WITH(options_from_json(nlohmann::json::parse(R"({"seed": -20.5})")),
+                        Contains("options.seed: got -20.5, expected a value of the documented type and range"));
+    REQUIRE_THROWS_WITH(options_from_json(nlohmann::json::parse(R"({"seed": -1})")), Contains("options.seed: got -1"));
+    REQUIRE_THROWS_WITH(options_from_json(nlohmann::json::parse(R"({"max_new_tokens": 2.5})")),
+                        Contains("options.max_new_tokens: got 2.5"));
+    REQUIRE_THROWS_WITH(options_from_json(nlohmann::json::parse(R"({"prompt": {"k": 1e30}})")),
+                        Contains("options.prompt.k: got 1e+30"));
+    REQUIRE_THROWS_WITH(options_from_json(nlohmann::json::parse(R"({"prompt": {"k": 4294967296}})")),
+                        Contains("options.prompt.k: got 4294967296"));
+    REQUIRE_THROWS_WITH(options_from_json(nlohmann::json::parse(R"({"eos_ids": [1, 2.5]})")),
+                        Contains("options.eos_ids: got [1,2.5]"));
+    REQUIRE_THROWS_WITH(options_from_json(nlohmann::json::parse(R"({"do_sample": 1})")), Contains("options.do_sample: got 1"));
+    REQUIRE(options_from_json(nlohmann::json::parse(R"({"seed": 18446744073709551615})")).seed == UINT64_MAX);
+    REQUIRE(options_from_json(nlohmann::json::parse(R"({"temperature": 2})")).temperature == 2.0);
     REQUIRE_THROWS_AS(Run({}, tok, {}), InvalidArgument);
   }
   SECTION("a stage whose vocabulary differs from the reference's") {
