@@ -1,12 +1,15 @@
 // metaprobe._core.meta: the meta-probing run. Python callables become C++ logit sources, loaders and tokenizer
 // functions that take the GIL only while they run; the run itself releases it.
 #include <memory>
+#include <optional>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 
 #include <metaprobe/error.hpp>
 #include <metaprobe/io/tensor_source.hpp>
 #include <metaprobe/lm/transformer.hpp>
+#include <metaprobe/meta/answer.hpp>
 #include <metaprobe/meta/run.hpp>
 #include <metaprobe/probes/jsonl.hpp>
 
@@ -128,6 +131,16 @@ std::shared_ptr<LogitSource> stage_source(const py::dict& spec, const std::strin
   return nullptr;
 }
 
+// (item_id, sample, text, token ids or None, finish_reason, origin) per answer, as metaprobe.responses
+// Responses._rows() gives them (the types are checked there).
+std::vector<Response> responses_from_rows(const py::handle& rows) {
+  using Row = std::tuple<std::string, int64_t, std::string, std::optional<std::vector<int64_t>>, std::string, std::string>;
+  std::vector<Response> rs;
+  for (const auto& row : rows.cast<std::vector<Row>>())
+    rs.push_back({std::get<0>(row), std::get<1>(row), std::get<2>(row), std::get<3>(row), std::get<4>(row), std::get<5>(row)});
+  return rs;
+}
+
 Stage make_stage(const py::dict& spec) {
   Stage s;
   s.name = spec["name"].cast<std::string>();
@@ -150,6 +163,7 @@ Stage make_stage(const py::dict& spec) {
   if (spec.contains("state_dict") && !spec["state_dict"].is_none())
     s.checkpoint = std::make_shared<io::MemorySource>(
         spec["state_dict"].cast<std::vector<std::pair<std::string, at::Tensor>>>());
+  if (spec.contains("responses") && !spec["responses"].is_none()) s.responses = responses_from_rows(spec["responses"]);
   return s;
 }
 
@@ -235,6 +249,28 @@ void bind_meta(py::module_& m) {
   mm.def(
       "check_options", [](const std::string& text) { return options_to_json(options_from_json(nlohmann::json::parse(text))).dump(); },
       py::arg("options_json"), "Validates options JSON (InvalidArgumentError naming the field) and returns it completed.");
+  mm.def(
+      "check_stage_responses",
+      [](const std::string& items_jsonl, const std::string& options_json, const std::string& name, const py::list& rows) {
+        Run run(probes::parse_jsonl(items_jsonl, "probes"), std::make_shared<CharTokenizerAdapter>(),
+                options_from_json(nlohmann::json::parse(options_json)));
+        Stage s;
+        s.name = name;
+        s.responses = responses_from_rows(rows);
+        run.add_stage(std::move(s));
+      },
+      py::arg("items_jsonl"), py::arg("options_json"), py::arg("name"), py::arg("rows"),
+      "Checks a stage's responses as Run::add_stage does (InvalidArgumentError naming the entry).");
+  py::class_<AnswerText>(mm, "AnswerText", "What reading a completion gives (metaprobe.meta.read_answer).")
+      .def_readonly("output", &AnswerText::output, "the completion cut at the first stop string")
+      .def_readonly("answer", &AnswerText::answer, "the text scored: after the closing think tag")
+      .def_readonly("closed", &AnswerText::closed, "False: a reasoning block never closed (no answer)")
+      .def_readonly("think_end", &AnswerText::think_end, "bytes of output up to the end of the closing tag")
+      .def("__repr__", [](const AnswerText& a) {
+        return "AnswerText(answer=" + std::string(py::repr(py::str(a.answer))) + ", closed=" + (a.closed ? "True" : "False") + ")";
+      });
+  mm.def("read_answer", &read_answer, py::arg("text"), py::arg("stop"), py::arg("think_open"), py::arg("think_close"),
+         "Reads the answer out of a completion as the run does (stop strings, reasoning blocks).");
   mm.attr("SCHEMA") = kReportSchema;
   mm.attr("SCHEMA_VERSION") = kReportSchemaVersion;
 }

@@ -173,6 +173,14 @@ void add_probes_commands(CLI::App& app) {
     }
   });
 
+  // export-lm-eval: the tasks' hooks are Python (metaprobe.lm_eval_tasks), so the Python CLI serves it.
+  CLI::App* lme = probes->add_subcommand("export-lm-eval", "write the suite as lm-evaluation-harness tasks (Python CLI)");
+  lme->allow_extras();
+  lme->callback([] {
+    throw InvalidArgument("probes export-lm-eval is served by the Python CLI: run `metaprobe probes export-lm-eval "
+                          "SUITE DIR` from the installed package (or `python -m metaprobe probes export-lm-eval ...`)");
+  });
+
   // render
   struct RenderOpts {
     std::string probes, out, template_name = "chat";

@@ -23,6 +23,7 @@ from . import lm  # noqa: E402  (tiny character-level LMs: tokenizer, model, gen
 from . import params  # noqa: E402  (parameter statistics; pandas/tqdm imported lazily inside)
 from . import adapters, meta, report, plot  # noqa: E402  (meta-probing run; pandas/matplotlib/tqdm lazy)
 from . import stats  # noqa: E402  (paired differences between stages: bootstrap intervals, permutation p)
+from . import responses  # noqa: E402  (answers from vLLM, lm-evaluation-harness or JSONL for add_stage)
 from .meta import MetaOptions, MetaProbe  # noqa: E402
 from .report import Report  # noqa: E402
 from . import demo  # noqa: E402  (the end-to-end SFT-vs-RL study of `metaprobe demo`; pandas/tqdm lazy)

@@ -1,9 +1,10 @@
 """The ``metaprobe`` command line (Python side).
 
 ``metaprobe demo [--out runs/demo] [--fast] [--seed N] [--threads N]`` runs the end-to-end study of
-:mod:`metaprobe.demo`. Every other subcommand (``probes``, ``run``, ``divergence``, …) belongs to the C++
-``metaprobe`` binary bundled with the package at ``metaprobe/bin/metaprobe``; it is executed with the same
-arguments.
+:mod:`metaprobe.demo`; ``metaprobe probes export-lm-eval SUITE DIR [--options OPTIONS.json]`` writes the suite
+as lm-evaluation-harness tasks (:mod:`metaprobe.lm_eval_tasks`). Every other subcommand (``probes``, ``run``,
+``divergence``, …) belongs to the C++ ``metaprobe`` binary bundled with the package at
+``metaprobe/bin/metaprobe``; it is executed with the same arguments.
 """
 from __future__ import annotations
 
@@ -75,9 +76,53 @@ def _demo(argv: Sequence[str]) -> int:
     return 0
 
 
+def _export_lm_eval(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="metaprobe probes export-lm-eval",
+        description="Write a probe suite as lm-evaluation-harness tasks (one per cell plus the group 'metaprobe'), "
+                    "scored by metaprobe's own reading and checking.")
+    p.add_argument("suite", help="the probe suite (JSONL)")
+    p.add_argument("directory", help="output folder (created; files there are replaced)")
+    p.add_argument("--options", default=None,
+                   help="a JSON object of MetaOptions fields (prompt_format, prompt_template, stop, max_new_tokens, "
+                        "n_samples, think_open, think_close, choice_mode, ...) the tasks reproduce")
+    args = p.parse_args(list(argv))
+    from . import lm_eval_tasks
+    from ._core import MetaprobeError
+    from .meta import MetaOptions
+
+    prog = "metaprobe probes export-lm-eval"
+    try:
+        fields = {}
+        if args.options is not None:
+            try:
+                with open(args.options, encoding="utf-8") as f:
+                    fields = json.load(f)
+            except (OSError, ValueError) as exc:
+                print(f"{prog}: --options '{args.options}': {exc}", file=sys.stderr)
+                return 1
+            if not isinstance(fields, dict):
+                print(f"{prog}: --options '{args.options}' holds JSON {type(fields).__name__}, expected an object",
+                      file=sys.stderr)
+                return 1
+        try:
+            options = MetaOptions(**fields)
+        except TypeError as exc:
+            print(f"{prog}: --options '{args.options}': {exc}", file=sys.stderr)
+            return 1
+        names = lm_eval_tasks.export(args.suite, args.directory, options)
+    except MetaprobeError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {len(names) - 1} tasks and the group '{names[-1]}' to {args.directory}; run them with "
+          f"lm_eval --include_path {args.directory} --tasks {names[-1]} --log_samples ...", file=sys.stderr)
+    return 0
+
+
 def _usage() -> str:
     return ("usage: metaprobe <command> [args]\n"
             "  demo      run the end-to-end SFT-vs-RL meta-probing study (metaprobe demo --help)\n"
+            "  probes export-lm-eval SUITE DIR   the suite as lm-evaluation-harness tasks\n"
             "  other commands (probes, run, ...) are served by the bundled C++ binary")
 
 
@@ -89,6 +134,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0 if args else 2
     if args[0] in PYTHON_COMMANDS:
         return _demo(args[1:])
+    if args[:2] == ["probes", "export-lm-eval"]:
+        return _export_lm_eval(args[2:])
     binary = bundled_binary()
     if binary is None:
         print(f"metaprobe: '{args[0]}' is a command of the C++ metaprobe binary, which this installation does not "

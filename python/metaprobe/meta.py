@@ -26,7 +26,7 @@ from . import _core
 from ._core import InvalidArgumentError, IoError
 from .backends import HFBackend, HFTokenizer, as_logit_source
 
-__all__ = ["MetaOptions", "MetaProbe", "default_options"]
+__all__ = ["MetaOptions", "MetaProbe", "default_options", "read_answer"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -90,6 +90,15 @@ class MetaOptions:
         d["target_cells"] = [d["target_cells"]] if isinstance(d["target_cells"], str) else list(d["target_cells"])
         d["reference"] = reference
         return json.dumps(d)
+
+
+def read_answer(text: str, options: Optional[MetaOptions] = None) -> "_core.meta.AnswerText":
+    """Reads the answer out of a completion exactly as the run does: cut at the first stop string, and after the
+    closing think tag when a reasoning block is present (``.answer``; ``.closed`` is False when the block never
+    closed, and then nothing is scored). Uses ``options``' ``stop``, ``think_open`` and ``think_close``."""
+    o = options if options is not None else MetaOptions()
+    stop = [o.stop] if isinstance(o.stop, str) else list(o.stop)
+    return _core.meta.read_answer(text, stop, o.think_open, o.think_close)
 
 
 def default_options() -> dict:
@@ -173,7 +182,7 @@ class MetaProbe:
     def add_stage(self, name: str, arm: str = "base", step: int = 0, source: Any = None, *,
                   loader: Optional[Callable[[], Any]] = None, checkpoint: Any = None,
                   torchscript: Optional[PathLike] = None, weights: Optional[PathLike] = None,
-                  tokenizer: Any = None) -> "MetaProbe":
+                  tokenizer: Any = None, responses: Any = None) -> "MetaProbe":
         """Adds a stage.
 
         Args:
@@ -188,13 +197,18 @@ class MetaProbe:
                 ``state_dict()``); compared with the reference's by :mod:`metaprobe.params`.
             torchscript / weights: instead of ``source``, a TorchScript file whose ``forward(ids, mask)`` returns
                 logits, optionally with its parameters replaced from a safetensors file.
+            responses: the stage's answers from another engine (:mod:`metaprobe.responses`: ``from_jsonl``,
+                ``from_vllm``, ``from_lm_eval``, or a JSONL path): scored instead of generating, one per sample of
+                every generate-mode item. With a model beside them, divergence and the sampled-token estimator run
+                along them as along generated answers; without one the stage gets behaviour (and parameters) only.
         """
         if any(s["name"] == name for s in self._stages):
             raise InvalidArgumentError(f"add_stage: a stage named '{name}' already exists")
         given = [x is not None for x in (source, loader, torchscript)]
-        if sum(given) != 1:
+        if sum(given) > 1 or (sum(given) == 0 and responses is None):
             raise InvalidArgumentError(
-                f"add_stage: stage '{name}' needs exactly one of source, loader or torchscript, got {sum(given)}")
+                f"add_stage: stage '{name}' needs exactly one of source, loader or torchscript (or responses alone), "
+                f"got {sum(given)}")
         from .lm import TinyLM
 
         spec: dict[str, Any] = {"name": str(name), "arm": str(arm), "step": int(step)}
@@ -224,6 +238,11 @@ class MetaProbe:
             spec["torchscript"] = os.fspath(torchscript)
             if weights is not None:
                 spec["weights"] = os.fspath(weights)
+        if responses is not None:
+            from .responses import as_responses
+
+            spec["responses"] = as_responses(responses, f"stage '{name}' responses")._rows()
+            self._check_responses(str(name), spec["responses"])
         if checkpoint is not None:
             if isinstance(checkpoint, (str, os.PathLike)):
                 spec["checkpoint"] = os.fspath(checkpoint)
@@ -231,6 +250,11 @@ class MetaProbe:
                 spec["state_dict"] = _state_items(checkpoint, name)
         self._stages.append(spec)
         return self
+
+    def _check_responses(self, name: str, rows: list[tuple]) -> None:
+        # The C++ Run checks the same when the run starts; checking here too fails add_stage itself, with nothing
+        # added. One C++ rule: a throwaway Run with this stage alone.
+        _core.meta.check_stage_responses(self._items_jsonl, self.options.to_json(self.reference), name, rows)
 
     def _tokenizer(self) -> Any:
         tok = self.tokenizer

@@ -20,6 +20,8 @@ from ._atomic import write_bytes_atomic
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .responses import Responses
+
 __all__ = ["Report", "SCHEMA", "SCHEMA_VERSION"]
 
 SCHEMA: str = _core.meta.SCHEMA
@@ -260,6 +262,26 @@ class Report:
                              "generated_tokens": it["generated_tokens"]})
         return pd.DataFrame(rows, columns=["stage", "arm", "step", "id", "skill", "domain", "mode", "output",
                                            "extracted", "correct", "generated_tokens"])
+
+    def responses(self, stage: str) -> "Responses":
+        """Every sample's raw answer of one stage (generate-mode items) as :class:`metaprobe.responses.Responses`,
+        ready for ``add_stage(..., responses=...)``: token ids, text and finish reason as the run recorded them."""
+        from .responses import Response, Responses
+
+        s = self.stage(stage)
+        return Responses([Response(item_id=r["item_id"], sample=r["sample"], text=r["text"],
+                                   token_ids=None if r.get("tokens") is None else tuple(r["tokens"]),
+                                   finish_reason=r["finish_reason"] or None, stage=stage)
+                          for r in s.get("responses", [])], source=f"report:{stage}")
+
+    def export_responses(self, path: PathLike, stages: Optional[Iterable[str]] = None) -> None:
+        """Writes the stages' answers (default: every stage) to one JSONL file in the :mod:`metaprobe.responses`
+        schema, each line naming its ``stage``; read one back with ``responses.from_jsonl(path, stage=...)``.
+        Written whole or not at all."""
+        from .responses import to_jsonl
+
+        names = self.stage_names if stages is None else [stages] if isinstance(stages, str) else list(stages)
+        to_jsonl([r for name in names for r in self.responses(name)], path)
 
     @property
     def summary(self) -> "pd.DataFrame":

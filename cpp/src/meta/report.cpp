@@ -111,7 +111,26 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StageDerived, cells, drift_l1, drift_l2, coll
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ArmRazor, arm, metric, stages, steps, divergence, accuracy_change, pearson, spearman)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ArmDifference, a, b, metric, unit, mean_a, mean_b, diff, lo, hi, p_value,
                                    confidence, n_units, n_seeds, n_boot, n_perm, seed)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StageInfo, name, arm, source, checkpoint, step, is_reference)
+// `responses` came later than schema version 1: older reports read as generated.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StageInfo, name, arm, source, checkpoint, step, is_reference, responses)
+
+void to_json(nlohmann::json& j, const Response& r) {
+  j = {{"item_id", r.item_id}, {"sample", r.sample}, {"text", r.text}, {"finish_reason", r.finish_reason}};
+  if (r.tokens) j["tokens"] = *r.tokens;
+}
+
+void from_json(const nlohmann::json& j, Response& r) {
+  j.at("item_id").get_to(r.item_id);
+  j.at("sample").get_to(r.sample);
+  j.at("text").get_to(r.text);
+  j.at("finish_reason").get_to(r.finish_reason);
+  if (j.contains("tokens")) {
+    r.tokens.emplace();
+    j.at("tokens").get_to(*r.tokens);
+  } else {
+    r.tokens.reset();
+  }
+}
 
 namespace {
 
@@ -136,6 +155,7 @@ void nulls_to_nan(nlohmann::json& j) {
   if (j.is_object()) {
     for (auto it = j.begin(); it != j.end(); ++it) {
       const std::string& k = it.key();
+      if (k == "responses") continue;  // text and token ids: no numeric field to restore
       if (k == "behaviour" || k == "divergence" || k == "params" || k == "derived") {
         if (!it->is_null()) nulls_to_nan(*it);
         continue;
@@ -171,6 +191,7 @@ nlohmann::json to_json(const Report& r) {
     put_optional(js, "divergence", s.divergence);
     put_optional(js, "params", s.params);
     put_optional(js, "derived", s.derived);
+    js["responses"] = s.responses;
     stages.push_back(std::move(js));
   }
   return {{"schema", r.schema},
@@ -219,6 +240,7 @@ Report report_from_json(const nlohmann::json& input) {
       get_optional(js, "divergence", s.divergence);
       get_optional(js, "params", s.params);
       get_optional(js, "derived", s.derived);
+      if (js.contains("responses")) js.at("responses").get_to(s.responses);  // absent in older reports
       r.stages.push_back(std::move(s));
     }
     j.at("razor").get_to(r.razor);

@@ -14,6 +14,7 @@
 #include <metaprobe/divergence/divergence.hpp>
 #include <metaprobe/error.hpp>
 #include <metaprobe/io/checkpoint.hpp>
+#include <metaprobe/meta/answer.hpp>
 #include <metaprobe/meta/cache.hpp>
 #include <metaprobe/params/compare.hpp>
 #include <metaprobe/probes/prompt.hpp>
@@ -170,6 +171,13 @@ struct Piece {
 // What the source produced for one piece: rows [j1 − j0, V] of each source, in the pass's order.
 using PieceFn = std::function<void(const Piece&, const std::vector<at::Tensor>&)>;
 
+// Multiple-choice items are scored by option log-likelihood in that mode; every other item generates.
+bool scored_by_loglikelihood(const probes::Item& it, const RunOptions& opt) {
+  return opt.choice_mode == ChoiceMode::loglikelihood && it.answer_type == probes::AnswerType::choice && !it.choices.empty();
+}
+
+bool has_model(const Stage& s) { return s.source || s.loader; }
+
 // The generate result of one item: one completion per sample.
 struct ItemAnswers {
   std::vector<Completion> samples;
@@ -199,9 +207,12 @@ class Engine {
       if (p.empty())
         throw InvalidArgument("item '" + it.id + "': the prompt encodes to no tokens, expected at least one");
       prompt_ids_.push_back(std::move(p));
-      const bool ll = opt_.choice_mode == ChoiceMode::loglikelihood && it.answer_type == probes::AnswerType::choice &&
-                      !it.choices.empty();
-      (ll ? ll_items_ : gen_items_).push_back(i);
+      if (scored_by_loglikelihood(it, opt_)) {
+        ll_items_.push_back(i);
+      } else {
+        gen_row_[it.id] = gen_items_.size();
+        gen_items_.push_back(i);
+      }
       if (!it.reference_solution.empty()) {
         tf_items_.push_back(i);
         solution_ids_[i] = tok_.encode(continuation(it.reference_solution));
@@ -391,38 +402,20 @@ class Engine {
     return out;
   }
 
-  // Reads the answer of a completion: the text (cut at the first stop string) after the closing think tag.
+  // Reads the answer of a completion (meta/answer.hpp) and counts the tokens of its reasoning block.
   struct Read {
     std::string output, answer;
     int64_t think_tokens = 0;
     bool closed = true;
   };
   Read read(const Completion& c) const {
-    Read r;
-    r.output = tok_.decode(c.tokens);
-    size_t cut = std::string::npos;
-    for (const auto& s : opt_.stop) cut = std::min(cut, r.output.find(s));
-    // A stop string inside an open reasoning block does not end the answer's search: cut after the block.
-    if (!opt_.think_open.empty()) {
-      const size_t open = r.output.find(opt_.think_open);
-      const size_t close = r.output.find(opt_.think_close, open == std::string::npos ? 0 : open + opt_.think_open.size());
-      if (close != std::string::npos) {
-        const size_t end = close + opt_.think_close.size();
-        size_t stop_after = std::string::npos;
-        for (const auto& s : opt_.stop) stop_after = std::min(stop_after, r.output.find(s, end));
-        r.answer = r.output.substr(end, stop_after == std::string::npos ? std::string::npos : stop_after - end);
-        r.think_tokens = static_cast<int64_t>(tok_.encode(r.output.substr(0, end)).size());
-        if (stop_after != std::string::npos) r.output.resize(stop_after);
-        return r;
-      }
-      if (open != std::string::npos && (cut == std::string::npos || cut > open)) {
-        r.closed = false;  // an unclosed reasoning block (cut off by max_new_tokens): no answer
-        r.think_tokens = static_cast<int64_t>(c.tokens.size());
-        return r;
-      }
+    AnswerText a = read_answer(tok_.decode(c.tokens), opt_.stop, opt_.think_open, opt_.think_close);
+    Read r{std::move(a.output), std::move(a.answer), 0, a.closed};
+    if (!a.closed) {
+      r.think_tokens = static_cast<int64_t>(c.tokens.size());
+    } else if (a.think_end > 0) {
+      r.think_tokens = static_cast<int64_t>(tok_.encode(r.output.substr(0, a.think_end)).size());
     }
-    if (cut != std::string::npos) r.output.resize(cut);
-    r.answer = r.output;
     return r;
   }
 
@@ -441,10 +434,61 @@ class Engine {
     return out;
   }
 
-  Behaviour behaviour(LogitSource& src, const std::string& stage, int64_t vocab, std::vector<ItemAnswers>& answers) {
+  // Imported answers (validated by Run::add_stage) in gen_items_ order. Text-only answers are tokenised alone,
+  // so the prompt/answer boundary stays where the prompt ends; a trailing end-of-generation id is dropped
+  // (completions exclude it). Sets `retokenized` when any answer had text only.
+  std::vector<ItemAnswers> imported_answers(const std::vector<Response>& responses, const std::string& stage,
+                                            int64_t vocab, bool& retokenized) {
+    std::vector<ItemAnswers> out(gen_items_.size());
+    for (auto& a : out) a.samples.resize(static_cast<size_t>(opt_.n_samples));
+    retokenized = false;
+    for (const auto& r : responses) {
+      Completion c;
+      if (r.tokens) {
+        c.tokens = *r.tokens;
+      } else {
+        c.tokens = tok_.encode(r.text);
+        retokenized = true;
+      }
+      c.finish_reason = r.finish_reason;
+      if (!c.tokens.empty() && std::find(eos_.begin(), eos_.end(), c.tokens.back()) != eos_.end()) {
+        c.tokens.pop_back();
+        if (c.finish_reason.empty()) c.finish_reason = "eos";
+      }
+      for (int64_t t : c.tokens)
+        if (vocab > 0 && t >= vocab)
+          throw InvalidArgument("stage '" + stage + "': response of item '" + r.item_id + "' sample " +
+                                std::to_string(r.sample) + " has token id " + std::to_string(t) +
+                                ", expected ids below the vocabulary size " + std::to_string(vocab));
+      out[gen_row_.at(r.item_id)].samples[static_cast<size_t>(r.sample)] = std::move(c);
+    }
+    return out;
+  }
+
+  // Every sample's raw answer, as the report keeps it (and export_responses writes it).
+  std::vector<Response> responses_of(const std::vector<ItemAnswers>& answers) const {
+    std::vector<Response> out;
+    for (size_t r = 0; r < answers.size() && r < gen_items_.size(); ++r)
+      for (size_t s = 0; s < answers[r].samples.size(); ++s) {
+        const auto& c = answers[r].samples[s];
+        out.push_back({items_[gen_items_[r]].id, static_cast<int64_t>(s), tok_.decode(c.tokens), c.tokens, c.finish_reason, ""});
+      }
+    return out;
+  }
+
+  // `src` generates the answers unless `imported` gives them (then `src` may be null when no item is scored
+  // by log-likelihood).
+  Behaviour behaviour(LogitSource* src, const std::string& stage, int64_t vocab, const std::vector<Response>* imported,
+                      std::vector<ItemAnswers>& answers, bool& retokenized) {
     Behaviour b;
     int64_t positions = 0;
-    answers = generate_all(src, stage, vocab, positions);
+    retokenized = false;
+    if (imported) {
+      answers = imported_answers(*imported, stage, vocab, retokenized);
+      tick("behaviour", stage, static_cast<int64_t>(gen_items_.size()) * opt_.n_samples);
+    } else {
+      answers = generate_all(*src, stage, vocab, positions);
+    }
     b.positions_processed = positions;
     std::vector<ItemResult> results(items_.size());
     std::vector<bool> present(items_.size(), false);
@@ -490,7 +534,8 @@ class Engine {
         b.pass_at_k.push_back({ks[k], pass[k] / static_cast<double>(gen_items_.size())});
     }
     if (!ll_items_.empty() && opt_.behaviour) {
-      auto lls = choice_loglikelihoods(src, stage, vocab);
+      if (!src) throw InvalidArgument("stage '" + stage + "': no model to score the multiple-choice options by log-likelihood");
+      auto lls = choice_loglikelihoods(*src, stage, vocab);
       for (size_t a = 0; a < ll_items_.size(); ++a) {
         const size_t i = ll_items_[a];
         const auto cs = probes::score_choice(items_[i], lls[a]);
@@ -662,6 +707,7 @@ class Engine {
   std::vector<std::vector<int64_t>> prompt_ids_;
   std::map<size_t, std::vector<int64_t>> solution_ids_;
   std::vector<size_t> gen_items_, ll_items_, tf_items_;
+  std::map<std::string, size_t> gen_row_;  // item id -> its index in gen_items_ (generate-mode items only)
   std::vector<int64_t> eos_;
   int64_t n_pairs_ = 0;
   int64_t done_ = 0, total_ = 0;
@@ -712,12 +758,46 @@ Run::Run(std::vector<probes::Item> items, std::shared_ptr<const Tokenizer> token
   options_.validate();
 }
 
+// Exactly one response per sample of every generate-mode item, before any work starts.
+void Run::check_responses(const std::string& stage, const std::vector<Response>& responses) const {
+  const std::string where = "add_stage: stage '" + stage + "' responses: ";
+  std::map<std::string, const probes::Item*> by_id;
+  for (const auto& it : items_) by_id[it.id] = &it;
+  std::set<std::pair<std::string, int64_t>> seen;
+  for (size_t k = 0; k < responses.size(); ++k) {
+    const Response& r = responses[k];
+    const std::string at = where + (r.origin.empty() ? "entry " + std::to_string(k) : r.origin) + " (item '" + r.item_id +
+                           "', sample " + std::to_string(r.sample) + "): ";
+    const auto found = by_id.find(r.item_id);
+    if (found == by_id.end()) throw InvalidArgument(at + "no probe item has this id");
+    if (scored_by_loglikelihood(*found->second, options_))
+      throw InvalidArgument(at + "the item is scored by option log-likelihood (choice_mode 'loglikelihood'), expected "
+                            "responses for generate-mode items only");
+    if (r.sample < 0 || r.sample >= options_.n_samples)
+      throw InvalidArgument(at + "sample is out of range, expected 0 <= sample < n_samples = " + std::to_string(options_.n_samples));
+    if (!seen.insert({r.item_id, r.sample}).second) throw InvalidArgument(at + "appears twice, expected one response per sample");
+    if (r.tokens)
+      for (int64_t t : *r.tokens)
+        if (t < 0) throw InvalidArgument(at + "token id " + std::to_string(t) + " is negative, expected ids >= 0");
+    if (!r.finish_reason.empty() && r.finish_reason != "eos" && r.finish_reason != "stop" && r.finish_reason != "length")
+      throw InvalidArgument(at + "finish_reason is '" + r.finish_reason + "', expected \"eos\", \"stop\", \"length\" or \"\"");
+  }
+  for (const auto& it : items_) {
+    if (scored_by_loglikelihood(it, options_)) continue;
+    for (int64_t s = 0; s < options_.n_samples; ++s)
+      if (!seen.count({it.id, s}))
+        throw InvalidArgument(where + "item '" + it.id + "' sample " + std::to_string(s) + " is missing, expected one " +
+                              "response per sample (n_samples = " + std::to_string(options_.n_samples) + ") of every generate-mode item");
+  }
+}
+
 void Run::add_stage(Stage stage) {
   if (stage.name.empty()) throw InvalidArgument("add_stage: name is empty, expected a stage name");
   for (const auto& s : stages_)
     if (s.name == stage.name) throw InvalidArgument("add_stage: a stage named '" + stage.name + "' already exists");
-  if (!stage.source && !stage.loader)
-    throw InvalidArgument("add_stage: stage '" + stage.name + "' has neither a source nor a loader, expected one");
+  if (!has_model(stage) && !stage.responses)
+    throw InvalidArgument("add_stage: stage '" + stage.name + "' has neither a source, a loader nor responses, expected one");
+  if (stage.responses) check_responses(stage.name, *stage.responses);
   stages_.push_back(std::move(stage));
 }
 
@@ -738,6 +818,16 @@ Report Run::run() {
   const bool gold = opt.divergence_on == "gold";
   const bool divergence = opt.divergence && (gold ? !eng.tf_items().empty() : !eng.gen_items().empty());
   const bool sampled = opt.divergence && opt.sampled_estimator && !eng.gen_items().empty();
+  // Stages given by responses alone: checked before any work.
+  if ((divergence || sampled) && !has_model(*ref_stage))
+    throw InvalidArgument("Run: the reference stage '" + ref_stage->name + "' has responses but no model, expected a "
+                          "source or loader: the divergences need the reference's distributions (or set divergence "
+                          "to false)");
+  for (const auto& s : stages_)
+    if (!has_model(s) && opt.behaviour && !eng.ll_items().empty())
+      throw InvalidArgument("Run: stage '" + s.name + "' has responses but no model, and " +
+                            std::to_string(eng.ll_items().size()) + " items are scored by option log-likelihood "
+                            "(choice_mode 'loglikelihood'), expected a model or choice_mode 'generate'");
   const bool generate = opt.behaviour || (divergence && !gold) || sampled;
   const auto ref_ckpt = opt.parameters ? open_checkpoint(*ref_stage) : nullptr;
   const auto n_gen = static_cast<int64_t>(eng.gen_items().size());
@@ -778,11 +868,15 @@ Report Run::run() {
     auto [ids, mask] = pad_batch(one, tokenizer_->pad_id(), false);
     vocab = checked_logits(src, ids, mask, name).size(2);
   };
-  auto behave = [&](LogitSource& src, const Stage& st, StageReport& sr, size_t si) {
+  // `src` is null for a stage with responses and no model.
+  auto behave = [&](LogitSource* src, const Stage& st, StageReport& sr, size_t si) {
     if (!generate) return;
-    Behaviour b = eng.behaviour(src, st.name, vocab, answers[si]);
+    bool retokenized = false;
+    Behaviour b = eng.behaviour(src, st.name, vocab, st.responses ? &*st.responses : nullptr, answers[si], retokenized);
+    if (st.responses) sr.info.responses = retokenized ? "imported_retokenized" : "imported";
     if (opt.behaviour) sr.behaviour = std::move(b);
     own[si] = eng.answer_sequences(answers[si]);
+    sr.responses = eng.responses_of(answers[si]);
   };
 
   // 1. The reference: behaviour, and the top-k cache when asked.
@@ -791,16 +885,20 @@ Report Run::run() {
   {
     const auto t0 = Clock::now();
     auto& sr = rep.stages[ref_index];
-    sr.info = {ref_stage->name, ref_stage->arm, "", ref_stage->checkpoint_path, ref_stage->step, true};
-    LogitSource& src = ref.get();
-    sr.info.source = src.describe();
-    vocab_probe(src, ref_stage->name);
-    behave(src, *ref_stage, sr, ref_index);
-    if (divergence && opt.divergence_on != "stage_samples")
-      div_seqs = gold ? eng.gold_sequences() : own[ref_index];
-    if (divergence && opt.reference_mode == ReferenceMode::topk_cache) {
-      cache = eng.build_cache(src, ref_stage->name, vocab, div_seqs);
-      ref.release();
+    sr.info = {ref_stage->name, ref_stage->arm, "responses", ref_stage->checkpoint_path, ref_stage->step, true};
+    if (!has_model(*ref_stage)) {
+      behave(nullptr, *ref_stage, sr, ref_index);  // the divergences are off (checked above)
+    } else {
+      LogitSource& src = ref.get();
+      sr.info.source = src.describe();
+      vocab_probe(src, ref_stage->name);
+      behave(&src, *ref_stage, sr, ref_index);
+      if (divergence && opt.divergence_on != "stage_samples")
+        div_seqs = gold ? eng.gold_sequences() : own[ref_index];
+      if (divergence && opt.reference_mode == ReferenceMode::topk_cache) {
+        cache = eng.build_cache(src, ref_stage->name, vocab, div_seqs);
+        ref.release();
+      }
     }
     sr.seconds = seconds_since(t0);
   }
@@ -811,26 +909,32 @@ Report Run::run() {
     const Stage& st = stages_[si];
     const auto t0 = Clock::now();
     auto& sr = rep.stages[si];
-    sr.info = {st.name, st.arm, "", st.checkpoint_path, st.step, false};
+    sr.info = {st.name, st.arm, "responses", st.checkpoint_path, st.step, false};
     Holder h{&st, nullptr};
-    LogitSource& src = h.get();
-    sr.info.source = src.describe();
-    {  // a one-token probe: a vocabulary that differs from the reference's is an error before any work
-      std::vector<std::vector<int64_t>> one{{tokenizer_->bos_id() >= 0 ? tokenizer_->bos_id() : tokenizer_->pad_id()}};
-      auto [ids, mask] = pad_batch(one, tokenizer_->pad_id(), false);
-      checked_logits(src, ids, mask, st.name, vocab);
-    }
-    behave(src, st, sr, si);
-    if (divergence) {
-      const auto& seqs = opt.divergence_on == "stage_samples" ? own[si] : div_seqs;
-      if (opt.reference_mode == ReferenceMode::exact) {
-        div_acc[si] = eng.divergence(src, st.name, vocab, &ref.get(), nullptr, seqs);
-      } else {
-        div_acc[si] = eng.divergence(src, st.name, vocab, nullptr, &cache, seqs);
+    if (!has_model(st)) {
+      behave(nullptr, st, sr, si);
+    } else {
+      LogitSource& src = h.get();
+      sr.info.source = src.describe();
+      if (vocab == 0) {
+        vocab_probe(src, st.name);  // the reference has no model (responses only)
+      } else {  // a one-token probe: a vocabulary that differs from the reference's is an error before any work
+        std::vector<std::vector<int64_t>> one{{tokenizer_->bos_id() >= 0 ? tokenizer_->bos_id() : tokenizer_->pad_id()}};
+        auto [ids, mask] = pad_batch(one, tokenizer_->pad_id(), false);
+        checked_logits(src, ids, mask, st.name, vocab);
       }
+      behave(&src, st, sr, si);
+      if (divergence) {
+        const auto& seqs = opt.divergence_on == "stage_samples" ? own[si] : div_seqs;
+        if (opt.reference_mode == ReferenceMode::exact) {
+          div_acc[si] = eng.divergence(src, st.name, vocab, &ref.get(), nullptr, seqs);
+        } else {
+          div_acc[si] = eng.divergence(src, st.name, vocab, nullptr, &cache, seqs);
+        }
+      }
+      if (sampled) stage_lp[si] = eng.token_logprobs(src, st.name, vocab, own[si], "sampled", st.name);
+      h.release();
     }
-    if (sampled) stage_lp[si] = eng.token_logprobs(src, st.name, vocab, own[si], "sampled", st.name);
-    h.release();
     if (ref_ckpt) {
       if (auto ck = open_checkpoint(st)) {
         params::CompareOptions co;
@@ -846,7 +950,7 @@ Report Run::run() {
   if (sampled) {
     LogitSource& src = ref.get();
     for (size_t si = 0; si < stages_.size(); ++si) {
-      if (si == ref_index) continue;
+      if (si == ref_index || !has_model(stages_[si])) continue;
       const auto t0 = Clock::now();
       auto ref_lp = eng.token_logprobs(src, ref_stage->name, vocab, own[si], "sampled", stages_[si].name);
       eng.add_sampled(div_acc[si], own[si], stage_lp[si], ref_lp);
@@ -856,7 +960,7 @@ Report Run::run() {
   ref.release();
   if (divergence || sampled)
     for (size_t si = 0; si < stages_.size(); ++si)
-      if (si != ref_index) rep.stages[si].divergence = eng.finish(div_acc[si]);
+      if (si != ref_index && has_model(stages_[si])) rep.stages[si].divergence = eng.finish(div_acc[si]);
 
   // 4. Derived metrics.
   if (opt.behaviour) {

@@ -309,7 +309,7 @@ TEST_CASE("bad input is rejected with a message naming it", "[meta][errors]") {
     REQUIRE_THROWS_WITH(run.add_stage(stage("base", "base", 0, tiny(1))), Contains("'base' already exists"));
     Stage empty;
     empty.name = "e";
-    REQUIRE_THROWS_WITH(run.add_stage(empty), Contains("neither a source nor a loader"));
+    REQUIRE_THROWS_WITH(run.add_stage(empty), Contains("neither a source, a loader nor responses"));
   }
   SECTION("bad options") {
     RunOptions o;
@@ -379,5 +379,109 @@ TEST_CASE("bad input is rejected with a message naming it", "[meta][errors]") {
     REQUIRE_THROWS_AS(TorchScriptSource(path), FormatError);
     REQUIRE_THROWS_WITH(TorchScriptSource(path), Contains("is not a TorchScript archive"));
     std::filesystem::remove(path);
+  }
+}
+
+TEST_CASE("a stage given another engine's responses scores them as if it had generated them", "[meta]") {
+  const auto items = suite();
+  RunOptions o = small_options();
+  o.n_samples = 2;
+  o.do_sample = true;
+  o.seed = 3;
+  auto base = tiny(1), other = tiny(2);
+  auto tok = std::make_shared<CharTokenizerAdapter>();
+  const Report generated = run_with(items, o, base, other);
+  const StageReport& gen = generated.stage("other");
+  REQUIRE(gen.info.responses == "generated");
+  REQUIRE(gen.responses.size() == items.size() * 2);
+  REQUIRE(gen.responses[1].sample == 1);
+  REQUIRE(gen.responses[0].tokens.has_value());
+
+  SECTION("with token ids, beside the stage's model: the same report sections") {
+    Run run(items, tok, o);
+    run.add_stage(stage("base", "base", 0, base));
+    Stage s = stage("other", "sft", 1, other);
+    s.responses = gen.responses;
+    run.add_stage(std::move(s));
+    const Report r = run.run();
+    const StageReport& imp = r.stage("other");
+    REQUIRE(imp.info.responses == "imported");
+    REQUIRE(imp.behaviour->positions_processed == 0);  // nothing was generated
+    nlohmann::json a = to_json(r)["stages"][1], b = to_json(generated)["stages"][1];
+    for (auto* j : {&a, &b}) {
+      (*j)["behaviour"].erase("positions_processed");
+      j->erase("seconds");
+      (*j)["info"].erase("responses");
+    }
+    // behaviour, divergence (with the sampled estimator), parameters, derived, responses; dump() writes NaN as null
+    for (auto it = a.begin(); it != a.end(); ++it) CHECK(it->dump() == b[it.key()].dump());
+  }
+  SECTION("text only and no model: behaviour only, retokenised") {
+    std::vector<Response> text_only = gen.responses;
+    for (auto& x : text_only) x.tokens.reset();
+    Run run(items, tok, o);
+    run.add_stage(stage("base", "base", 0, base));
+    Stage s;
+    s.name = "other";
+    s.arm = "sft";
+    s.responses = text_only;
+    run.add_stage(std::move(s));
+    const Report r = run.run();
+    const StageReport& imp = r.stage("other");
+    REQUIRE(imp.info.responses == "imported_retokenized");
+    REQUIRE(imp.info.source == "responses");
+    REQUIRE_FALSE(imp.divergence.has_value());
+    REQUIRE(imp.behaviour->items.size() == gen.behaviour->items.size());
+    for (size_t k = 0; k < imp.behaviour->items.size(); ++k) {
+      REQUIRE(imp.behaviour->items[k].output == gen.behaviour->items[k].output);
+      REQUIRE(imp.behaviour->items[k].correct_samples == gen.behaviour->items[k].correct_samples);
+    }
+  }
+  SECTION("bad responses are refused at add_stage, naming the entry") {
+    Run run(items, tok, o);
+    auto with = [&](std::vector<Response> rs) {
+      Stage s;
+      s.name = "x";
+      s.responses = std::move(rs);
+      run.add_stage(std::move(s));
+    };
+    auto rs = gen.responses;
+    rs[0].item_id = "nope";
+    REQUIRE_THROWS_WITH(with(rs), Contains("entry 0 (item 'nope', sample 0): no probe item has this id"));
+    rs = gen.responses;
+    rs[1].sample = 0;
+    REQUIRE_THROWS_WITH(with(rs), Contains("entry 1 (item '" + items[0].id + "', sample 0): appears twice"));
+    rs = gen.responses;
+    rs[1].sample = 2;
+    REQUIRE_THROWS_WITH(with(rs), Contains("sample is out of range, expected 0 <= sample < n_samples = 2"));
+    rs = gen.responses;
+    rs.pop_back();
+    REQUIRE_THROWS_WITH(with(rs), Contains("item '" + items.back().id + "' sample 1 is missing"));
+    rs = gen.responses;
+    rs[0].tokens = std::vector<int64_t>{-4};
+    REQUIRE_THROWS_WITH(with(rs), Contains("token id -4 is negative"));
+    rs = gen.responses;
+    rs[0].finish_reason = "done";
+    REQUIRE_THROWS_WITH(with(rs), Contains("finish_reason is 'done'"));
+    REQUIRE_THROWS_AS(with({}), InvalidArgument);
+  }
+  SECTION("a reference with responses and no model cannot give divergences") {
+    Run run(items, tok, o);
+    Stage s;
+    s.name = "base";
+    s.responses = generated.stage("base").responses;
+    run.add_stage(std::move(s));
+    run.add_stage(stage("other", "sft", 1, other));
+    REQUIRE_THROWS_WITH(run.run(), Contains("the reference stage 'base' has responses but no model"));
+  }
+  SECTION("an imported token id beyond the vocabulary") {
+    auto rs = gen.responses;
+    rs[0].tokens = std::vector<int64_t>{100000};
+    Run run(items, tok, o);
+    run.add_stage(stage("base", "base", 0, base));
+    Stage s = stage("other", "sft", 1, other);
+    s.responses = rs;
+    run.add_stage(std::move(s));
+    REQUIRE_THROWS_WITH(run.run(), Contains("has token id 100000, expected ids below the vocabulary size"));
   }
 }

@@ -144,6 +144,21 @@ struct StageInfo {
   std::string name, arm, source, checkpoint;
   int64_t step = 0;
   bool is_reference = false;
+  /// Where the stage's answers came from: "generated" (by its model), "imported" (Stage::responses with token
+  /// ids) or "imported_retokenized" (some imported answers had text only and were tokenised alone).
+  std::string responses = "generated";
+};
+
+/// One sample of one generate-mode item's raw answer: what a stage generated (StageReport::responses) or what
+/// another engine produced (Stage::responses; docs/responses.md). The text starts right after the prompt and is
+/// not cut at stop strings or think tags; the end-of-generation token is not part of it.
+struct Response {
+  std::string item_id;
+  int64_t sample = 0;
+  std::string text;
+  std::optional<std::vector<int64_t>> tokens;  ///< absent (import only): `text` is tokenised alone
+  std::string finish_reason;                   ///< "eos", "stop", "length", or "" when the engine did not say
+  std::string origin;                          ///< for messages only ("answers.jsonl:12"); not saved
 };
 
 /// Everything the run measured about one stage; absent parts were not requested or not possible.
@@ -153,6 +168,7 @@ struct StageReport {
   std::optional<StageDivergence> divergence;
   std::optional<StageParams> params;
   std::optional<StageDerived> derived;
+  std::vector<Response> responses;     ///< every sample of every generate-mode item (tokens always present)
   double seconds = 0;                  ///< wall time spent on this stage
 };
 

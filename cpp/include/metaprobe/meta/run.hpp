@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,11 @@ namespace metaprobe::meta {
 /// One checkpoint of an arm. Give `source` (kept resident) or `loader` (called when the stage is probed and
 /// released after, so one model at a time fits on a device in topk_cache mode). The checkpoint, when given, is
 /// compared with the reference's by the params module.
+///
+/// `responses`, when given, are the stage's answers produced by another engine: one per sample (0 ..
+/// n_samples − 1) of every generate-mode item. The stage then scores them instead of generating, and its model
+/// (if any) measures divergence and the sampled-token estimator along them exactly as along its own answers. A
+/// stage with responses and no model gets behaviour (and parameters) only.
 struct Stage {
   std::string name;
   std::string arm = "base";
@@ -26,6 +32,7 @@ struct Stage {
   std::function<std::shared_ptr<LogitSource>()> loader;
   std::string checkpoint_path;                         ///< safetensors file or checkpoint directory
   std::shared_ptr<const io::TensorSource> checkpoint;  ///< or an in-memory state dict
+  std::optional<std::vector<Response>> responses;      ///< answers from another engine instead of generating
 };
 
 /// A run over a set of probe items and stages that share one tokenizer.
@@ -34,8 +41,9 @@ class Run {
   /// Throws InvalidArgument for no items, duplicate item ids, a null tokenizer or bad options.
   Run(std::vector<probes::Item> items, std::shared_ptr<const Tokenizer> tokenizer, RunOptions options = {});
 
-  /// Adds a stage; throws InvalidArgument for an empty or duplicate name or when neither source nor loader
-  /// is given.
+  /// Adds a stage; throws InvalidArgument for an empty or duplicate name, when neither source, loader nor
+  /// responses are given, and for responses that name an unknown item or a sample out of range, repeat one,
+  /// miss one, or carry a negative token id.
   void add_stage(Stage stage);
   const std::vector<Stage>& stages() const { return stages_; }
   const std::vector<probes::Item>& items() const { return items_; }
@@ -46,6 +54,8 @@ class Run {
   Report run();
 
  private:
+  void check_responses(const std::string& stage, const std::vector<Response>& responses) const;
+
   std::vector<probes::Item> items_;
   std::shared_ptr<const Tokenizer> tokenizer_;
   RunOptions options_;
