@@ -7,11 +7,12 @@ chunked ATen path on other devices.
 """
 from __future__ import annotations
 
+import numbers
 from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Sequence, Union
 
 import torch
 
-from . import _core
+from . import _checks, _core
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -25,41 +26,48 @@ METRICS: tuple = tuple(_core.DIVERGENCE_METRICS)
 __all__ = ["METRICS", "DivergenceResult", "divergence"]
 
 
-def _as_tensor(x: Optional[ArrayLike], name: str) -> Optional[torch.Tensor]:
-    if x is None or isinstance(x, torch.Tensor):
-        return x
+def _as_tensor(x: Optional[ArrayLike], name: str, required: bool = False) -> Optional[torch.Tensor]:
+    """A tensor (numpy arrays shared through ``torch.from_numpy``), or None when allowed. Another type is a
+    TypeError; a tensor without data (meta device), a sparse or nested one, or an array torch cannot share
+    (strings, objects) is an InvalidArgumentError naming the argument."""
+    if x is None and not required:
+        return None
+    if isinstance(x, torch.Tensor):
+        return _checks.tensor_data(x, name)
     try:
         import numpy as np
     except ImportError:  # pragma: no cover
         np = None
     if np is not None and isinstance(x, np.ndarray):
-        return torch.from_numpy(x)
-    raise TypeError(f"{name}: expected a torch.Tensor or numpy.ndarray, got {type(x).__name__}")
-
-
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+        try:
+            return torch.from_numpy(x)
+        except TypeError:  # e.g. "can't convert np.ndarray of type numpy.str_"
+            raise _core.InvalidArgumentError(
+                f"{name}: a numpy.ndarray of dtype {x.dtype}, expected a numeric array torch can share "
+                "(floating for logits, bool or integer for mask and targets)") from None
+    raise TypeError(f"{name}: expected a torch.Tensor or numpy.ndarray, got {type(x).__name__} {_checks.show(x)}")
 
 
 def _metric_names(metrics: Union[None, str, Sequence[str]]) -> Optional[list]:
-    """``None``, one metric name, or a sequence of names, as the list the core takes."""
+    """``None``, one metric name, or a sequence of names, as the list the core takes (which checks the names)."""
     if metrics is None:
         return None
-    if isinstance(metrics, str):
-        return [metrics]
-    return [str(m) for m in metrics]
+    return _checks.strings(metrics, "metrics", "a metric name or a list of names from " + ", ".join(METRICS))
 
 
 def _ignore_index(value: Any) -> int:
     """``ignore_index`` as an int64, or InvalidArgumentError."""
-    import numbers
+    return _checks.integer(value, "ignore_index", what="an integer token id")
 
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise _core.InvalidArgumentError(
-            f"ignore_index: {value!r} ({type(value).__name__}), expected an integer token id")
-    v = int(value)
-    if not _INT64_MIN <= v <= _INT64_MAX:
-        raise _core.InvalidArgumentError(f"ignore_index: {v}, expected an integer in the int64 range [-2**63, 2**63 - 1]")
-    return v
+
+def _base(value: Any) -> str:
+    """``base`` as the string the core takes: a str ("e", "2") or an integer (Python or numpy, not bool)."""
+    if isinstance(value, str):
+        return _checks.string(value, "base")
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return str(int(value))
+    raise _core.InvalidArgumentError(
+        f"base: got {_checks.show(value)} ({type(value).__name__}), expected 'e', 2 or '2'")
 
 
 class DivergenceResult:
@@ -152,17 +160,24 @@ def divergence(
         beta: JS weight, ``M = beta P + (1 - beta) Q``; 0 gives KL(p‖q) and 1 gives KL(q‖p) by convention.
         backend: ``"auto"``, ``"fused"`` (CPU kernel) or ``"composite"`` (ATen ops; any device).
 
+    Numbers may be Python or numpy scalars (integers not bool); a value of another type is an
+    InvalidArgumentError naming the argument, as is a meta-device (data-less), sparse or nested tensor. A
+    ``p``/``q``/``mask``/``targets`` that is neither a torch.Tensor nor a numpy.ndarray is a TypeError.
+
     Returns:
         DivergenceResult with float64 tensors (on the device of ``p``).
     """
-    pt = _as_tensor(p, "p")
-    qt = _as_tensor(q, "q")
+    pt = _as_tensor(p, "p", required=True)
+    qt = _as_tensor(q, "q", required=True)
     mt = _as_tensor(mask, "mask")
     tt = _as_tensor(targets, "targets")
+    reduction = _checks.string(reduction, "reduction", "'none', 'row' or 'mean'")
+    base = _base(base)
     out = _core.divergence(
-        pt, qt, mask=mt, targets=tt, temperature=float(temperature),
-        metrics=_metric_names(metrics), reduction=str(reduction),
-        base=str(base), beta=float(beta), ignore_index=_ignore_index(ignore_index), backend=str(backend),
+        pt, qt, mask=mt, targets=tt, temperature=_checks.real(temperature, "temperature"),
+        metrics=_metric_names(metrics), reduction=reduction,
+        base=base, beta=_checks.real(beta, "beta"), ignore_index=_ignore_index(ignore_index),
+        backend=_checks.string(backend, "backend", "'auto', 'fused' or 'composite'"),
     )
     count = out.pop("count")
-    return DivergenceResult(out, count, str(reduction), str(base))
+    return DivergenceResult(out, count, reduction, base)

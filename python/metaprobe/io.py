@@ -23,6 +23,7 @@ from typing import Iterator, Union
 import torch
 
 from . import _core
+from ._checks import flag as _flag, path as _path, utf8 as _utf8
 
 _io = _core.io
 
@@ -109,31 +110,6 @@ class Checkpoint(Mapping):
 
     def __repr__(self) -> str:
         return f"Checkpoint({len(self)} tensors in {len(self.files)} file(s))"
-
-
-def _path(path: object, argument: str = "path") -> str:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{argument}: expected a str or os.PathLike path, got {type(path).__name__}")
-    text = os.fspath(path)
-    if not isinstance(text, str):
-        raise TypeError(f"{argument}: expected a str path, got {type(text).__name__} {text!r}")
-    _utf8(text, argument)
-    return text
-
-
-def _utf8(text: str, argument: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise _core.InvalidArgumentError(
-            f"{argument}: {text!r} holds {text[exc.start:exc.end]!r} at index {exc.start}, which is not encodable "
-            "as UTF-8 (a lone surrogate), expected a valid Unicode string") from None
-
-
-def _flag(value: object, argument: str) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{argument}: expected True or False, got {type(value).__name__} {value!r}")
-    return value
 
 
 def open_checkpoint(path: PathLike, *, decode_fp8: bool = False, copy: bool = False) -> Checkpoint:

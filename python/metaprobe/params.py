@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 import torch
 
-from . import _core
+from . import _checks, _core
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -52,12 +52,10 @@ def tensor_stats(t: torch.Tensor) -> dict[str, float]:
 
     Statistics are over the finite entries; ``nan_count``/``inf_count`` report the others. ``std`` is the
     population standard deviation; ``skewness``/``excess_kurtosis`` match ``scipy.stats.skew``/``kurtosis``
-    with their defaults (bias=True) and are NaN for a constant tensor.
+    with their defaults (bias=True) and are NaN for a constant tensor. Anything but a dense torch.Tensor with data
+    (a numpy array, a list, a meta-device or sparse tensor) is an InvalidArgumentError.
     """
-    if not isinstance(t, torch.Tensor):
-        hint = " (wrap it with torch.from_numpy)" if type(t).__module__.split(".")[0] == "numpy" else ""
-        raise _core.InvalidArgumentError(f"t: a {type(t).__module__}.{type(t).__name__}, expected a torch.Tensor{hint}")
-    return dict(_p.tensor_stats(t))
+    return dict(_p.tensor_stats(_checks.tensor(t, "t")))
 
 
 def update_stats(w0: torch.Tensor, w1: torch.Tensor, *, atol: float = 1e-5, eta: float = 1e-3) -> dict[str, float]:
@@ -65,14 +63,44 @@ def update_stats(w0: torch.Tensor, w1: torch.Tensor, *, atol: float = 1e-5, eta:
 
     ``sparsity_abs`` is the fraction with ``|w1 - w0| <= atol`` (Mukherjee et al. 2025); ``sparsity_rel`` the
     fraction with ``|w1 - w0| <= eta * max(|w0|, |w1|)`` (Path Not Taken, Def. 2.1). Pairs with a NaN/Inf on
-    either side are excluded and counted in ``nonfinite_count``.
+    either side are excluded and counted in ``nonfinite_count``. ``atol``/``eta``: real numbers (Python or
+    numpy); a tensor that is not a dense torch.Tensor with data, or a non-number tolerance, is an
+    InvalidArgumentError.
     """
-    return dict(_p.update_stats(w0, w1, float(atol), float(eta)))
+    return dict(_p.update_stats(_checks.tensor(w0, "w0"), _checks.tensor(w1, "w1"), _checks.real(atol, "atol"),
+                                _checks.real(eta, "eta")))
+
+
+def _check_int(value: Any, key: str) -> int:
+    return _checks.integer(value, key)  # int64: the core checks the meaningful range
+
+
+#: How each spectral option is checked before it reaches the core (which rejects an unknown key by name).
+_SPECTRAL_OPTION_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "flatten": _checks.flag,
+    "sketch_float32": _checks.flag,
+    "method": _checks.string,
+    "gram_max_side": _check_int,
+    "oversampling": _check_int,
+    "power_iterations": _check_int,
+    "error_probes": _check_int,
+    "min_evals": _check_int,
+    "small_n": _check_int,
+    "seed": lambda value, key: _checks.integer(value, key, 0, _checks.UINT64_MAX),
+    "gram_min_ratio": _checks.real,
+    "rank_eps": _checks.real,
+    "evals_thresh": _checks.real,
+}
 
 
 def _spectral_options(k: Optional[int] = None, **options: Any) -> dict[str, Any]:
-    out = {key: value for key, value in options.items() if value is not None}
-    out["k"] = 0 if k is None else int(k)
+    """The option dict the core takes: None values dropped, every known option type-checked by name."""
+    out = {}
+    for key, value in options.items():
+        if value is not None:
+            check = _SPECTRAL_OPTION_CHECKS.get(key)
+            out[key] = value if check is None else check(value, key)
+    out["k"] = 0 if k is None else _check_int(k, "k")
     return out
 
 
@@ -84,38 +112,54 @@ def spectral_stats(w: torch.Tensor, k: Optional[int] = None, **options: Any) -> 
     ``options``: ``method`` ('auto'|'gram'|'svd'), ``oversampling``, ``power_iterations``, ``seed``,
     ``error_probes``, ``rank_eps``, ``evals_thresh``, ``min_evals``, ``small_n``, ``flatten``, ``gram_max_side``,
     ``gram_min_ratio``. A power-law fit that cannot be done has ``status='failed'`` and a ``reason``.
+    ``w`` must be a dense torch.Tensor with data, ``k`` and the integer options Python or numpy integers (not
+    bool); anything else is an InvalidArgumentError naming the argument (a flag option of another type a
+    TypeError).
     """
-    return dict(_p.spectral_stats(w, _spectral_options(k, **options)))
+    return dict(_p.spectral_stats(_checks.tensor(w, "w"), _spectral_options(k, **options)))
 
 
 def singular_values(w: torch.Tensor, k: Optional[int] = None, **options: Any) -> tuple[torch.Tensor, str, float]:
     """Singular values of ``w`` in descending order (float64 [n]), the method used and the error bound."""
-    values, method, bound = _p.singular_values(w, _spectral_options(k, **options))
+    values, method, bound = _p.singular_values(_checks.tensor(w, "w"), _spectral_options(k, **options))
     return values, method, bound
 
 
 def update_spectral_stats(w0: torch.Tensor, w1: torch.Tensor, k: int = 16, **options: Any) -> dict[str, Any]:
     """Rank and top-``k`` energy of ``w1 - w0``, the spectral drift, and the principal angles (degrees)
     between the top-``k`` left/right singular subspaces of ``w0`` and ``w1``."""
-    return dict(_p.update_spectral_stats(w0, w1, int(k), _spectral_options(None, **options)))
+    return dict(_p.update_spectral_stats(_checks.tensor(w0, "w0"), _checks.tensor(w1, "w1"), _check_int(k, "k"),
+                                         _spectral_options(None, **options)))
 
 
 def fit_power_law(evals: Any, **options: Any) -> dict[str, Any]:
-    """WeightWatcher's power-law fit of eigenvalues ``evals`` (Clauset xmin scan, KS distance ``D``)."""
-    values = [float(v) for v in torch.as_tensor(evals, dtype=torch.float64).flatten().tolist()]
+    """WeightWatcher's power-law fit of eigenvalues ``evals`` (Clauset xmin scan, KS distance ``D``): a tensor,
+    array or sequence of real numbers; anything torch cannot read as float64 values is an InvalidArgumentError."""
+    if isinstance(evals, torch.Tensor):
+        _checks.tensor_data(evals, "evals")
+    if isinstance(evals, (str, bytes, bytearray)):  # torch would read a str as a dtype name, bytes as ints
+        raise _core.InvalidArgumentError(f"evals: got {_checks.show(evals)} ({type(evals).__name__}), "
+                                         "expected a tensor, array or sequence of real numbers")
+    try:
+        values = torch.as_tensor(evals, dtype=torch.float64).flatten().tolist()
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise _core.InvalidArgumentError(
+            f"evals: got {_checks.show(evals)} ({type(evals).__name__}), expected a tensor, array or sequence of "
+            f"real numbers ({exc})") from None
     return dict(_p.fit_power_law(values, _spectral_options(None, **options)))
 
 
 def parse_name(name: str) -> dict[str, Any]:
-    """Layer index (-1 outside blocks), module path, canonical ``kind`` and naming scheme of a parameter."""
-    return dict(_p.parse_name(name))
+    """Layer index (-1 outside blocks), module path, canonical ``kind`` and naming scheme of a parameter
+    (``name`` a str; anything else is an InvalidArgumentError)."""
+    return dict(_p.parse_name(_checks.string(name, "name", "a parameter name (str)")))
 
 
 def _source(obj: CheckpointLike, argument: str) -> Any:
     from . import io as _io
 
     if isinstance(obj, (str, os.PathLike)):
-        return os.fspath(obj)
+        return _checks.path(obj, argument)
     try:
         return _io.as_tensor_source(obj)
     except TypeError as exc:
@@ -148,6 +192,9 @@ class _Bar:
 
 
 def _callback(progress: Union[bool, Callable[..., None]], desc: str) -> tuple[Optional[Callable[..., None]], _Bar]:
+    if not callable(progress) and not isinstance(progress, bool):
+        raise TypeError(f"progress: expected True, False or a callable f(done, total, bytes_done, bytes_total, name), "
+                        f"got {type(progress).__name__} {_checks.show(progress)}")
     bar = _Bar(progress is True, desc)
     if callable(progress):
         return progress, bar
@@ -176,7 +223,7 @@ class Comparison:
         """Writes the full report (the CLI's format) atomically; a directory or read-only target is an IoError."""
         from ._atomic import write_text_atomic
 
-        write_text_atomic(path, self.json)
+        write_text_atomic(_checks.path(path), self.json)
 
 
 def compare_checkpoints(
@@ -205,6 +252,9 @@ def compare_checkpoints(
     ``unchanged_fraction`` (and ``update_rank`` with spectra) on the bf16-rounded difference, see
     docs/params.md. ``nonfinite``: ``"nan"`` (summaries with NaN/Inf pairs are NaN, ``nonfinite_count`` says
     how many) or ``"error"`` (InvalidArgumentError naming the tensor).
+    Argument types: ``atol``/``eta`` real numbers, ``subspace_k``/``max_spectral_side``/``k`` integers (Python
+    or numpy, not bool), ``nonfinite`` a str: otherwise an InvalidArgumentError naming the argument; the flags
+    must be True/False and a checkpoint one of the kinds above, otherwise a TypeError.
     """
     import pandas as pd
 
@@ -213,16 +263,16 @@ def compare_checkpoints(
         raw = _p.compare(
             _source(reference, "reference"),
             _source(tuned, "tuned"),
-            float(atol),
-            float(eta),
-            bool(spectra),
+            _checks.real(atol, "atol"),
+            _checks.real(eta, "eta"),
+            _checks.flag(spectra, "spectra"),
             _spectral_options(k, **spectral_options),
-            int(subspace_k),
-            int(max_spectral_side),
-            bool(release_pages),
+            _check_int(subspace_k, "subspace_k"),
+            _check_int(max_spectral_side, "max_spectral_side"),
+            _checks.flag(release_pages, "release_pages"),
             callback,
-            bool(emulate_bf16),
-            str(nonfinite),
+            _checks.flag(emulate_bf16, "emulate_bf16"),
+            _checks.string(nonfinite, "nonfinite", "'nan' or 'error'"),
         )
     finally:
         bar.close()
@@ -261,17 +311,17 @@ def describe(
 ) -> "pd.DataFrame":
     """One row per tensor (index = name): dtype, shape, layer, kind and every :func:`tensor_stats` column;
     with ``spectra=True`` also the :func:`spectral_stats` columns (``spectral_status`` says why a tensor has
-    none)."""
+    none). Argument types are checked as in :func:`compare_checkpoints`."""
     import pandas as pd
 
     callback, bar = _callback(progress, "describe")
     try:
         rows = _p.describe(
             _source(checkpoint, "checkpoint"),
-            bool(spectra),
+            _checks.flag(spectra, "spectra"),
             _spectral_options(k, **spectral_options),
-            int(max_spectral_side),
-            bool(release_pages),
+            _check_int(max_spectral_side, "max_spectral_side"),
+            _checks.flag(release_pages, "release_pages"),
             callback,
         )
     finally:

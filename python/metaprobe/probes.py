@@ -8,13 +8,11 @@ Families, difficulty and the schema are documented in ``docs/probes.md``.
 """
 from __future__ import annotations
 
-import operator
-
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Union, overload
 
-from . import _core
+from . import _checks, _core
 from ._core import Item, InvalidArgumentError
 from .scoring import Scores, check, extract, score
 
@@ -52,10 +50,11 @@ def _names(value: Names | None, valid: tuple[str, ...], what: str) -> list[str] 
     """Validated list of names; None or "all" means every name (returned as None)."""
     if value is None or (isinstance(value, str) and value == "all"):
         return None
-    names = [value] if isinstance(value, str) else list(value)
+    names = _checks.strings(value, what, f"'all', a name or a list of names from {', '.join(valid)}")
     if not names:
+        one = what[:-1] if what.endswith("s") else what  # "skills" -> "skill"; filter's "skill" stays
         raise InvalidArgumentError(
-            f"{what}: got an empty list, expected 'all' (every {what[:-1]}) or one or more names from {', '.join(valid)}")
+            f"{what}: got an empty list, expected 'all' (every {one}) or one or more names from {', '.join(valid)}")
     for n in names:
         if n not in valid:
             raise InvalidArgumentError(f"{what}: unknown name {n!r}, expected 'all' or names from {', '.join(valid)}")
@@ -63,35 +62,42 @@ def _names(value: Names | None, valid: tuple[str, ...], what: str) -> list[str] 
 
 
 def _ints(value: int | Iterable[int] | None, what: str) -> list[int] | None:
+    """Difficulty levels: one integer or an iterable of integers in 1..5 (Python or numpy, not bool)."""
     if value is None:
         return None
-    vals = [value] if isinstance(value, int) else list(value)
-    for v in vals:
-        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 5:
-            raise InvalidArgumentError(f"{what}: got {v!r}, expected integers in 1..5")
-    return vals
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes, bytearray)):
+        expected = "an integer or a list of integers in 1..5"
+        return [_checks.integer(v, what, 1, 5) for v in _checks.elements(value, what, expected)]
+    return [_checks.integer(value, what, 1, 5, what="an integer or a list of integers")]
 
 
 #: The most items per cell :func:`generate` makes in one call (a suite of 20 cells then holds 20 million).
 MAX_PER_CELL = 1_000_000
 
 
-def _count(value: Any, what: str, maximum: int) -> int:
-    """A count in 0..maximum: Python or numpy integers; bool and floats are errors naming the value."""
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise InvalidArgumentError(f"{what}: got {value!r} ({type(value).__name__}), expected an integer in 0..{maximum:,}")
-    v = operator.index(value)
-    if not 0 <= v <= maximum:
-        raise InvalidArgumentError(f"{what}: got {v}, expected an integer in 0..{maximum:,}")
-    return v
+def _seed(value: Any, what: str = "seed") -> int:
+    return _checks.integer(value, what, 0, _checks.UINT64_MAX)
 
 
-def _as_item(obj: Any, k: int) -> Item:
+def _as_item(obj: Any, k: int, what: str = "items") -> Item:
     if isinstance(obj, Item):
         return obj
     if isinstance(obj, Mapping):
         return Item.from_dict(dict(obj))
-    raise TypeError(f"items[{k}] is a {type(obj).__name__}, expected a metaprobe Item or a dict in the item schema")
+    raise TypeError(f"{what}[{k}] is a {type(obj).__name__}, expected a metaprobe Item or a dict in the item schema")
+
+
+def _as_items(objs: Any, what: str) -> list[Item]:
+    """An iterable of Items or item dicts as a list of Items; another type is a TypeError naming ``what``."""
+    items = _checks.elements(objs, what, "an iterable of metaprobe Items or item dicts", error=TypeError)
+    return [_as_item(it, k, what) for k, it in enumerate(items)]
+
+
+def _prompt_options(template: Any, k: Any, seed: Any) -> tuple[str, int, int]:
+    """``template``, ``k`` and ``seed`` of a render call, type-checked (the core checks the template name and,
+    for few_shot, k <= 64)."""
+    return (_checks.string(template, "template", f"a template name from {', '.join(TEMPLATES)}"),
+            _checks.integer(k, "k", 0, _checks.INT32_MAX), _seed(seed))
 
 
 class ProbeSet:
@@ -103,7 +109,7 @@ class ProbeSet:
     """
 
     def __init__(self, items: Iterable[ItemLike] = ()) -> None:
-        self._items: list[Item] = [_as_item(it, k) for k, it in enumerate(items)]
+        self._items: list[Item] = _as_items(items, "items")
 
     # --- container protocol -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -166,7 +172,7 @@ class ProbeSet:
         skills = _names(skill, SKILLS, "skill")
         domains = _names(domain, DOMAINS, "domain")
         diffs = _ints(difficulty, "difficulty")
-        fams = None if family is None else ([family] if isinstance(family, str) else list(family))
+        fams = None if family is None else _checks.strings(family, "family", "a family name or a list of names")
         out = [
             it
             for it in self._items
@@ -194,18 +200,19 @@ class ProbeSet:
 
     def to_jsonl(self, path: str | os.PathLike[str]) -> None:
         """Writes the items as JSONL, atomically (a temporary file beside ``path``, then a rename)."""
-        _core._probes_write_jsonl(self._items, os.fspath(path))
+        _core._probes_write_jsonl(self._items, _checks.path(path))
 
     @classmethod
     def from_jsonl(cls, path: str | os.PathLike[str]) -> "ProbeSet":
         """Reads a JSONL file of items; a bad line raises :class:`metaprobe.FormatError` naming the line
         and the field, unknown fields are kept in ``Item.extra``."""
-        return cls(_core._probes_read_jsonl(os.fspath(path)))
+        return cls(_core._probes_read_jsonl(_checks.path(path)))
 
     @classmethod
     def from_jsonl_text(cls, text: str, source: str = "<jsonl>") -> "ProbeSet":
         """Parses JSONL text (``source`` names it in error messages)."""
-        return cls(_core._probes_parse_jsonl(text, source))
+        return cls(_core._probes_parse_jsonl(_checks.string(text, "text", "JSONL text (str)"),
+                                             _checks.string(source, "source")))
 
     def fingerprint(self) -> str:
         """FNV-1a 64 (hex) of the set's JSONL text: equal fingerprints mean byte-identical files."""
@@ -220,10 +227,10 @@ class ProbeSet:
                 plus an instruction to end with ``Answer: <answer>``) or ``"few_shot"`` (``k`` worked
                 examples from the same cell of this set, never the item itself, topped up with freshly
                 generated items when the cell has fewer).
-            k: number of few-shot examples.
-            seed: which few-shot examples are drawn.
+            k: number of few-shot examples (an integer, 0..64 for ``few_shot``).
+            seed: which few-shot examples are drawn (an integer in 0..2**64-1).
         """
-        return _core._probes_render_all(self._items, template, k, seed)
+        return _core._probes_render_all(self._items, *_prompt_options(template, k, seed))
 
     def score(self, outputs: Mapping[str, str] | Iterable[str]) -> Scores:
         """Scores model outputs (a mapping id -> text or a sequence aligned with the items)."""
@@ -246,27 +253,31 @@ def generate(
     Args:
         skills: ``"all"``, a skill name or a list of names from :data:`SKILLS`.
         domains: ``"all"``, a domain name or a list of names from :data:`DOMAINS`.
-        n_per_cell: items per cell (>= 0).
-        difficulties: difficulty levels in 1..5, cycled within each family.
+        n_per_cell: items per cell (0..:data:`MAX_PER_CELL`).
+        difficulties: a difficulty level or a list of levels in 1..5, cycled within each family.
         seed: the suite seed (a non-negative integer below 2**64).
+
+    Integers may be Python or numpy integers, never bool or float; any other value is an InvalidArgumentError
+    naming the argument, the value and what was expected.
     """
     skill_list = _names(skills, SKILLS, "skills") or []
     domain_list = _names(domains, DOMAINS, "domains") or []
     diffs = _ints(difficulties, "difficulties")
     if not diffs:
         raise InvalidArgumentError("difficulties: got an empty list, expected one or more integers in 1..5")
-    n_per_cell = _count(n_per_cell, "n_per_cell", MAX_PER_CELL)
-    if not isinstance(seed, int) or not 0 <= seed < 2**64:
-        raise InvalidArgumentError(f"seed: got {seed!r}, expected an integer in 0..2**64-1")
-    return ProbeSet(_core._probes_generate(skill_list, domain_list, n_per_cell, diffs, seed))
+    n_per_cell = _checks.integer(n_per_cell, "n_per_cell", 0, MAX_PER_CELL)
+    return ProbeSet(_core._probes_generate(skill_list, domain_list, n_per_cell, diffs, _seed(seed)))
 
 
 def generate_item(family: str, difficulty: int = 1, seed: int = 0, index: int = 0) -> Item:
-    """One item of a generator family (see :func:`families`); deterministic in all four arguments."""
-    _ints(difficulty, "difficulty")
-    if not isinstance(index, int) or index < 0:
-        raise InvalidArgumentError(f"index: got {index!r}, expected an integer >= 0")
-    return _core._probes_generate_item(family, difficulty, seed, index)
+    """One item of a generator family (see :func:`families`); deterministic in all four arguments.
+
+    ``family`` is a family name (str), ``difficulty`` an integer in 1..5, ``seed`` and ``index`` integers in
+    0..2**64-1 (Python or numpy, not bool); anything else is an InvalidArgumentError.
+    """
+    return _core._probes_generate_item(_checks.string(family, "family", "a generator family name (str)"),
+                                       _checks.integer(difficulty, "difficulty", 1, 5), _seed(seed),
+                                       _checks.integer(index, "index", 0, _checks.UINT64_MAX))
 
 
 def families(supply: int = 0, seed: int = 0) -> "pd.DataFrame":
@@ -284,7 +295,8 @@ def families(supply: int = 0, seed: int = 0) -> "pd.DataFrame":
     import pandas as pd
 
     frame = pd.DataFrame(_core._probes_families(), columns=["name", "skill", "domain", "version", "description"])
-    supply = _count(supply, "supply", 100_000)
+    supply = _checks.integer(supply, "supply", 0, 100_000)
+    seed = _seed(seed)
     types, chance = [], []
     for name in frame["name"]:
         it = _core._probes_generate_item(name, 1, 0, 0)
@@ -306,6 +318,12 @@ def families(supply: int = 0, seed: int = 0) -> "pd.DataFrame":
 
 def render(item: ItemLike, template: str = "chat", k: int = 3, seed: int = 0,
            pool: Iterable[ItemLike] = ()) -> str:
-    """The prompt of one item; ``few_shot`` draws examples of its cell from ``pool`` (then generated ones)."""
+    """The prompt of one item; ``few_shot`` draws examples of its cell from ``pool`` (then generated ones).
+
+    ``template``, ``k`` and ``seed`` as in :meth:`ProbeSet.render`; ``item`` is an Item or an item dict and
+    ``pool`` an iterable of them (another type is a TypeError).
+    """
+    if not isinstance(item, (Item, Mapping)):
+        raise TypeError(f"item is a {type(item).__name__}, expected a metaprobe Item or a dict in the item schema")
     it = _as_item(item, 0)
-    return _core._probes_render(it, template, k, seed, [_as_item(p, j) for j, p in enumerate(pool)])
+    return _core._probes_render(it, *_prompt_options(template, k, seed), _as_items(pool, "pool"))
