@@ -1,8 +1,13 @@
-"""Benchmark of the meta-probing run: its wall time against the bare forward passes it needs.
+"""Benchmark of the meta-probing run: its wall time against the bare forward passes it needs, the cost of
+scoring imported responses, and the cost of resuming a finished run directory.
 
 Every forward call the run makes (generation steps, teacher forcing, the sampled-token estimator) is recorded
 by a wrapping logit source; the bare cost is those same calls replayed on the same models and tensors. Runs and
 replays alternate in one process; medians of --repeats pairs. overhead = run / forward − 1.
+
+``meta.imported_responses``: a stage given another engine's answers (no model) against the same stage
+generating them: the scoring-only cost per item. ``meta.resume``: re-running a finished run directory with
+``resume=True`` (every stage re-read, nothing probed) against the run that wrote it.
 
     python bench/meta.py --json            # one JSON object per case per line
 """
@@ -59,6 +64,69 @@ def one_case(mode: str, probes, base: TinyLM, tuned: TinyLM, repeats: int, max_n
             "target_overhead": 0.15}
 
 
+def imported_case(probes, base: TinyLM, repeats: int, max_new: int, tmp: str) -> dict:
+    import os
+
+    opts = MetaOptions(max_new_tokens=max_new, batch_size=len(probes), divergence=False, parameters=False,
+                       stop=(), n_samples=4, do_sample=True, seed=3)
+    gen_times, imp_times = [], []
+    answers = None
+    for _ in range(repeats):
+        mp = MetaProbe(probes, options=opts)
+        mp.add_stage("base", source=base)
+        t0 = time.perf_counter()
+        rep = mp.run(progress=False)
+        gen_times.append(time.perf_counter() - t0)
+        if answers is None:
+            path = os.path.join(tmp, "answers.jsonl")
+            rep.export_responses(path)
+            answers = metaprobe.responses.from_jsonl(path)
+        mp = MetaProbe(probes, options=opts, tokenizer="char")
+        t0 = time.perf_counter()
+        mp.add_stage("base", responses=answers)
+        mp.run(progress=False)
+        imp_times.append(time.perf_counter() - t0)
+    gen_s, imp_s = statistics.median(gen_times), statistics.median(imp_times)
+    n = len(probes) * opts.n_samples
+    return {"bench": "meta.imported_responses", "case": "responses_only_stage", "threads": torch.get_num_threads(),
+            "items": len(probes), "samples": n, "max_new_tokens": max_new, "repeats": repeats,
+            "generate_s": round(gen_s, 4), "imported_s": round(imp_s, 4),
+            "imported_us_per_answer": round(imp_s / n * 1e6, 1), "imported_over_generate": round(imp_s / gen_s, 4)}
+
+
+def resume_case(probes, base: TinyLM, tuned: TinyLM, repeats: int, max_new: int, tmp: str) -> dict:
+    import os
+    import shutil
+
+    opts = MetaOptions(max_new_tokens=max_new, batch_size=len(probes), reference_mode="topk_cache", cache_k=32)
+    full_times, resume_times = [], []
+    size = 0
+    for r in range(repeats):
+        out = os.path.join(tmp, f"run{r}")
+        shutil.rmtree(out, ignore_errors=True)
+
+        def study() -> MetaProbe:
+            mp = MetaProbe(probes, options=opts)
+            mp.add_stage("base", source=base, checkpoint=base.state_dict())
+            mp.add_stage("tuned", arm="sft", step=1, source=tuned, checkpoint=tuned.state_dict())
+            return mp
+
+        mp = study()
+        t0 = time.perf_counter()
+        mp.run(progress=False, out_dir=out)
+        full_times.append(time.perf_counter() - t0)
+        mp = study()
+        t0 = time.perf_counter()
+        mp.run(progress=False, out_dir=out, resume=True)
+        resume_times.append(time.perf_counter() - t0)
+        size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(out) for f in fs)
+    full_s, res_s = statistics.median(full_times), statistics.median(resume_times)
+    return {"bench": "meta.resume", "case": "finished_directory", "threads": torch.get_num_threads(),
+            "items": len(probes), "stages": 2, "max_new_tokens": max_new, "repeats": repeats,
+            "full_run_s": round(full_s, 4), "resume_s": round(res_s, 4), "resume_over_full": round(res_s / full_s, 4),
+            "directory_bytes": size}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--json", action="store_true", help="print JSON lines only")
@@ -75,8 +143,16 @@ def main() -> None:
                                        difficulties=[1], seed=1)
     cfg = dict(d_model=args.d_model, n_layers=args.layers, n_heads=8, d_ff=3 * args.d_model, max_len=1024)
     base, tuned = TinyLM(seed=1, **cfg), TinyLM(seed=2, **cfg)
-    for mode in ("exact", "topk_cache"):
-        row = one_case(mode, probes, base, tuned, args.repeats, args.max_new_tokens)
+    rows = [one_case(mode, probes, base, tuned, args.repeats, args.max_new_tokens) for mode in ("exact", "topk_cache")]
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # the imported and resumed cases use answers of realistic length on a smaller model
+        small = dict(d_model=64, n_layers=2, n_heads=4, d_ff=192, max_len=1024)
+        many = metaprobe.probes.generate(n_per_cell=args.items_per_cell * 5, difficulties=[1], seed=1)
+        rows.append(imported_case(many, TinyLM(seed=1, **small), args.repeats, 64, tmp))
+        rows.append(resume_case(many, TinyLM(seed=1, **small), TinyLM(seed=2, **small), args.repeats, 64, tmp))
+    for row in rows:
         print(json.dumps(row) if args.json else row, flush=True)
 
 

@@ -200,7 +200,7 @@ std::shared_ptr<const Tokenizer> make_tokenizer(py::object tok) {
 }
 
 std::string run_py(const std::string& items_jsonl, const py::list& stages, py::object tokenizer,
-                   const std::string& options_json, py::object progress) {
+                   const std::string& options_json, py::object progress, const std::string& out_dir, bool resume) {
   RunOptions options = options_from_json(nlohmann::json::parse(options_json));
   if (!progress.is_none()) {
     auto h = hold(progress);
@@ -214,7 +214,7 @@ std::string run_py(const std::string& items_jsonl, const py::list& stages, py::o
   Report report;
   {
     py::gil_scoped_release release;
-    report = run.run();
+    report = run.run(RunDirectory{out_dir, resume});
   }
   return to_json(report).dump();
 }
@@ -224,9 +224,10 @@ std::string run_py(const std::string& items_jsonl, const py::list& stages, py::o
 void bind_meta(py::module_& m) {
   auto mm = m.def_submodule("meta", "The meta-probing run (use metaprobe.MetaProbe rather than this module)");
   mm.def("run", &run_py, py::arg("items_jsonl"), py::arg("stages"), py::arg("tokenizer"), py::arg("options_json"),
-         py::arg("progress") = py::none(),
+         py::arg("progress") = py::none(), py::arg("out_dir") = "", py::arg("resume") = false,
          "Runs the meta-probe; stages are dicts (name, arm, step, source | loader | torchscript [+ weights] | tiny_lm, "
-         "checkpoint | state_dict). Returns the report as JSON text.");
+         "checkpoint | state_dict, responses). out_dir: the run directory (stages stored as they finish); resume: "
+         "continue the run there. Returns the report as JSON text.");
   mm.def(
       "validate_report",
       [](const std::string& text) {

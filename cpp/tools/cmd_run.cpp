@@ -207,7 +207,18 @@ std::pair<size_t, size_t> longest_sequences(const std::vector<probes::Item>& ite
   return {p, ps};
 }
 
-int run_command(const std::string& config_path, const std::string& output_override, bool quiet) {
+// What `metaprobe run` was given on its command line.
+struct RunArgs {
+  std::string config, output, out_dir;
+  bool quiet = false, resume = false;
+};
+
+int run_command(const RunArgs& args) {
+  const std::string& config_path = args.config;
+  const std::string& output_override = args.output;
+  const bool quiet = args.quiet;
+  if (args.resume && args.out_dir.empty())
+    throw InvalidArgument("run: --resume needs --out DIR, the run directory to continue");
   std::ifstream f(config_path);
   if (!f) throw IoError("run: cannot open config '" + config_path + "'");
   std::stringstream ss;
@@ -228,9 +239,15 @@ int run_command(const std::string& config_path, const std::string& output_overri
   if (cfg.contains("options") && !cfg.at("options").is_object())
     throw InvalidArgument("config.options: got " + cfg.at("options").dump() + ", expected an object");
   meta::RunOptions options = meta::options_from_json(cfg.value("options", json::object()));
-  const std::string out = !output_override.empty() ? output_override
-                          : cfg.contains("output") ? resolve(base, get_string(cfg, "output", "config"))
-                                                   : (base / "report.json").string();
+  const std::string out = !output_override.empty()  ? output_override
+                          : cfg.contains("output")  ? resolve(base, get_string(cfg, "output", "config"))
+                          : !args.out_dir.empty()   ? (fs::path(args.out_dir) / "report.json").string()
+                                                    : (base / "report.json").string();
+  if (!args.out_dir.empty()) {  // the run directory is created by the run; its parent must exist
+    std::error_code ec;
+    fs::create_directories(args.out_dir, ec);
+    if (ec) throw IoError("run: --out '" + args.out_dir + "': cannot create the run directory: " + ec.message());
+  }
   {
     fs::path dir = fs::path(out).parent_path();
     if (dir.empty()) dir = ".";
@@ -265,7 +282,7 @@ int run_command(const std::string& config_path, const std::string& output_overri
   }
   meta::Run run(std::move(items), std::make_shared<meta::CharTokenizerAdapter>(), options);
   for (auto& s : stages) run.add_stage(std::move(s));
-  meta::Report report = run.run();
+  meta::Report report = run.run(meta::RunDirectory{args.out_dir, args.resume});
   if (show) std::cerr << "\n";
   meta::save(report, out);
   if (!quiet) {
@@ -286,18 +303,19 @@ int run_command(const std::string& config_path, const std::string& output_overri
 
 void add_run_commands(CLI::App& app) {
   auto* cmd = app.add_subcommand("run", "Meta-probe the stages of a config.json and write the report (docs/meta.md)");
-  auto config = std::make_shared<std::string>();
-  auto output = std::make_shared<std::string>();
-  auto quiet = std::make_shared<bool>(false);
-  cmd->add_option("config", *config, "JSON config: probes, stages, options, output")->required();
-  cmd->add_option("-o,--output", *output, "report path (overrides config.output)");
-  cmd->add_flag("-q,--quiet", *quiet, "no progress line and no summary");
-  cmd->callback([config, output, quiet]() {
+  auto args = std::make_shared<RunArgs>();
+  cmd->add_option("config", args->config, "JSON config: probes, stages, options, output")->required();
+  cmd->add_option("-o,--output", args->output, "report path (overrides config.output)");
+  cmd->add_option("--out", args->out_dir,
+                  "run directory: each stage stored as it finishes, report.json at the end (default report path)");
+  cmd->add_flag("--resume", args->resume, "continue the run in --out, skipping its finished stages");
+  cmd->add_flag("-q,--quiet", args->quiet, "no progress line and no summary");
+  cmd->callback([args]() {
     int rc = 0;
     try {
-      rc = run_command(*config, *output, *quiet);
+      rc = run_command(*args);
     } catch (const nlohmann::json::exception& e) {  // a type the validation above did not foresee: one line, rc 1
-      throw InvalidArgument(std::string("run: config '") + *config + "': a value has the wrong JSON type: " + e.what());
+      throw InvalidArgument(std::string("run: config '") + args->config + "': a value has the wrong JSON type: " + e.what());
     }
     if (rc != 0) throw CLI::RuntimeError(rc);
   });

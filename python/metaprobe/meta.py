@@ -280,9 +280,23 @@ class MetaProbe:
             return tok
         return HFTokenizer(tok)  # a Hugging Face style tokenizer (e.g. metaprobe.lm.CharTokenizer)
 
-    def run(self, progress: bool = True) -> "Report":
-        """Runs every step and returns the :class:`metaprobe.report.Report`. ``progress`` shows a tqdm bar."""
+    def run(self, progress: bool = True, out_dir: Optional[PathLike] = None, resume: bool = False) -> "Report":
+        """Runs every step and returns the :class:`metaprobe.report.Report`.
+
+        Args:
+            progress: show a tqdm bar.
+            out_dir: the run directory: each stage's results (answers, scores, divergence partial sums,
+                parameter statistics) are written there, whole, as soon as the stage finishes, and
+                ``report.json`` at the end. A killed run loses only the stage it was in.
+            resume: continue the run in ``out_dir``: stored stages are not probed again and the report equals an
+                uninterrupted run's (timings aside). A directory started on another suite, other options or
+                changed stages is refused naming the change; without ``resume`` a directory holding a run is
+                refused.
+        """
         from .report import Report
+
+        if resume and out_dir is None:
+            raise InvalidArgumentError("run: resume=True needs out_dir, the directory of the run to continue")
 
         bar = None
         callback = None
@@ -300,7 +314,7 @@ class MetaProbe:
         stages = [{k: v for k, v in s.items() if not k.startswith("_")} for s in self._stages]
         try:
             text = _core.meta.run(self._items_jsonl, stages, self._tokenizer(), self.options.to_json(self.reference),
-                                  callback)
+                                  callback, "" if out_dir is None else os.fspath(out_dir), bool(resume))
         finally:
             if bar is not None:
                 bar.close()

@@ -1,9 +1,13 @@
 #pragma once
 // Pieces of the run shared between its translation units (not installed).
+#include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include <metaprobe/meta/options.hpp>
 #include <metaprobe/meta/report.hpp>
+#include <metaprobe/meta/run.hpp>
 
 namespace metaprobe::meta::detail {
 
@@ -19,5 +23,19 @@ std::vector<ArmRazor> razor(const std::vector<StageReport>& stages, const RunOpt
 double pearson(const std::vector<double>& x, const std::vector<double>& y);
 /// Spearman rank correlation (average ranks on ties); NaN like pearson.
 double spearman(const std::vector<double>& x, const std::vector<double>& y);
+
+/// One stage of the report document and back (report.cpp): the resumable run stores each finished stage so.
+nlohmann::json stage_to_json(const StageReport& stage);
+StageReport stage_from_json(const nlohmann::json& j);
+
+/// What a resumed run must match (run_directory.cpp): the suite's hash, the options, and per stage its name,
+/// arm, step, checkpoint (file sizes and times, or the bytes of a state dict) and imported responses.
+nlohmann::json run_manifest(const std::vector<probes::Item>& items, const RunOptions& options,
+                            const std::vector<Stage>& stages);
+/// Throws InvalidArgument naming the first thing that differs between `saved` and `now`.
+void check_manifest(const nlohmann::json& saved, const nlohmann::json& now, const std::string& dir);
+/// Whole-file JSON: IoError / FormatError naming the file; writes are atomic.
+nlohmann::json read_json_file(const std::string& path);
+void write_json_file(const std::string& path, const nlohmann::json& j);
 
 }  // namespace metaprobe::meta::detail

@@ -9,6 +9,8 @@
 #include <metaprobe/error.hpp>
 #include <metaprobe/params/report.hpp>
 
+#include "internal.hpp"
+
 namespace nlohmann {
 
 template <>
@@ -183,17 +185,46 @@ const StageReport& Report::stage(const std::string& name) const {
   throw InvalidArgument("Report::stage: no stage named '" + name + "'");
 }
 
+namespace detail {
+
+nlohmann::json stage_to_json(const StageReport& s) {
+  nlohmann::json js = {{"info", s.info}, {"seconds", s.seconds}};
+  put_optional(js, "behaviour", s.behaviour);
+  put_optional(js, "divergence", s.divergence);
+  put_optional(js, "params", s.params);
+  put_optional(js, "derived", s.derived);
+  js["responses"] = s.responses;
+  return js;
+}
+
+// `j` with its nulls already turned back into NaN (nulls_to_nan).
+StageReport stage_from_nan_json(const nlohmann::json& js) {
+  StageReport s;
+  js.at("info").get_to(s.info);
+  js.at("seconds").get_to(s.seconds);
+  get_optional(js, "behaviour", s.behaviour);
+  get_optional(js, "divergence", s.divergence);
+  get_optional(js, "params", s.params);
+  get_optional(js, "derived", s.derived);
+  if (js.contains("responses")) js.at("responses").get_to(s.responses);  // absent in older reports
+  return s;
+}
+
+StageReport stage_from_json(const nlohmann::json& input) {
+  nlohmann::json j = input;
+  nulls_to_nan(j);
+  try {
+    return stage_from_nan_json(j);
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(std::string("report: a stage field is missing or has the wrong type: ") + e.what());
+  }
+}
+
+}  // namespace detail
+
 nlohmann::json to_json(const Report& r) {
   nlohmann::json stages = nlohmann::json::array();
-  for (const auto& s : r.stages) {
-    nlohmann::json js = {{"info", s.info}, {"seconds", s.seconds}};
-    put_optional(js, "behaviour", s.behaviour);
-    put_optional(js, "divergence", s.divergence);
-    put_optional(js, "params", s.params);
-    put_optional(js, "derived", s.derived);
-    js["responses"] = s.responses;
-    stages.push_back(std::move(js));
-  }
+  for (const auto& s : r.stages) stages.push_back(detail::stage_to_json(s));
   return {{"schema", r.schema},
           {"schema_version", r.schema_version},
           {"metaprobe_version", r.metaprobe_version},
@@ -232,17 +263,7 @@ Report report_from_json(const nlohmann::json& input) {
     r.options = options;
     j.at("target_cells").get_to(r.target_cells);
     j.at("n_items").get_to(r.n_items);
-    for (const auto& js : j.at("stages")) {
-      StageReport s;
-      js.at("info").get_to(s.info);
-      js.at("seconds").get_to(s.seconds);
-      get_optional(js, "behaviour", s.behaviour);
-      get_optional(js, "divergence", s.divergence);
-      get_optional(js, "params", s.params);
-      get_optional(js, "derived", s.derived);
-      if (js.contains("responses")) js.at("responses").get_to(s.responses);  // absent in older reports
-      r.stages.push_back(std::move(s));
-    }
+    for (const auto& js : j.at("stages")) r.stages.push_back(detail::stage_from_nan_json(js));
     j.at("razor").get_to(r.razor);
     if (j.contains("differences")) j.at("differences").get_to(r.differences);
     j.at("seconds").get_to(r.seconds);

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cmath>
 #include <ctime>
+#include <filesystem>
 #include <limits>
 #include <map>
 #include <set>
@@ -20,6 +21,7 @@
 #include <metaprobe/probes/prompt.hpp>
 #include <metaprobe/version.hpp>
 
+#include "common/format.hpp"
 #include "internal.hpp"
 
 namespace metaprobe::meta {
@@ -152,6 +154,83 @@ struct Acc {
     return c;
   }
 };
+
+// Stored partial sums of a stage (run directory): exact doubles, non-finite ones as "nan" / "inf" / "-inf".
+nlohmann::json num_json(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(metaprobe::detail::format_double(v)); }
+
+double num_from(const nlohmann::json& j) {
+  if (j.is_string()) {
+    const auto s = j.get<std::string>();
+    if (s == "nan") return kNaN;
+    if (s == "inf") return std::numeric_limits<double>::infinity();
+    if (s == "-inf") return -std::numeric_limits<double>::infinity();
+    throw FormatError("a stored number is '" + s + "', expected a number, \"nan\", \"inf\" or \"-inf\"");
+  }
+  return j.get<double>();
+}
+
+nlohmann::json accs_to_json(const std::map<probes::Cell, Acc>& m) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& [cell, a] : m) {
+    nlohmann::json sums = nlohmann::json::array();
+    for (double v : {a.kl_rs, a.kl_sr, a.js, a.h_ref, a.h_stage, a.above, a.rank, a.top1, a.js_bound, a.kl_bound,
+                     a.sampled_sum})
+      sums.push_back(num_json(v));
+    out.push_back({{"skill", probes::to_string(cell.skill)}, {"domain", probes::to_string(cell.domain)},
+                   {"items", a.items}, {"positions", a.positions}, {"sums", sums}, {"pos_counts", a.pos_counts},
+                   {"high_counts", a.high_counts}, {"sampled_items", a.sampled_items},
+                   {"sampled_tokens", a.sampled_tokens}});
+  }
+  return out;
+}
+
+std::map<probes::Cell, Acc> accs_from_json(const nlohmann::json& j) {
+  std::map<probes::Cell, Acc> m;
+  for (const auto& e : j) {
+    Acc a;
+    const probes::Cell cell{probes::parse_skill(e.at("skill").get<std::string>()),
+                            probes::parse_domain(e.at("domain").get<std::string>())};
+    a.items = e.at("items").get<int64_t>();
+    a.positions = e.at("positions").get<int64_t>();
+    const auto& v = e.at("sums");
+    double* fields[] = {&a.kl_rs, &a.kl_sr, &a.js, &a.h_ref, &a.h_stage, &a.above, &a.rank, &a.top1, &a.js_bound,
+                        &a.kl_bound, &a.sampled_sum};
+    if (v.size() != std::size(fields)) throw FormatError("stored partial sums: " + std::to_string(v.size()) + " values, expected 11");
+    for (size_t k = 0; k < std::size(fields); ++k) *fields[k] = num_from(v[k]);
+    e.at("pos_counts").get_to(a.pos_counts);
+    e.at("high_counts").get_to(a.high_counts);
+    a.sampled_items = e.at("sampled_items").get<int64_t>();
+    a.sampled_tokens = e.at("sampled_tokens").get<int64_t>();
+    m.emplace(cell, std::move(a));
+  }
+  return m;
+}
+
+nlohmann::json rows_to_json(const std::vector<std::vector<double>>& rows) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& r : rows) {
+    nlohmann::json x = nlohmann::json::array();
+    for (double v : r) x.push_back(num_json(v));
+    out.push_back(std::move(x));
+  }
+  return out;
+}
+
+std::vector<std::vector<double>> rows_from_json(const nlohmann::json& j) {
+  std::vector<std::vector<double>> out;
+  for (const auto& r : j) {
+    out.emplace_back();
+    for (const auto& v : r) out.back().push_back(num_from(v));
+  }
+  return out;
+}
+
+// A stage's file name in the run directory: its index (unique) and its name, reduced to portable characters.
+std::string stage_file_stem(size_t index, const std::string& name) {
+  std::string safe;
+  for (char c : name) safe += (std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
+  return std::to_string(index) + "-" + safe.substr(0, 80);
+}
 
 // A teacher-forced sequence whose `len` tokens after `prompt` are scored: logits at positions
 // [prompt − 1, prompt − 1 + len) predict them. `item` indexes the run's items.
@@ -801,7 +880,8 @@ void Run::add_stage(Stage stage) {
   stages_.push_back(std::move(stage));
 }
 
-Report Run::run() {
+Report Run::run(const RunDirectory& directory) {
+  namespace fs = std::filesystem;
   const auto t_run = Clock::now();
   const RunOptions& opt = options_;
   const Stage* ref_stage = nullptr;
@@ -828,6 +908,27 @@ Report Run::run() {
       throw InvalidArgument("Run: stage '" + s.name + "' has responses but no model, and " +
                             std::to_string(eng.ll_items().size()) + " items are scored by option log-likelihood "
                             "(choice_mode 'loglikelihood'), expected a model or choice_mode 'generate'");
+  // The run directory: created, or checked against the run it holds, before any work.
+  const bool stored = !directory.path.empty();
+  const std::string dir = directory.path;
+  if (stored) {
+    std::error_code ec;
+    fs::create_directories(fs::path(dir) / "stages", ec);
+    if (ec) throw IoError("run directory: cannot create '" + dir + "/stages': " + ec.message());
+    const auto manifest = detail::run_manifest(items_, opt, stages_);
+    const std::string mpath = dir + "/run.json";
+    if (fs::exists(mpath, ec)) {
+      if (!directory.resume)
+        throw InvalidArgument("run directory: '" + dir + "' already holds a run (run.json), expected resume to "
+                              "continue it, or a directory without one");
+      detail::check_manifest(detail::read_json_file(mpath), manifest, dir);
+    } else {
+      detail::write_json_file(mpath, manifest);
+    }
+  }
+  auto stage_path = [&](size_t si, const char* suffix) {
+    return dir + "/stages/" + stage_file_stem(si, stages_[si].name) + suffix + ".json";
+  };
   const bool generate = opt.behaviour || (divergence && !gold) || sampled;
   const auto ref_ckpt = opt.parameters ? open_checkpoint(*ref_stage) : nullptr;
   const auto n_gen = static_cast<int64_t>(eng.gen_items().size());
@@ -878,34 +979,83 @@ Report Run::run() {
     own[si] = eng.answer_sequences(answers[si]);
     sr.responses = eng.responses_of(answers[si]);
   };
+  // A stage stored by an earlier run of this directory: its report, answers and partial sums come back.
+  std::vector<char> loaded(stages_.size(), 0), finalized(stages_.size(), 0);
+  auto load_stage = [&](size_t si) {
+    if (!stored || !directory.resume || !fs::exists(stage_path(si, ""))) return false;
+    const std::string path = stage_path(si, "");
+    try {
+      const auto j = detail::read_json_file(path);
+      rep.stages[si] = detail::stage_from_json(j.at("report"));
+      bool retokenized = false;
+      answers[si] = eng.imported_answers(rep.stages[si].responses, stages_[si].name, 0, retokenized);
+      own[si] = eng.answer_sequences(answers[si]);
+      div_acc[si] = accs_from_json(j.at("divergence_partials"));
+      stage_lp[si] = rows_from_json(j.at("stage_logprobs"));
+      const std::string fin = stage_path(si, ".final");
+      if (fs::exists(fin)) {
+        const auto f = detail::read_json_file(fin);
+        div_acc[si] = accs_from_json(f.at("divergence_partials"));
+        rep.stages[si].seconds = f.at("seconds").get<double>();
+        finalized[si] = 1;
+      }
+    } catch (const nlohmann::json::exception& e) {
+      throw FormatError("run directory: '" + path + "' is not a stored stage (" + e.what() + "); delete it to probe the stage again");
+    } catch (const FormatError& e) {
+      throw FormatError("run directory: '" + path + "' is not a stored stage (" + e.what() + "); delete it to probe the stage again");
+    }
+    loaded[si] = 1;
+    return true;
+  };
+  auto save_stage = [&](size_t si) {
+    if (!stored) return;
+    detail::write_json_file(stage_path(si, ""), {{"report", detail::stage_to_json(rep.stages[si])},
+                                                 {"divergence_partials", accs_to_json(div_acc[si])},
+                                                 {"stage_logprobs", rows_to_json(stage_lp[si])}});
+  };
 
   // 1. The reference: behaviour, and the top-k cache when asked.
   Holder ref{ref_stage, nullptr};
   std::vector<TopKCache> cache;
+  bool pending = false;  // a stage other than the reference still to probe (false only when resuming)
+  for (size_t si = 0; si < stages_.size(); ++si)
+    if (si != ref_index && !(stored && directory.resume && fs::exists(stage_path(si, "")))) pending = true;
+  auto build_cache = [&]() {
+    LogitSource& src = ref.get();
+    vocab_probe(src, ref_stage->name);
+    cache = eng.build_cache(src, ref_stage->name, vocab, div_seqs);
+    ref.release();
+  };
+  const bool topk = divergence && opt.reference_mode == ReferenceMode::topk_cache;
   {
     const auto t0 = Clock::now();
     auto& sr = rep.stages[ref_index];
-    sr.info = {ref_stage->name, ref_stage->arm, "responses", ref_stage->checkpoint_path, ref_stage->step, true};
-    if (!has_model(*ref_stage)) {
-      behave(nullptr, *ref_stage, sr, ref_index);  // the divergences are off (checked above)
-    } else {
-      LogitSource& src = ref.get();
-      sr.info.source = src.describe();
-      vocab_probe(src, ref_stage->name);
-      behave(&src, *ref_stage, sr, ref_index);
+    if (load_stage(ref_index)) {
       if (divergence && opt.divergence_on != "stage_samples")
         div_seqs = gold ? eng.gold_sequences() : own[ref_index];
-      if (divergence && opt.reference_mode == ReferenceMode::topk_cache) {
-        cache = eng.build_cache(src, ref_stage->name, vocab, div_seqs);
-        ref.release();
+      if (pending && topk) build_cache();
+      else if (pending && has_model(*ref_stage) && (divergence || sampled)) vocab_probe(ref.get(), ref_stage->name);
+    } else {
+      sr.info = {ref_stage->name, ref_stage->arm, "responses", ref_stage->checkpoint_path, ref_stage->step, true};
+      if (!has_model(*ref_stage)) {
+        behave(nullptr, *ref_stage, sr, ref_index);  // the divergences are off (checked above)
+      } else {
+        LogitSource& src = ref.get();
+        sr.info.source = src.describe();
+        vocab_probe(src, ref_stage->name);
+        behave(&src, *ref_stage, sr, ref_index);
+        if (divergence && opt.divergence_on != "stage_samples")
+          div_seqs = gold ? eng.gold_sequences() : own[ref_index];
+        if (topk) build_cache();
       }
+      sr.seconds = seconds_since(t0);
+      save_stage(ref_index);
     }
-    sr.seconds = seconds_since(t0);
   }
 
   // 2. Every other stage.
   for (size_t si = 0; si < stages_.size(); ++si) {
-    if (si == ref_index) continue;
+    if (si == ref_index || load_stage(si)) continue;
     const Stage& st = stages_[si];
     const auto t0 = Clock::now();
     auto& sr = rep.stages[si];
@@ -944,17 +1094,21 @@ Report Run::run() {
       }
     }
     sr.seconds = seconds_since(t0);
+    save_stage(si);
   }
 
   // 3. The reference scores each stage's own answers (Huan et al.'s sampled-token estimator).
   if (sampled) {
-    LogitSource& src = ref.get();
     for (size_t si = 0; si < stages_.size(); ++si) {
-      if (si == ref_index || !has_model(stages_[si])) continue;
+      if (si == ref_index || !has_model(stages_[si]) || finalized[si]) continue;
       const auto t0 = Clock::now();
-      auto ref_lp = eng.token_logprobs(src, ref_stage->name, vocab, own[si], "sampled", stages_[si].name);
+      if (vocab == 0) vocab_probe(ref.get(), ref_stage->name);  // resumed with no model probed yet
+      auto ref_lp = eng.token_logprobs(ref.get(), ref_stage->name, vocab, own[si], "sampled", stages_[si].name);
       eng.add_sampled(div_acc[si], own[si], stage_lp[si], ref_lp);
       rep.stages[si].seconds += seconds_since(t0);
+      if (stored)
+        detail::write_json_file(stage_path(si, ".final"), {{"divergence_partials", accs_to_json(div_acc[si])},
+                                                           {"seconds", rep.stages[si].seconds}});
     }
   }
   ref.release();
@@ -971,6 +1125,7 @@ Report Run::run() {
   }
   eng.finish_progress();
   rep.seconds = seconds_since(t_run);
+  if (stored) save(rep, dir + "/report.json");
   return rep;
 }
 

@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <unistd.h>
+
 #include <ATen/ATen.h>
 
 #include <metaprobe/divergence/divergence.hpp>
@@ -484,4 +486,59 @@ TEST_CASE("a stage given another engine's responses scores them as if it had gen
     run.add_stage(std::move(s));
     REQUIRE_THROWS_WITH(run.run(), Contains("has token id 100000, expected ids below the vocabulary size"));
   }
+}
+
+TEST_CASE("a run directory: stages stored as they finish, a resumed run gives the same report", "[meta][resume]") {
+  namespace fs = std::filesystem;
+  const auto items = suite();
+  RunOptions o = small_options();
+  o.n_samples = 2;
+  o.do_sample = true;
+  o.divergence_on = "stage_samples";
+  auto tok = std::make_shared<CharTokenizerAdapter>();
+  auto make = [&](RunOptions opt) {
+    Run run(items, tok, opt);
+    run.add_stage(stage("base", "base", 0, tiny(1)));
+    run.add_stage(stage("sft/1", "sft", 1, tiny(2)));  // a '/' in the name: the file name is sanitised
+    run.add_stage(stage("rl-1", "rl", 1, tiny(3)));
+    return run;
+  };
+  auto comparable = [](const Report& r) {
+    nlohmann::json j = to_json(r);
+    j.erase("created");
+    j.erase("seconds");
+    for (auto& s : j["stages"]) s.erase("seconds");
+    return j.dump();
+  };
+  const std::string plain = comparable(make(o).run());
+  const fs::path dir = fs::temp_directory_path() / ("metaprobe_resume_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  const Report first = make(o).run(RunDirectory{dir.string(), false});
+  REQUIRE(comparable(first) == plain);
+  REQUIRE(fs::exists(dir / "run.json"));
+  REQUIRE(fs::exists(dir / "report.json"));
+  REQUIRE(fs::exists(dir / "stages" / "1-sft_1.json"));
+  REQUIRE(fs::exists(dir / "stages" / "1-sft_1.final.json"));
+  SECTION("the last stage lost: only it is probed again") {
+    fs::remove(dir / "stages" / "2-rl-1.json");
+    fs::remove(dir / "stages" / "2-rl-1.final.json");
+    REQUIRE(comparable(make(o).run(RunDirectory{dir.string(), true})) == plain);
+  }
+  SECTION("killed before the reference scored the answers: the estimator part is redone") {
+    fs::remove(dir / "stages" / "1-sft_1.final.json");
+    fs::remove(dir / "stages" / "2-rl-1.final.json");
+    REQUIRE(comparable(make(o).run(RunDirectory{dir.string(), true})) == plain);
+  }
+  SECTION("refusals") {
+    REQUIRE_THROWS_WITH(make(o).run(RunDirectory{dir.string(), false}), Contains("already holds a run (run.json)"));
+    RunOptions other = o;
+    other.seed = 9;
+    REQUIRE_THROWS_WITH(make(other).run(RunDirectory{dir.string(), true}),
+                        Contains("was started with options.seed = 0, now 9"));
+    {
+      std::ofstream(dir / "stages" / "0-base.json") << "{\"report\": 3}";
+    }
+    REQUIRE_THROWS_WITH(make(o).run(RunDirectory{dir.string(), true}), Contains("0-base.json' is not a stored stage"));
+  }
+  fs::remove_all(dir);
 }

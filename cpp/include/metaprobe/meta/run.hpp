@@ -35,6 +35,15 @@ struct Stage {
   std::optional<std::vector<Response>> responses;      ///< answers from another engine instead of generating
 };
 
+/// Where a run keeps what each finished stage measured, so that a run killed midway loses only the stage it
+/// was in (docs/meta.md, "Resumable runs"). The directory holds run.json (what the run was started on),
+/// stages/<i>-<name>.json per finished stage (and .final.json once the reference has scored its answers), and
+/// report.json at the end; every file is written whole or not at all.
+struct RunDirectory {
+  std::string path;     ///< "": keep everything in memory
+  bool resume = false;  ///< continue the run in `path`, skipping finished stages; false: `path` must hold no run
+};
+
 /// A run over a set of probe items and stages that share one tokenizer.
 class Run {
  public:
@@ -50,8 +59,10 @@ class Run {
   const RunOptions& options() const { return options_; }
 
   /// Runs every step; throws InvalidArgument when the reference stage is missing, and whatever a logit source
-  /// or checkpoint throws.
-  Report run();
+  /// or checkpoint throws. With a directory, each stage's results are stored as soon as it finishes; resuming
+  /// skips the stored stages and gives the report an uninterrupted run gives (timings aside), and refuses a
+  /// directory started on another suite, other options or changed stages (InvalidArgument naming the change).
+  Report run(const RunDirectory& directory = {});
 
  private:
   void check_responses(const std::string& stage, const std::vector<Response>& responses) const;
