@@ -200,7 +200,8 @@ std::shared_ptr<const Tokenizer> make_tokenizer(py::object tok) {
 }
 
 std::string run_py(const std::string& items_jsonl, const py::list& stages, py::object tokenizer,
-                   const std::string& options_json, py::object progress, const std::string& out_dir, bool resume) {
+                   const std::string& options_json, py::object progress, const std::string& out_dir, bool resume,
+                   const std::vector<std::string>& only) {
   RunOptions options = options_from_json(nlohmann::json::parse(options_json));
   if (!progress.is_none()) {
     auto h = hold(progress);
@@ -214,7 +215,7 @@ std::string run_py(const std::string& items_jsonl, const py::list& stages, py::o
   Report report;
   {
     py::gil_scoped_release release;
-    report = run.run(RunDirectory{out_dir, resume});
+    report = run.run(RunPlan{out_dir, resume, only});
   }
   return to_json(report).dump();
 }
@@ -225,9 +226,10 @@ void bind_meta(py::module_& m) {
   auto mm = m.def_submodule("meta", "The meta-probing run (use metaprobe.MetaProbe rather than this module)");
   mm.def("run", &run_py, py::arg("items_jsonl"), py::arg("stages"), py::arg("tokenizer"), py::arg("options_json"),
          py::arg("progress") = py::none(), py::arg("out_dir") = "", py::arg("resume") = false,
+         py::arg("only") = std::vector<std::string>{},
          "Runs the meta-probe; stages are dicts (name, arm, step, source | loader | torchscript [+ weights] | tiny_lm, "
          "checkpoint | state_dict, responses). out_dir: the run directory (stages stored as they finish); resume: "
-         "continue the run there. Returns the report as JSON text.");
+         "continue the run there; only: probe only these stages (and the reference). Returns the report as JSON text.");
   mm.def(
       "validate_report",
       [](const std::string& text) {
@@ -250,6 +252,15 @@ void bind_meta(py::module_& m) {
   mm.def(
       "check_options", [](const std::string& text) { return options_to_json(options_from_json(nlohmann::json::parse(text))).dump(); },
       py::arg("options_json"), "Validates options JSON (InvalidArgumentError naming the field) and returns it completed.");
+  mm.def(
+      "merge_reports",
+      [](const std::vector<std::string>& parts, const std::vector<std::string>& order) {
+        std::vector<Report> rs;
+        for (const auto& t : parts) rs.push_back(report_from_json(nlohmann::json::parse(t)));
+        return to_json(merge_reports(rs, order)).dump();
+      },
+      py::arg("parts"), py::arg("order") = std::vector<std::string>{},
+      "Joins report documents of one run's parts (JSON texts) into the whole run's report (JSON text).");
   mm.def(
       "check_stage_responses",
       [](const std::string& items_jsonl, const std::string& options_json, const std::string& name, const py::list& rows) {

@@ -282,7 +282,7 @@ int run_command(const RunArgs& args) {
   }
   meta::Run run(std::move(items), std::make_shared<meta::CharTokenizerAdapter>(), options);
   for (auto& s : stages) run.add_stage(std::move(s));
-  meta::Report report = run.run(meta::RunDirectory{args.out_dir, args.resume});
+  meta::Report report = run.run(meta::RunPlan{args.out_dir, args.resume});
   if (show) std::cerr << "\n";
   meta::save(report, out);
   if (!quiet) {

@@ -1,4 +1,5 @@
-"""Vocabulary-sharded divergence over a ``torch.distributed`` process group (docs/divergence.md).
+"""Work spread over a ``torch.distributed`` process group: the vocabulary-sharded divergence
+(docs/divergence.md) and the meta-probing run split by stages (:func:`meta_run`, docs/meta.md).
 
 Each rank holds the logits of a contiguous vocabulary slice ``[vocab_start, vocab_start + V_r)`` (tensor
 parallelism, as Megatron's ``VocabParallelCrossEntropy``). ``divergence`` combines per-shard statistics with
@@ -6,14 +7,18 @@ five all-reduces of O(rows) tensors, never O(V), and returns the full-vocabulary
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import torch
 
 from . import _core
 from .divergence import ArrayLike, DivergenceResult, _as_tensor, _ignore_index, _metric_names
 
-__all__ = ["divergence"]
+if TYPE_CHECKING:
+    from .meta import MetaProbe
+    from .report import Report
+
+__all__ = ["divergence", "meta_run"]
 
 
 def _all_reduce(t: torch.Tensor, op, group) -> torch.Tensor:
@@ -95,3 +100,37 @@ def divergence(
                               temperature, mlist, str(reduction), str(base), float(beta), int(ignore_index))
     count = out.pop("count")
     return DivergenceResult(out, count, str(reduction), str(base))
+
+
+def meta_run(mp: "MetaProbe", group=None, out_dir: Optional[str] = None, resume: bool = False,
+             progress: bool = False) -> "Report":
+    """Runs a :class:`metaprobe.MetaProbe` spread over the ranks of a ``torch.distributed`` group (``torchrun
+    --nproc_per_node=K``; gloo on CPUs, NCCL on GPUs): every rank builds the same ``mp``, probes the reference
+    and every K-th other stage (round robin in stage order), and rank 0 merges the parts
+    (:meth:`Report.merge`); every rank returns the merged report, equal to the single-process one.
+
+    Args:
+        mp: the run, built identically on every rank (each rank loads its own stages' models: use ``loader=``,
+            and put each rank's models on its own device, e.g. ``cuda:{LOCAL_RANK}``).
+        out_dir: a run directory per rank, ``{out_dir}/rank-{r}`` (resumable, :meth:`MetaProbe.run`).
+        resume: continue those directories.
+    """
+    import os
+
+    import torch.distributed as dist
+
+    from .report import Report
+
+    if not dist.is_available() or not dist.is_initialized():
+        raise _core.InvalidArgumentError("meta_run: torch.distributed is not initialised, expected "
+                                         "dist.init_process_group(...) first (torchrun sets the environment)")
+    rank, world = dist.get_rank(group), dist.get_world_size(group)
+    others = [name for name in mp.stages if name != mp.reference]
+    mine = others[rank::world]
+    rank_dir = None if out_dir is None else os.path.join(os.fspath(out_dir), f"rank-{rank}")
+    part = mp.run(progress=progress, out_dir=rank_dir, resume=resume, stages=mine or [mp.reference])
+    parts: list = [None] * world if rank == 0 else None
+    dist.gather_object(part.to_json(None), parts, dst=0, group=group)
+    merged = [Report.merge([Report.from_json(p) for p in parts], order=mp.stages).to_json(None)] if rank == 0 else [None]
+    dist.broadcast_object_list(merged, src=0, group=group)
+    return Report.from_json(merged[0])

@@ -280,7 +280,8 @@ class MetaProbe:
             return tok
         return HFTokenizer(tok)  # a Hugging Face style tokenizer (e.g. metaprobe.lm.CharTokenizer)
 
-    def run(self, progress: bool = True, out_dir: Optional[PathLike] = None, resume: bool = False) -> "Report":
+    def run(self, progress: bool = True, out_dir: Optional[PathLike] = None, resume: bool = False,
+            stages: Optional[Sequence[str]] = None) -> "Report":
         """Runs every step and returns the :class:`metaprobe.report.Report`.
 
         Args:
@@ -292,6 +293,9 @@ class MetaProbe:
                 uninterrupted run's (timings aside). A directory started on another suite, other options or
                 changed stages is refused naming the change; without ``resume`` a directory holding a run is
                 refused.
+            stages: one part of a run split over processes or jobs: probe only these stages (and the reference,
+                which every part probes); :meth:`Report.merge` joins the parts, and
+                :func:`metaprobe.distributed.meta_run` does both over ``torch.distributed``.
         """
         from .report import Report
 
@@ -311,10 +315,11 @@ class MetaProbe:
                 bar.set_postfix_str(f"{phase} {stage}".strip(), refresh=False)
                 bar.update(done - bar.n)
 
-        stages = [{k: v for k, v in s.items() if not k.startswith("_")} for s in self._stages]
+        specs = [{k: v for k, v in s.items() if not k.startswith("_")} for s in self._stages]
+        only = [] if stages is None else [stages] if isinstance(stages, str) else [str(s) for s in stages]
         try:
-            text = _core.meta.run(self._items_jsonl, stages, self._tokenizer(), self.options.to_json(self.reference),
-                                  callback, "" if out_dir is None else os.fspath(out_dir), bool(resume))
+            text = _core.meta.run(self._items_jsonl, specs, self._tokenizer(), self.options.to_json(self.reference),
+                                  callback, "" if out_dir is None else os.fspath(out_dir), bool(resume), only)
         finally:
             if bar is not None:
                 bar.close()

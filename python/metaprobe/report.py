@@ -53,6 +53,20 @@ class Report:
         return cls(json.loads(_core.meta.validate_report(text)))
 
     @classmethod
+    def merge(cls, parts: Iterable["Report"], order: Optional[Iterable[str]] = None) -> "Report":
+        """Joins the parts of one run — ``MetaProbe.run(stages=...)`` in separate processes or jobs (e.g. one job
+        per checkpoint on a cluster) — into the whole run's report: the parts must share the options, the items
+        and the reference stage (each part probes it); every other stage must be in one part. Stages come in
+        ``order`` (names; default: first appearance); derived metrics and RL's Razor are recomputed, so the
+        result equals the single-process report (timings aside). ``differences`` start empty."""
+        parts = list(parts)
+        for k, p in enumerate(parts):
+            if not isinstance(p, Report):
+                raise _core.InvalidArgumentError(f"Report.merge: parts[{k}] is a {type(p).__name__}, expected a Report")
+        names = [] if order is None else [str(n) for n in order]
+        return cls(json.loads(_core.meta.merge_reports([p.to_json(None) for p in parts], names)))
+
+    @classmethod
     def load(cls, path: PathLike) -> "Report":
         """Reads a report written by :meth:`save` or by ``metaprobe run``."""
         try:

@@ -880,7 +880,7 @@ void Run::add_stage(Stage stage) {
   stages_.push_back(std::move(stage));
 }
 
-Report Run::run(const RunDirectory& directory) {
+Report Run::run(const RunPlan& plan) {
   namespace fs = std::filesystem;
   const auto t_run = Clock::now();
   const RunOptions& opt = options_;
@@ -893,6 +893,19 @@ Report Run::run(const RunDirectory& directory) {
     throw InvalidArgument("Run: reference is '" + opt.reference + "', expected one of the stages (" +
                           (names.empty() ? "none added" : names) + ")");
   }
+  const size_t ref_index = static_cast<size_t>(ref_stage - stages_.data());
+  // A part of a run split over processes: the planned stages and the reference.
+  std::vector<char> selected(stages_.size(), plan.stages.empty() ? 1 : 0);
+  for (const auto& name : plan.stages) {
+    const auto it = std::find_if(stages_.begin(), stages_.end(), [&](const Stage& s) { return s.name == name; });
+    if (it == stages_.end()) {
+      std::string names;
+      for (const auto& s : stages_) names += (names.empty() ? "'" : ", '") + s.name + "'";
+      throw InvalidArgument("Run: the plan names stage '" + name + "', expected one of the stages (" + names + ")");
+    }
+    selected[static_cast<size_t>(it - stages_.begin())] = 1;
+  }
+  selected[ref_index] = 1;
   Engine eng(items_, *tokenizer_, opt);
   const auto n_stages = static_cast<int64_t>(stages_.size());
   const bool gold = opt.divergence_on == "gold";
@@ -909,8 +922,8 @@ Report Run::run(const RunDirectory& directory) {
                             std::to_string(eng.ll_items().size()) + " items are scored by option log-likelihood "
                             "(choice_mode 'loglikelihood'), expected a model or choice_mode 'generate'");
   // The run directory: created, or checked against the run it holds, before any work.
-  const bool stored = !directory.path.empty();
-  const std::string dir = directory.path;
+  const bool stored = !plan.path.empty();
+  const std::string dir = plan.path;
   if (stored) {
     std::error_code ec;
     fs::create_directories(fs::path(dir) / "stages", ec);
@@ -918,7 +931,7 @@ Report Run::run(const RunDirectory& directory) {
     const auto manifest = detail::run_manifest(items_, opt, stages_);
     const std::string mpath = dir + "/run.json";
     if (fs::exists(mpath, ec)) {
-      if (!directory.resume)
+      if (!plan.resume)
         throw InvalidArgument("run directory: '" + dir + "' already holds a run (run.json), expected resume to "
                               "continue it, or a directory without one");
       detail::check_manifest(detail::read_json_file(mpath), manifest, dir);
@@ -954,7 +967,6 @@ Report Run::run(const RunDirectory& directory) {
   rep.target_cells = opt.resolved_target_cells();
   rep.n_items = static_cast<int64_t>(items_.size());
   rep.stages.resize(stages_.size());
-  const size_t ref_index = static_cast<size_t>(ref_stage - stages_.data());
   std::vector<std::vector<ItemAnswers>> answers(stages_.size());
   std::vector<std::vector<Scored>> own(stages_.size());  // each stage's first sample per item, for the estimator
   std::vector<std::vector<std::vector<double>>> stage_lp(stages_.size());
@@ -982,7 +994,7 @@ Report Run::run(const RunDirectory& directory) {
   // A stage stored by an earlier run of this directory: its report, answers and partial sums come back.
   std::vector<char> loaded(stages_.size(), 0), finalized(stages_.size(), 0);
   auto load_stage = [&](size_t si) {
-    if (!stored || !directory.resume || !fs::exists(stage_path(si, ""))) return false;
+    if (!stored || !plan.resume || !fs::exists(stage_path(si, ""))) return false;
     const std::string path = stage_path(si, "");
     try {
       const auto j = detail::read_json_file(path);
@@ -1019,7 +1031,7 @@ Report Run::run(const RunDirectory& directory) {
   std::vector<TopKCache> cache;
   bool pending = false;  // a stage other than the reference still to probe (false only when resuming)
   for (size_t si = 0; si < stages_.size(); ++si)
-    if (si != ref_index && !(stored && directory.resume && fs::exists(stage_path(si, "")))) pending = true;
+    if (si != ref_index && selected[si] && !(stored && plan.resume && fs::exists(stage_path(si, "")))) pending = true;
   auto build_cache = [&]() {
     LogitSource& src = ref.get();
     vocab_probe(src, ref_stage->name);
@@ -1055,7 +1067,7 @@ Report Run::run(const RunDirectory& directory) {
 
   // 2. Every other stage.
   for (size_t si = 0; si < stages_.size(); ++si) {
-    if (si == ref_index || load_stage(si)) continue;
+    if (si == ref_index || !selected[si] || load_stage(si)) continue;
     const Stage& st = stages_[si];
     const auto t0 = Clock::now();
     auto& sr = rep.stages[si];
@@ -1100,7 +1112,7 @@ Report Run::run(const RunDirectory& directory) {
   // 3. The reference scores each stage's own answers (Huan et al.'s sampled-token estimator).
   if (sampled) {
     for (size_t si = 0; si < stages_.size(); ++si) {
-      if (si == ref_index || !has_model(stages_[si]) || finalized[si]) continue;
+      if (si == ref_index || !selected[si] || !has_model(stages_[si]) || finalized[si]) continue;
       const auto t0 = Clock::now();
       if (vocab == 0) vocab_probe(ref.get(), ref_stage->name);  // resumed with no model probed yet
       auto ref_lp = eng.token_logprobs(ref.get(), ref_stage->name, vocab, own[si], "sampled", stages_[si].name);
@@ -1114,11 +1126,21 @@ Report Run::run(const RunDirectory& directory) {
   ref.release();
   if (divergence || sampled)
     for (size_t si = 0; si < stages_.size(); ++si)
-      if (si != ref_index && has_model(stages_[si])) rep.stages[si].divergence = eng.finish(div_acc[si]);
+      if (si != ref_index && selected[si] && has_model(stages_[si])) rep.stages[si].divergence = eng.finish(div_acc[si]);
+
+  if (!plan.stages.empty()) {  // a part: only its stages
+    std::vector<StageReport> kept;
+    for (size_t si = 0; si < stages_.size(); ++si)
+      if (selected[si]) kept.push_back(std::move(rep.stages[si]));
+    rep.stages = std::move(kept);
+  }
 
   // 4. Derived metrics.
   if (opt.behaviour) {
-    const auto& rb = *rep.stages[ref_index].behaviour;
+    const StageReport* reference = nullptr;
+    for (const auto& sr : rep.stages)
+      if (sr.info.is_reference) reference = &sr;
+    const auto& rb = *reference->behaviour;
     for (auto& sr : rep.stages)
       sr.derived = detail::derive(rb, *sr.behaviour, sr.divergence ? &*sr.divergence : nullptr, rep.target_cells, opt);
     rep.razor = detail::razor(rep.stages, opt);

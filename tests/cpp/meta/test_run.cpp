@@ -513,7 +513,7 @@ TEST_CASE("a run directory: stages stored as they finish, a resumed run gives th
   const std::string plain = comparable(make(o).run());
   const fs::path dir = fs::temp_directory_path() / ("metaprobe_resume_" + std::to_string(::getpid()));
   fs::remove_all(dir);
-  const Report first = make(o).run(RunDirectory{dir.string(), false});
+  const Report first = make(o).run(RunPlan{dir.string(), false});
   REQUIRE(comparable(first) == plain);
   REQUIRE(fs::exists(dir / "run.json"));
   REQUIRE(fs::exists(dir / "report.json"));
@@ -522,23 +522,23 @@ TEST_CASE("a run directory: stages stored as they finish, a resumed run gives th
   SECTION("the last stage lost: only it is probed again") {
     fs::remove(dir / "stages" / "2-rl-1.json");
     fs::remove(dir / "stages" / "2-rl-1.final.json");
-    REQUIRE(comparable(make(o).run(RunDirectory{dir.string(), true})) == plain);
+    REQUIRE(comparable(make(o).run(RunPlan{dir.string(), true})) == plain);
   }
   SECTION("killed before the reference scored the answers: the estimator part is redone") {
     fs::remove(dir / "stages" / "1-sft_1.final.json");
     fs::remove(dir / "stages" / "2-rl-1.final.json");
-    REQUIRE(comparable(make(o).run(RunDirectory{dir.string(), true})) == plain);
+    REQUIRE(comparable(make(o).run(RunPlan{dir.string(), true})) == plain);
   }
   SECTION("refusals") {
-    REQUIRE_THROWS_WITH(make(o).run(RunDirectory{dir.string(), false}), Contains("already holds a run (run.json)"));
+    REQUIRE_THROWS_WITH(make(o).run(RunPlan{dir.string(), false}), Contains("already holds a run (run.json)"));
     RunOptions other = o;
     other.seed = 9;
-    REQUIRE_THROWS_WITH(make(other).run(RunDirectory{dir.string(), true}),
+    REQUIRE_THROWS_WITH(make(other).run(RunPlan{dir.string(), true}),
                         Contains("was started with options.seed = 0, now 9"));
     {
       std::ofstream(dir / "stages" / "0-base.json") << "{\"report\": 3}";
     }
-    REQUIRE_THROWS_WITH(make(o).run(RunDirectory{dir.string(), true}), Contains("0-base.json' is not a stored stage"));
+    REQUIRE_THROWS_WITH(make(o).run(RunPlan{dir.string(), true}), Contains("0-base.json' is not a stored stage"));
   }
   fs::remove_all(dir);
 }

@@ -199,4 +199,11 @@ void save(const Report& report, const std::string& path, int indent = 1);
 /// Reads a report written by save(); throws IoError or FormatError.
 Report load_report(const std::string& path);
 
+/// Joins the parts of one run (RunPlan::stages, torch.distributed ranks, one job per checkpoint) into the
+/// whole run's report: the parts must share the reference, options, items and target cells and hold the same
+/// reference stage; every other stage must be in one part only. Stages come in `order` (names; empty: first
+/// appearance); derived metrics and RL's Razor are recomputed; `differences` are left empty (metaprobe.stats
+/// computes them). Throws InvalidArgument naming the part that does not fit.
+Report merge_reports(const std::vector<Report>& parts, const std::vector<std::string>& order = {});
+
 }  // namespace metaprobe::meta

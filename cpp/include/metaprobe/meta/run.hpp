@@ -35,13 +35,19 @@ struct Stage {
   std::optional<std::vector<Response>> responses;      ///< answers from another engine instead of generating
 };
 
-/// Where a run keeps what each finished stage measured, so that a run killed midway loses only the stage it
-/// was in (docs/meta.md, "Resumable runs"). The directory holds run.json (what the run was started on),
-/// stages/<i>-<name>.json per finished stage (and .final.json once the reference has scored its answers), and
-/// report.json at the end; every file is written whole or not at all.
-struct RunDirectory {
-  std::string path;     ///< "": keep everything in memory
-  bool resume = false;  ///< continue the run in `path`, skipping finished stages; false: `path` must hold no run
+/// How one process takes part in a run (docs/meta.md, "Resumable runs" and "Spread over processes").
+///
+/// `path`: where the run keeps what each finished stage measured, so that a run killed midway loses only the
+/// stage it was in. The directory holds run.json (what the run was started on), stages/<i>-<name>.json per
+/// finished stage (and .final.json once the reference has scored its answers), and report.json at the end;
+/// every file is written whole or not at all.
+///
+/// `stages`: one part of a run split over processes or jobs: only these stages (and the reference, which
+/// every part probes) are probed and reported; merge_reports joins the parts into the whole run's report.
+struct RunPlan {
+  std::string path;                 ///< "": keep everything in memory
+  bool resume = false;              ///< continue the run in `path`, skipping finished stages; false: no run there
+  std::vector<std::string> stages;  ///< empty: every stage
 };
 
 /// A run over a set of probe items and stages that share one tokenizer.
@@ -58,11 +64,12 @@ class Run {
   const std::vector<probes::Item>& items() const { return items_; }
   const RunOptions& options() const { return options_; }
 
-  /// Runs every step; throws InvalidArgument when the reference stage is missing, and whatever a logit source
-  /// or checkpoint throws. With a directory, each stage's results are stored as soon as it finishes; resuming
-  /// skips the stored stages and gives the report an uninterrupted run gives (timings aside), and refuses a
-  /// directory started on another suite, other options or changed stages (InvalidArgument naming the change).
-  Report run(const RunDirectory& directory = {});
+  /// Runs every step; throws InvalidArgument when the reference stage is missing, a planned stage is unknown,
+  /// and whatever a logit source or checkpoint throws. With a directory, each stage's results are stored as
+  /// soon as it finishes; resuming skips the stored stages and gives the report an uninterrupted run gives
+  /// (timings aside), and refuses a directory started on another suite, other options or changed stages
+  /// (InvalidArgument naming the change).
+  Report run(const RunPlan& plan = {});
 
  private:
   void check_responses(const std::string& stage, const std::vector<Response>& responses) const;
