@@ -11,7 +11,6 @@
 #include <metaprobe/lm/transformer.hpp>
 #include <metaprobe/meta/answer.hpp>
 #include <metaprobe/meta/run.hpp>
-#include <metaprobe/probes/jsonl.hpp>
 
 #include "binding.hpp"
 
@@ -199,7 +198,7 @@ std::shared_ptr<const Tokenizer> make_tokenizer(py::object tok) {
   return t;
 }
 
-std::string run_py(const std::string& items_jsonl, const py::list& stages, py::object tokenizer,
+std::string run_py(const std::vector<probes::Item>& items, const py::list& stages, py::object tokenizer,
                    const std::string& options_json, py::object progress, const std::string& out_dir, bool resume,
                    const std::vector<std::string>& only) {
   RunOptions options = options_from_json(nlohmann::json::parse(options_json));
@@ -210,7 +209,7 @@ std::string run_py(const std::string& items_jsonl, const py::list& stages, py::o
       (*h)(p.phase, p.stage, p.done, p.total);
     };
   }
-  Run run(probes::parse_jsonl(items_jsonl, "probes"), make_tokenizer(tokenizer), options);
+  Run run(items, make_tokenizer(tokenizer), options);
   for (const auto& s : stages) run.add_stage(make_stage(s.cast<py::dict>()));
   Report report;
   {
@@ -224,7 +223,7 @@ std::string run_py(const std::string& items_jsonl, const py::list& stages, py::o
 
 void bind_meta(py::module_& m) {
   auto mm = m.def_submodule("meta", "The meta-probing run (use metaprobe.MetaProbe rather than this module)");
-  mm.def("run", &run_py, py::arg("items_jsonl"), py::arg("stages"), py::arg("tokenizer"), py::arg("options_json"),
+  mm.def("run", &run_py, py::arg("items"), py::arg("stages"), py::arg("tokenizer"), py::arg("options_json"),
          py::arg("progress") = py::none(), py::arg("out_dir") = "", py::arg("resume") = false,
          py::arg("only") = std::vector<std::string>{},
          "Runs the meta-probe; stages are dicts (name, arm, step, source | loader | torchscript [+ weights] | tiny_lm, "
@@ -263,15 +262,16 @@ void bind_meta(py::module_& m) {
       "Joins report documents of one run's parts (JSON texts) into the whole run's report (JSON text).");
   mm.def(
       "check_stage_responses",
-      [](const std::string& items_jsonl, const std::string& options_json, const std::string& name, const py::list& rows) {
-        Run run(probes::parse_jsonl(items_jsonl, "probes"), std::make_shared<CharTokenizerAdapter>(),
+      [](const std::vector<probes::Item>& items, const std::string& options_json, const std::string& name,
+         const py::list& rows) {
+        Run run(items, std::make_shared<CharTokenizerAdapter>(),
                 options_from_json(nlohmann::json::parse(options_json)));
         Stage s;
         s.name = name;
         s.responses = responses_from_rows(rows);
         run.add_stage(std::move(s));
       },
-      py::arg("items_jsonl"), py::arg("options_json"), py::arg("name"), py::arg("rows"),
+      py::arg("items"), py::arg("options_json"), py::arg("name"), py::arg("rows"),
       "Checks a stage's responses as Run::add_stage does (InvalidArgumentError naming the entry).");
   py::class_<AnswerText>(mm, "AnswerText", "What reading a completion gives (metaprobe.meta.read_answer).")
       .def_readonly("output", &AnswerText::output, "the completion cut at the first stop string")

@@ -106,13 +106,13 @@ def export(probes: Any, directory: PathLike, options: Optional["MetaOptions"] = 
             ``think_open``/``think_close`` and ``choice_mode`` ("loglikelihood": choice items become
             multiple_choice tasks, with ``choice_delimiter`` as the target delimiter).
     """
-    from .meta import MetaOptions, _items_jsonl
+    from .meta import MetaOptions, _probe_items
     from .probes import ProbeSet
 
     o = options if options is not None else MetaOptions()
     if not isinstance(o, MetaOptions):
         raise InvalidArgumentError(f"export: options is a {type(o).__name__}, expected a MetaOptions")
-    probe_set = ProbeSet.from_jsonl_text(_items_jsonl(probes), "probes")
+    probe_set = ProbeSet(_probe_items(probes))
     if o.prompt_format == "template":
         prompts = probe_set.render(o.prompt_template, o.prompt_k, o.prompt_seed)
     elif o.prompt_format in ("chat_template", "raw"):

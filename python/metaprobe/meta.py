@@ -106,28 +106,33 @@ def default_options() -> dict:
     return json.loads(_core.meta.default_options())
 
 
-def _items_jsonl(probes: Any) -> str:
+def _probe_items(probes: Any) -> list:
+    """The run's items as ``_core.Item`` objects (they cross into C++ as they are, never as text)."""
     if isinstance(probes, (str, os.PathLike)):
+        from .probes import ProbeSet
+
         path = os.fspath(probes)
         try:
             with open(path, encoding="utf-8") as f:
-                return f.read()
+                text = f.read()
         except OSError as e:
             raise IoError(f"probes: cannot read '{path}' ({e.strerror or e}), expected a readable JSONL file") from None
-    if not isinstance(probes, Iterable):
+        items = list(ProbeSet.from_jsonl_text(text, path))
+    elif not isinstance(probes, Iterable) or isinstance(probes, (bytes, Mapping)):
         raise InvalidArgumentError(
             f"probes is a {type(probes).__name__}, expected a ProbeSet, a sequence of Items or dicts, or a JSONL path")
-    lines = []
-    for k, item in enumerate(probes):
-        if hasattr(item, "to_json") and callable(item.to_json):
-            lines.append(item.to_json())
-        elif isinstance(item, Mapping):
-            lines.append(json.dumps(dict(item), sort_keys=True))
-        else:
-            raise InvalidArgumentError(f"probes[{k}] is a {type(item).__name__}, expected a metaprobe Item or a dict")
-    if not lines:
+    else:
+        items = []
+        for k, item in enumerate(probes):
+            if isinstance(item, _core.Item):
+                items.append(item)
+            elif isinstance(item, Mapping):
+                items.append(_core.Item.from_dict(dict(item)))
+            else:
+                raise InvalidArgumentError(f"probes[{k}] is a {type(item).__name__}, expected a metaprobe Item or a dict")
+    if not items:
         raise InvalidArgumentError("probes is empty, expected at least one probe item")
-    return "\n".join(lines) + "\n"
+    return items
 
 
 def _state_items(checkpoint: Any, name: str) -> list[tuple[str, torch.Tensor]]:
@@ -165,7 +170,7 @@ class MetaProbe:
 
     def __init__(self, probes: Any, reference: str = "base", options: Optional[MetaOptions] = None,
                  tokenizer: Any = None) -> None:
-        self._items_jsonl = _items_jsonl(probes)
+        self._items = _probe_items(probes)
         self.reference = reference
         self.options = options if options is not None else MetaOptions()
         if not isinstance(self.options, MetaOptions):
@@ -254,7 +259,7 @@ class MetaProbe:
     def _check_responses(self, name: str, rows: list[tuple]) -> None:
         # The C++ Run checks the same when the run starts; checking here too fails add_stage itself, with nothing
         # added. One C++ rule: a throwaway Run with this stage alone.
-        _core.meta.check_stage_responses(self._items_jsonl, self.options.to_json(self.reference), name, rows)
+        _core.meta.check_stage_responses(self._items, self.options.to_json(self.reference), name, rows)
 
     def _tokenizer(self) -> Any:
         tok = self.tokenizer
@@ -318,7 +323,7 @@ class MetaProbe:
         specs = [{k: v for k, v in s.items() if not k.startswith("_")} for s in self._stages]
         only = [] if stages is None else [stages] if isinstance(stages, str) else [str(s) for s in stages]
         try:
-            text = _core.meta.run(self._items_jsonl, specs, self._tokenizer(), self.options.to_json(self.reference),
+            text = _core.meta.run(self._items, specs, self._tokenizer(), self.options.to_json(self.reference),
                                   callback, "" if out_dir is None else os.fspath(out_dir), bool(resume), only)
         finally:
             if bar is not None:

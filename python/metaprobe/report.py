@@ -264,18 +264,28 @@ class Report:
 
     @property
     def items(self) -> "pd.DataFrame":
-        """Per (stage, item): mode, output, extracted answer, correctness."""
+        """Per (stage, item): mode, output, extracted answer and correctness of the first sample; its finish reason
+        ("eos", "stop", "length"; "" in loglikelihood mode), think-block tokens and whether the block closed;
+        ``samples`` drawn, ``correct_samples`` and ``score`` = correct_samples / samples (the item's weight in
+        the cell accuracy)."""
         import pandas as pd
 
+        cols = ["stage", "arm", "step", "id", "skill", "domain", "mode", "output", "extracted", "correct",
+                "generated_tokens", "finish_reason", "think_tokens", "think_closed", "samples", "correct_samples",
+                "score"]
         rows = []
         for s, b in self._sections("behaviour"):
             for it in b["items"]:
+                samples = it.get("samples", 1)
+                correct_samples = it.get("correct_samples", int(bool(it["correct"])))
                 rows.append({**self._key(s), "id": it["id"], "skill": it["cell"]["skill"],
                              "domain": it["cell"]["domain"], "mode": it["mode"], "output": it["output"],
                              "extracted": it["extracted"], "correct": bool(it["correct"]),
-                             "generated_tokens": it["generated_tokens"]})
-        return pd.DataFrame(rows, columns=["stage", "arm", "step", "id", "skill", "domain", "mode", "output",
-                                           "extracted", "correct", "generated_tokens"])
+                             "generated_tokens": it["generated_tokens"], "finish_reason": it.get("finish_reason", ""),
+                             "think_tokens": it.get("think_tokens", 0), "think_closed": bool(it.get("think_closed", True)),
+                             "samples": samples, "correct_samples": correct_samples,
+                             "score": correct_samples / samples if samples else float("nan")})
+        return pd.DataFrame(rows, columns=cols)
 
     def responses(self, stage: str) -> "Responses":
         """Every sample's raw answer of one stage (generate-mode items) as :class:`metaprobe.responses.Responses`,

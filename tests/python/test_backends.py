@@ -272,6 +272,11 @@ def test_n_samples_give_per_item_means_and_pass_at_k():
     assert b["pass_at_k"][0]["value"] == pytest.approx(mean)  # pass@1 is the mean per-item score
     assert b["pass_at_k"][-1]["value"] == pytest.approx(sum(it["correct_samples"] > 0 for it in items) / len(items))
     assert 0 <= b["overall"]["lo"] <= b["overall"]["acc"] <= b["overall"]["hi"] <= 1
+    table = rep.items  # the per-item generation fields reach the DataFrame
+    assert list(table.samples) == [4] * len(items)
+    assert list(table.correct_samples) == [it["correct_samples"] for it in items]
+    assert table.score.mean() == pytest.approx(mean)
+    assert set(table.finish_reason) <= {"eos", "stop", "length"} and table.think_closed.all()
     again = MetaProbe(probes, options=MetaOptions(max_new_tokens=8, do_sample=True, temperature=1.5, n_samples=4,
                                                   parameters=False, divergence=False, batch_size=3))
     again.add_stage("base", source=m)
