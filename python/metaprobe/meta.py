@@ -67,6 +67,7 @@ class MetaOptions:
     js_threshold: float = 0.05            #: τ of the JS sparsity fraction, nats
     position_bins: int = 10
     sampled_estimator: bool = True
+    huan_skip_first_token: bool = True     #: sampled_kl_huan drops the first answer token (Huan et al.'s script)
     parameters: bool = True
     update_atol: float = 1e-5
     update_eta: float = 1e-3

@@ -144,7 +144,8 @@ class Report:
 
     _DIV_COLS = ["items", "positions", "kl_ref_stage", "kl_stage_ref", "js", "entropy_ref", "entropy_stage",
                  "entropy_change", "js_sparsity", "rank_shift", "top1_agree", "js_cache_bound",
-                 "kl_ref_stage_cache_bound", "sampled_kl", "sampled_items", "sampled_tokens"]
+                 "kl_ref_stage_cache_bound", "sampled_kl", "sampled_items", "sampled_tokens", "sampled_kl_huan",
+                 "sampled_rank_stage", "sampled_rank_ref"]
 
     @property
     def divergence(self) -> "pd.DataFrame":
@@ -156,7 +157,7 @@ class Report:
             for c in d["cells"] + [dict(d["total"], cell=None)]:
                 skill, domain = (c["cell"]["skill"], c["cell"]["domain"]) if c["cell"] else ("all", "all")
                 rows.append({**self._key(s), "mode": d["mode"], "skill": skill, "domain": domain,
-                             **{k: _num(c[k]) for k in self._DIV_COLS}})
+                             **{k: _num(c.get(k)) for k in self._DIV_COLS}})
         return pd.DataFrame(rows, columns=["stage", "arm", "step", "mode", "skill", "domain"] + self._DIV_COLS)
 
     @property

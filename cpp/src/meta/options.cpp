@@ -154,6 +154,7 @@ nlohmann::json options_to_json(const RunOptions& o) {
       {"js_threshold", o.js_threshold},
       {"position_bins", o.position_bins},
       {"sampled_estimator", o.sampled_estimator},
+      {"huan_skip_first_token", o.huan_skip_first_token},
       {"parameters", o.parameters},
       {"update_atol", o.update.atol},
       {"update_eta", o.update.eta},
@@ -174,7 +175,7 @@ RunOptions options_from_json(const nlohmann::json& j) {
   const std::set<std::string> known = {"reference", "behaviour", "prompt", "choice_mode", "choice_delimiter",
                                        "choice_norm", "max_new_tokens", "stop", "z", "divergence",
                                        "solution_separator", "reference_mode", "cache_k", "temperature",
-                                       "js_threshold", "position_bins", "sampled_estimator", "parameters",
+                                       "js_threshold", "position_bins", "sampled_estimator", "huan_skip_first_token", "parameters",
                                        "update_atol", "update_eta", "target_cells", "target_domain",
                                        "collapse_delta", "razor_metric", "razor_include_reference", "batch_size",
                                        "do_sample", "top_p", "top_k", "n_samples", "seed", "eos_ids",
@@ -229,6 +230,7 @@ RunOptions options_from_json(const nlohmann::json& j) {
     get("js_threshold", o.js_threshold);
     get("position_bins", o.position_bins);
     get("sampled_estimator", o.sampled_estimator);
+    get("huan_skip_first_token", o.huan_skip_first_token);
     get("parameters", o.parameters);
     get("update_atol", o.update.atol);
     get("update_eta", o.update.eta);

@@ -97,10 +97,12 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PassAtK, k, value)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CellAccuracy, cell, accuracy)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Behaviour, cells, overall, items, pass_at_k, prompt_tokens,
                                                 generated_tokens, positions_processed)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CellDivergence, cell, items, positions, kl_ref_stage, kl_stage_ref, js, entropy_ref,
-                                   entropy_stage, entropy_change, js_sparsity, rank_shift, top1_agree, position_counts,
-                                   high_js_counts, js_cache_bound, kl_ref_stage_cache_bound, sampled_kl, sampled_items,
-                                   sampled_tokens)
+// The Huan-form fields came later than schema version 1: reports without them read them as NaN.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CellDivergence, cell, items, positions, kl_ref_stage, kl_stage_ref, js,
+                                                entropy_ref, entropy_stage, entropy_change, js_sparsity, rank_shift,
+                                                top1_agree, position_counts, high_js_counts, js_cache_bound,
+                                                kl_ref_stage_cache_bound, sampled_kl, sampled_items, sampled_tokens,
+                                                sampled_kl_huan, sampled_rank_stage, sampled_rank_ref)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StageDivergence, mode, cells, total)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TensorUpdate, name, kind, layer, numel, delta_fro, ref_fro, rel_update_norm, cosine,
                                    max_abs_delta, sparsity_abs, sparsity_rel, unchanged_fraction)

@@ -122,12 +122,15 @@ struct Acc {
   std::vector<int64_t> pos_counts, high_counts;
   double sampled_sum = 0;
   int64_t sampled_items = 0, sampled_tokens = 0;
+  double huan_sum = 0, rank_stage_sum = 0, rank_ref_sum = 0;
+  int64_t huan_items = 0;
   explicit Acc(int64_t bins = 0) : pos_counts(static_cast<size_t>(bins), 0), high_counts(static_cast<size_t>(bins), 0) {}
   void add(const Acc& o) {
     items += o.items, positions += o.positions, kl_rs += o.kl_rs, kl_sr += o.kl_sr, js += o.js, h_ref += o.h_ref;
     h_stage += o.h_stage, above += o.above, rank += o.rank, top1 += o.top1, js_bound += o.js_bound, kl_bound += o.kl_bound;
     for (size_t b = 0; b < pos_counts.size(); ++b) pos_counts[b] += o.pos_counts[b], high_counts[b] += o.high_counts[b];
     sampled_sum += o.sampled_sum, sampled_items += o.sampled_items, sampled_tokens += o.sampled_tokens;
+    huan_sum += o.huan_sum, huan_items += o.huan_items, rank_stage_sum += o.rank_stage_sum, rank_ref_sum += o.rank_ref_sum;
   }
   CellDivergence finish(const probes::Cell& cell) const {
     CellDivergence c;
@@ -151,6 +154,10 @@ struct Acc {
     c.sampled_items = sampled_items;
     c.sampled_tokens = sampled_tokens;
     c.sampled_kl = sampled_items > 0 ? sampled_sum / static_cast<double>(sampled_items) : kNaN;
+    c.sampled_kl_huan = huan_items > 0 ? std::abs(huan_sum / static_cast<double>(huan_items)) : kNaN;
+    const double tokens = sampled_tokens > 0 ? static_cast<double>(sampled_tokens) : kNaN;
+    c.sampled_rank_stage = rank_stage_sum / tokens;
+    c.sampled_rank_ref = rank_ref_sum / tokens;
     return c;
   }
 };
@@ -174,12 +181,12 @@ nlohmann::json accs_to_json(const std::map<probes::Cell, Acc>& m) {
   for (const auto& [cell, a] : m) {
     nlohmann::json sums = nlohmann::json::array();
     for (double v : {a.kl_rs, a.kl_sr, a.js, a.h_ref, a.h_stage, a.above, a.rank, a.top1, a.js_bound, a.kl_bound,
-                     a.sampled_sum})
+                     a.sampled_sum, a.huan_sum, a.rank_stage_sum, a.rank_ref_sum})
       sums.push_back(num_json(v));
     out.push_back({{"skill", probes::to_string(cell.skill)}, {"domain", probes::to_string(cell.domain)},
                    {"items", a.items}, {"positions", a.positions}, {"sums", sums}, {"pos_counts", a.pos_counts},
                    {"high_counts", a.high_counts}, {"sampled_items", a.sampled_items},
-                   {"sampled_tokens", a.sampled_tokens}});
+                   {"sampled_tokens", a.sampled_tokens}, {"huan_items", a.huan_items}});
   }
   return out;
 }
@@ -194,13 +201,15 @@ std::map<probes::Cell, Acc> accs_from_json(const nlohmann::json& j) {
     a.positions = e.at("positions").get<int64_t>();
     const auto& v = e.at("sums");
     double* fields[] = {&a.kl_rs, &a.kl_sr, &a.js, &a.h_ref, &a.h_stage, &a.above, &a.rank, &a.top1, &a.js_bound,
-                        &a.kl_bound, &a.sampled_sum};
-    if (v.size() != std::size(fields)) throw FormatError("stored partial sums: " + std::to_string(v.size()) + " values, expected 11");
+                        &a.kl_bound, &a.sampled_sum, &a.huan_sum, &a.rank_stage_sum, &a.rank_ref_sum};
+    if (v.size() != std::size(fields))
+      throw FormatError("stored partial sums: " + std::to_string(v.size()) + " values, expected " + std::to_string(std::size(fields)));
     for (size_t k = 0; k < std::size(fields); ++k) *fields[k] = num_from(v[k]);
     e.at("pos_counts").get_to(a.pos_counts);
     e.at("high_counts").get_to(a.high_counts);
     a.sampled_items = e.at("sampled_items").get<int64_t>();
     a.sampled_tokens = e.at("sampled_tokens").get<int64_t>();
+    a.huan_items = e.at("huan_items").get<int64_t>();
     m.emplace(cell, std::move(a));
   }
   return m;
@@ -439,19 +448,30 @@ class Engine {
   }
 
   // log p(target) of every scored token of `seqs` under `src` (divergence temperature), per sequence.
+  // log p(target) of every scored token of `seqs` under `src` (divergence temperature), per sequence; with
+  // `ranks`, also each target's 1-based rank in the row (1 + the number of strictly larger logits: Huan et
+  // al.'s per-token rank, vLLM's Logprob.rank).
   std::vector<std::vector<double>> token_logprobs(LogitSource& src, const std::string& name, int64_t vocab,
                                                   const std::vector<Scored>& seqs, const std::string& phase,
-                                                  const std::string& stage) {
+                                                  const std::string& stage,
+                                                  std::vector<std::vector<double>>* ranks = nullptr) {
     std::vector<std::vector<double>> out(seqs.size());
     for (size_t s = 0; s < seqs.size(); ++s) out[s].assign(static_cast<size_t>(seqs[s].len), 0.0);
+    if (ranks) *ranks = out;
     score_pass({&src}, {name}, vocab, seqs, phase, stage, [&](const Piece& p, const std::vector<at::Tensor>& rows) {
       const Scored& q = seqs[p.seq];
       std::vector<int64_t> targets(q.ids.begin() + q.prompt + p.j0, q.ids.begin() + q.prompt + p.j1);
       at::Tensor lrows = at::log_softmax(rows[0].to(at::kDouble) / opt_.divergence_temperature, -1);
-      at::Tensor tgt = at::tensor(targets, at::TensorOptions().dtype(at::kLong)).to(lrows.device());
-      at::Tensor lp = lrows.gather(1, tgt.unsqueeze(1)).squeeze(1).cpu();
+      at::Tensor tgt = at::tensor(targets, at::TensorOptions().dtype(at::kLong)).to(lrows.device()).unsqueeze(1);
+      at::Tensor chosen = lrows.gather(1, tgt);
+      at::Tensor lp = chosen.squeeze(1).cpu();
       auto a = lp.accessor<double, 1>();
       for (int64_t j = p.j0; j < p.j1; ++j) out[p.seq][static_cast<size_t>(j)] = a[j - p.j0];
+      if (ranks) {
+        at::Tensor rk = ((lrows > chosen).sum(1) + 1).to(at::kDouble).cpu();
+        auto b = rk.accessor<double, 1>();
+        for (int64_t j = p.j0; j < p.j1; ++j) (*ranks)[p.seq][static_cast<size_t>(j)] = b[j - p.j0];
+      }
     });
     return out;
   }
@@ -752,18 +772,32 @@ class Engine {
     return acc;
   }
 
+  // The sampled-token estimators on the stage's own answers: the exact per-token mean of log p_stage − log
+  // p_ref, Huan et al.'s calculate_KL.py form (log(p + 1e-10), the first answer token dropped when
+  // huan_skip_first_token, |mean over items| at the end, in finish) and both models' mean token ranks.
   void add_sampled(std::map<probes::Cell, Acc>& acc, const std::vector<Scored>& seqs,
-                   const std::vector<std::vector<double>>& stage_lp, const std::vector<std::vector<double>>& ref_lp) {
+                   const std::vector<std::vector<double>>& stage_lp, const std::vector<std::vector<double>>& ref_lp,
+                   const std::vector<std::vector<double>>& stage_rank, const std::vector<std::vector<double>>& ref_rank) {
     for (size_t r = 0; r < seqs.size(); ++r) {
       if (stage_lp[r].empty()) continue;
       const auto cell = items_[seqs[r].item].cell();
       auto it = acc.find(cell);
       if (it == acc.end()) it = acc.emplace(cell, Acc(opt_.position_bins)).first;
+      Acc& a = it->second;
+      const size_t n = stage_lp[r].size();
       double s = 0;
-      for (size_t j = 0; j < stage_lp[r].size(); ++j) s += stage_lp[r][j] - ref_lp[r][j];
-      it->second.sampled_sum += s / static_cast<double>(stage_lp[r].size());
-      it->second.sampled_items += 1;
-      it->second.sampled_tokens += static_cast<int64_t>(stage_lp[r].size());
+      for (size_t j = 0; j < n; ++j) s += stage_lp[r][j] - ref_lp[r][j];
+      a.sampled_sum += s / static_cast<double>(n);
+      a.sampled_items += 1;
+      a.sampled_tokens += static_cast<int64_t>(n);
+      const size_t j0 = opt_.huan_skip_first_token ? 1 : 0;
+      if (n > j0) {
+        double h = 0;
+        for (size_t j = j0; j < n; ++j) h += std::log(std::exp(stage_lp[r][j]) + 1e-10) - std::log(std::exp(ref_lp[r][j]) + 1e-10);
+        a.huan_sum += h / static_cast<double>(n - j0);
+        a.huan_items += 1;
+      }
+      for (size_t j = 0; j < n; ++j) a.rank_stage_sum += stage_rank[r][j], a.rank_ref_sum += ref_rank[r][j];
     }
   }
 
@@ -969,7 +1003,7 @@ Report Run::run(const RunPlan& plan) {
   rep.stages.resize(stages_.size());
   std::vector<std::vector<ItemAnswers>> answers(stages_.size());
   std::vector<std::vector<Scored>> own(stages_.size());  // each stage's first sample per item, for the estimator
-  std::vector<std::vector<std::vector<double>>> stage_lp(stages_.size());
+  std::vector<std::vector<std::vector<double>>> stage_lp(stages_.size()), stage_rank(stages_.size());
   std::vector<std::map<probes::Cell, Acc>> div_acc(stages_.size());
   std::vector<Scored> div_seqs;  // gold or reference samples (stage samples: per stage)
   int64_t vocab = 0;
@@ -1004,6 +1038,7 @@ Report Run::run(const RunPlan& plan) {
       own[si] = eng.answer_sequences(answers[si]);
       div_acc[si] = accs_from_json(j.at("divergence_partials"));
       stage_lp[si] = rows_from_json(j.at("stage_logprobs"));
+      stage_rank[si] = rows_from_json(j.at("stage_ranks"));
       const std::string fin = stage_path(si, ".final");
       if (fs::exists(fin)) {
         const auto f = detail::read_json_file(fin);
@@ -1023,7 +1058,8 @@ Report Run::run(const RunPlan& plan) {
     if (!stored) return;
     detail::write_json_file(stage_path(si, ""), {{"report", detail::stage_to_json(rep.stages[si])},
                                                  {"divergence_partials", accs_to_json(div_acc[si])},
-                                                 {"stage_logprobs", rows_to_json(stage_lp[si])}});
+                                                 {"stage_logprobs", rows_to_json(stage_lp[si])},
+                                                 {"stage_ranks", rows_to_json(stage_rank[si])}});
   };
 
   // 1. The reference: behaviour, and the top-k cache when asked.
@@ -1094,7 +1130,7 @@ Report Run::run(const RunPlan& plan) {
           div_acc[si] = eng.divergence(src, st.name, vocab, nullptr, &cache, seqs);
         }
       }
-      if (sampled) stage_lp[si] = eng.token_logprobs(src, st.name, vocab, own[si], "sampled", st.name);
+      if (sampled) stage_lp[si] = eng.token_logprobs(src, st.name, vocab, own[si], "sampled", st.name, &stage_rank[si]);
       h.release();
     }
     if (ref_ckpt) {
@@ -1115,8 +1151,9 @@ Report Run::run(const RunPlan& plan) {
       if (si == ref_index || !selected[si] || !has_model(stages_[si]) || finalized[si]) continue;
       const auto t0 = Clock::now();
       if (vocab == 0) vocab_probe(ref.get(), ref_stage->name);  // resumed with no model probed yet
-      auto ref_lp = eng.token_logprobs(ref.get(), ref_stage->name, vocab, own[si], "sampled", stages_[si].name);
-      eng.add_sampled(div_acc[si], own[si], stage_lp[si], ref_lp);
+      std::vector<std::vector<double>> ref_rank;
+      auto ref_lp = eng.token_logprobs(ref.get(), ref_stage->name, vocab, own[si], "sampled", stages_[si].name, &ref_rank);
+      eng.add_sampled(div_acc[si], own[si], stage_lp[si], ref_lp, stage_rank[si], ref_rank);
       rep.stages[si].seconds += seconds_since(t0);
       if (stored)
         detail::write_json_file(stage_path(si, ".final"), {{"divergence_partials", accs_to_json(div_acc[si])},

@@ -66,6 +66,7 @@ struct RunOptions {
   double js_threshold = 0.05;                ///< τ of the JS sparsity fraction, nats
   int64_t position_bins = 10;                ///< bins of the positional profile over t/T in [0, 1)
   bool sampled_estimator = true;             ///< Huan et al.'s estimator on each stage's own answers
+  bool huan_skip_first_token = true;         ///< sampled_kl_huan drops the first answer token, as their script does
   // parameters
   bool parameters = true;
   params::UpdateOptions update;              ///< sparsity tolerances of the update statistics

@@ -1,6 +1,7 @@
 #pragma once
 // The result of a meta-probing run as value types, and its versioned JSON document (docs/report-schema.md).
 #include <cstdint>
+#include <limits>
 #include <optional>
 #include <string>
 #include <vector>
@@ -76,6 +77,13 @@ struct CellDivergence {
   // of log p_stage(y) − log p_ref(y) (signed; Huan report |mean|). NaN when no answers were generated.
   double sampled_kl = 0;
   int64_t sampled_items = 0, sampled_tokens = 0;
+  // The same answers as Huan et al.'s calculate_KL.py measures them: |mean over items of the per-token mean of
+  // log(p_stage(y) + 1e-10) − log(p_ref(y) + 1e-10)|, the first answer token dropped when
+  // RunOptions::huan_skip_first_token; and the mean 1-based rank of the answer tokens under each model
+  // (calculate_logits_and_ranks_token_level.py). NaN without answers; added within schema version 1.
+  double sampled_kl_huan = std::numeric_limits<double>::quiet_NaN();
+  double sampled_rank_stage = std::numeric_limits<double>::quiet_NaN();
+  double sampled_rank_ref = std::numeric_limits<double>::quiet_NaN();
 };
 
 struct StageDivergence {
