@@ -10,6 +10,7 @@
 #include <metaprobe/io/tensor_source.hpp>
 #include <metaprobe/lm/transformer.hpp>
 #include <metaprobe/meta/answer.hpp>
+#include <metaprobe/meta/cache.hpp>
 #include <metaprobe/meta/run.hpp>
 
 #include "binding.hpp"
@@ -163,6 +164,8 @@ Stage make_stage(const py::dict& spec) {
     s.checkpoint = std::make_shared<io::MemorySource>(
         spec["state_dict"].cast<std::vector<std::pair<std::string, at::Tensor>>>());
   if (spec.contains("responses") && !spec["responses"].is_none()) s.responses = responses_from_rows(spec["responses"]);
+  if (spec.contains("reference_cache") && !spec["reference_cache"].is_none())
+    s.reference_cache = spec["reference_cache"].cast<std::string>();
   return s;
 }
 
@@ -251,6 +254,31 @@ void bind_meta(py::module_& m) {
   mm.def(
       "check_options", [](const std::string& text) { return options_to_json(options_from_json(nlohmann::json::parse(text))).dump(); },
       py::arg("options_json"), "Validates options JSON (InvalidArgumentError naming the field) and returns it completed.");
+  mm.def(
+      "save_topk_caches",
+      [](const std::string& path, const py::list& entries, double temperature) {
+        std::vector<SequenceCache> caches;
+        for (const auto& e : entries) {
+          auto t = e.cast<py::tuple>();
+          const at::Tensor entropy = t[4].is_none() ? at::Tensor() : t[4].cast<at::Tensor>();
+          caches.push_back({t[0].cast<std::string>(), t[1].cast<int64_t>(),
+                            topk_cache_from(t[2].cast<at::Tensor>(), t[3].cast<at::Tensor>(), entropy)});
+        }
+        save_topk_caches(caches, temperature, path);
+      },
+      py::arg("path"), py::arg("entries"), py::arg("temperature"),
+      "Writes a top-k reference cache file from (item_id, sample, indices [n, k], logprobs [n, k], entropy [n] | None).");
+  mm.def(
+      "load_topk_caches",
+      [](const std::string& path) {
+        double temperature = 0;
+        py::list out;
+        for (const auto& c : load_topk_caches(path, &temperature))
+          out.append(py::make_tuple(c.item_id, c.sample, c.rows.indices, c.rows.logprobs, c.rows.tail, c.rows.entropy,
+                                    c.rows.argmax));
+        return py::make_tuple(out, temperature);
+      },
+      py::arg("path"), "Reads a top-k cache file: ([(item_id, sample, indices, logprobs, tail, entropy, argmax)], temperature).");
   mm.def(
       "merge_reports",
       [](const std::vector<std::string>& parts, const std::vector<std::string>& order) {

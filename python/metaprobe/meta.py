@@ -26,7 +26,7 @@ from . import _core
 from ._core import InvalidArgumentError, IoError
 from .backends import HFBackend, HFTokenizer, as_logit_source
 
-__all__ = ["MetaOptions", "MetaProbe", "default_options", "read_answer"]
+__all__ = ["MetaOptions", "MetaProbe", "default_options", "read_answer", "save_topk_cache", "load_topk_cache"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -100,6 +100,46 @@ def read_answer(text: str, options: Optional[MetaOptions] = None) -> "_core.meta
     o = options if options is not None else MetaOptions()
     stop = [o.stop] if isinstance(o.stop, str) else list(o.stop)
     return _core.meta.read_answer(text, stop, o.think_open, o.think_close)
+
+
+def save_topk_cache(path: PathLike, entries: Iterable[Mapping[str, Any]], temperature: float = 1.0) -> None:
+    """Writes a reference's top-k cache file for ``add_stage(..., reference_cache=path)`` (docs/meta.md, "Top-k
+    cache files"), whole or not at all.
+
+    Args:
+        entries: one per cached sequence: ``item_id``, ``sample`` (default 0), ``indices`` (int [n, k], the top-k
+            token ids of each of the sequence's n scored tokens, most probable first), ``logprobs`` ([n, k], their
+            log-probabilities at ``temperature``) and optionally ``entropy`` ([n], the full distribution's, in
+            nats; absent: unknown, and the entropies against this cache are NaN).
+        temperature: the softmax temperature the log-probabilities are at (the run's ``divergence_temperature``).
+    """
+    rows = []
+    for k, e in enumerate(entries):
+        if not isinstance(e, Mapping):
+            raise InvalidArgumentError(f"save_topk_cache: entries[{k}] is a {type(e).__name__}, expected a dict")
+        for key in ("item_id", "indices", "logprobs"):
+            if key not in e:
+                raise InvalidArgumentError(f"save_topk_cache: entries[{k}] has no '{key}'")
+        tensors = []
+        for key in ("indices", "logprobs", "entropy"):
+            v = e.get(key)
+            if v is None and key == "entropy":
+                tensors.append(None)
+                continue
+            t = torch.as_tensor(v)
+            if t.device.type == "meta":
+                raise InvalidArgumentError(f"save_topk_cache: entries[{k}].{key} is on the meta device (no data)")
+            tensors.append(t.detach().cpu())
+        rows.append((str(e["item_id"]), int(e.get("sample", 0)), *tensors))
+    _core.meta.save_topk_caches(os.fspath(path), rows, float(temperature))
+
+
+def load_topk_cache(path: PathLike) -> tuple[list[dict], float]:
+    """Reads a top-k cache file: (one dict per sequence with item_id, sample, indices, logprobs, tail, entropy,
+    argmax; the temperature)."""
+    entries, temperature = _core.meta.load_topk_caches(os.fspath(path))
+    keys = ("item_id", "sample", "indices", "logprobs", "tail", "entropy", "argmax")
+    return [dict(zip(keys, e)) for e in entries], temperature
 
 
 def default_options() -> dict:
@@ -188,7 +228,8 @@ class MetaProbe:
     def add_stage(self, name: str, arm: str = "base", step: int = 0, source: Any = None, *,
                   loader: Optional[Callable[[], Any]] = None, checkpoint: Any = None,
                   torchscript: Optional[PathLike] = None, weights: Optional[PathLike] = None,
-                  tokenizer: Any = None, responses: Any = None) -> "MetaProbe":
+                  tokenizer: Any = None, responses: Any = None,
+                  reference_cache: Optional[PathLike] = None) -> "MetaProbe":
         """Adds a stage.
 
         Args:
@@ -207,6 +248,10 @@ class MetaProbe:
                 ``from_vllm``, ``from_lm_eval``, or a JSONL path): scored instead of generating, one per sample of
                 every generate-mode item. With a model beside them, divergence and the sampled-token estimator run
                 along them as along generated answers; without one the stage gets behaviour (and parameters) only.
+            reference_cache: the reference stage only, with ``reference_mode="topk_cache"``: a top-k cache file
+                (:func:`save_topk_cache`, e.g. from vLLM's ``prompt_logprobs``) along the reference's answers (or
+                the gold solutions), used instead of building the cache from its model; with it and
+                ``sampled_estimator=False`` the reference needs no model at all.
         """
         if any(s["name"] == name for s in self._stages):
             raise InvalidArgumentError(f"add_stage: a stage named '{name}' already exists")
@@ -244,6 +289,11 @@ class MetaProbe:
             spec["torchscript"] = os.fspath(torchscript)
             if weights is not None:
                 spec["weights"] = os.fspath(weights)
+        if reference_cache is not None:
+            if not isinstance(reference_cache, (str, os.PathLike)):
+                raise InvalidArgumentError(f"add_stage: stage '{name}' reference_cache is a "
+                                           f"{type(reference_cache).__name__}, expected a path to a top-k cache file")
+            spec["reference_cache"] = os.fspath(reference_cache)
         if responses is not None:
             from .responses import as_responses
 

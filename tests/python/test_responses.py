@@ -255,7 +255,7 @@ def test_a_responses_only_stage_gets_behaviour_and_no_divergence(small):
     # a reference without a model cannot give divergences
     m = MetaProbe(probes, options=MetaOptions(max_new_tokens=4, stop=(), parameters=False), tokenizer="char")
     m.add_stage("base", responses=rep.responses("base"))
-    with pytest.raises(InvalidArgumentError, match="the reference stage 'base' has responses but no model"):
+    with pytest.raises(InvalidArgumentError, match="the reference stage 'base' has no model"):
         m.run(progress=False)
     m = MetaProbe(probes, options=MetaOptions(max_new_tokens=4, stop=(), parameters=False, divergence=False),
                   tokenizer="char")

@@ -112,3 +112,46 @@ CachedDivergence cached_divergence(const TopKCache& ref, const at::Tensor& stage
 }
 
 }  // namespace metaprobe::meta
+
+namespace metaprobe::meta {
+
+TopKCache concat(const std::vector<TopKCache>& parts) {
+  if (parts.empty())
+    return {at::empty({0, 1}, at::kLong), at::empty({0, 1}, at::kDouble), at::empty({0}, at::kDouble),
+            at::empty({0}, at::kDouble), at::empty({0}, at::kLong)};
+  if (parts.size() == 1) return parts[0];
+  std::vector<at::Tensor> i, l, t, e, a;
+  for (const auto& p : parts) i.push_back(p.indices), l.push_back(p.logprobs), t.push_back(p.tail), e.push_back(p.entropy), a.push_back(p.argmax);
+  return {at::cat(i), at::cat(l), at::cat(t), at::cat(e), at::cat(a)};
+}
+
+TopKCache topk_cache_from(const at::Tensor& indices, const at::Tensor& logprobs, const at::Tensor& entropy) {
+  if (!indices.defined() || !logprobs.defined() || indices.dim() != 2 || logprobs.sizes() != indices.sizes())
+    throw InvalidArgument("topk_cache_from: indices and logprobs must be 2-D tensors [N, k] of one shape");
+  if (indices.size(1) < 1) throw InvalidArgument("topk_cache_from: k is 0, expected at least one cached token per row");
+  if (entropy.defined() && (entropy.dim() != 1 || entropy.size(0) != indices.size(0)))
+    throw InvalidArgument("topk_cache_from: entropy must be [N] with N = " + std::to_string(indices.size(0)));
+  TopKCache c;
+  c.indices = indices.to(at::kLong).cpu().contiguous();
+  c.logprobs = logprobs.to(at::kDouble).cpu().contiguous();
+  const int64_t n = c.indices.size(0);
+  if (n > 0) {
+    if ((c.indices < 0).any().item<bool>()) throw InvalidArgument("topk_cache_from: a token index is negative");
+    if (!at::isfinite(c.logprobs).all().item<bool>() || (c.logprobs > 1e-12).any().item<bool>())
+      throw InvalidArgument("topk_cache_from: logprobs must be finite and <= 0");
+    if (c.logprobs.size(1) > 1 &&
+        (c.logprobs.slice(1, 1) > c.logprobs.slice(1, 0, -1) + 1e-12).any().item<bool>())
+      throw InvalidArgument("topk_cache_from: logprobs must be in descending order along each row (top-k first)");
+  }
+  at::Tensor mass = c.logprobs.exp().sum(1);
+  if (n > 0 && (mass > 1 + 1e-6).any().item<bool>())
+    throw InvalidArgument("topk_cache_from: a row's cached probabilities sum to " +
+                          std::to_string(mass.max().item<double>()) + ", expected at most 1");
+  c.tail = (1 - mass).clamp_min(0);
+  c.entropy = entropy.defined() ? entropy.to(at::kDouble).cpu().contiguous()
+                                : at::full({n}, std::numeric_limits<double>::quiet_NaN(), at::kDouble);
+  c.argmax = n > 0 ? c.indices.select(1, 0).contiguous() : at::empty({0}, at::kLong);
+  return c;
+}
+
+}  // namespace metaprobe::meta

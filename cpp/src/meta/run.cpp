@@ -699,23 +699,50 @@ class Engine {
     return out;
   }
 
+  // The reference's top-k cache along `seqs`, one entry per sequence (its pieces joined in order).
   std::vector<TopKCache> build_cache(LogitSource& ref, const std::string& stage, int64_t vocab,
                                      const std::vector<Scored>& seqs) {
-    std::vector<TopKCache> cache;
-    score_pass({&ref}, {stage}, vocab, seqs, "divergence", stage, [&](const Piece&, const std::vector<at::Tensor>& rows) {
-      cache.push_back(build_topk_cache(rows[0], opt_.cache_k, opt_.divergence_temperature));
+    std::vector<std::vector<TopKCache>> pieces(seqs.size());
+    score_pass({&ref}, {stage}, vocab, seqs, "divergence", stage, [&](const Piece& p, const std::vector<at::Tensor>& rows) {
+      pieces[p.seq].push_back(build_topk_cache(rows[0], opt_.cache_k, opt_.divergence_temperature));
     });
+    std::vector<TopKCache> cache;
+    for (auto& ps : pieces) cache.push_back(concat(ps));
     return cache;
   }
 
-  // Full-vocabulary divergence along `seqs`; `ref` (exact) or `cache` (topk_cache, one entry per piece).
+  // The reference's cache along `seqs` from a file (Stage::reference_cache): sample 0 of each sequence's item.
+  std::vector<TopKCache> imported_cache(const std::string& path, const std::vector<Scored>& seqs) const {
+    double temperature = 0;
+    const auto entries = load_topk_caches(path, &temperature);
+    if (temperature != opt_.divergence_temperature)
+      throw InvalidArgument("reference_cache '" + path + "': cached at temperature " + metaprobe::detail::format_double(temperature) +
+                            ", expected the run's divergence_temperature " + metaprobe::detail::format_double(opt_.divergence_temperature));
+    std::map<std::pair<std::string, int64_t>, const SequenceCache*> by_key;
+    for (const auto& e : entries) by_key[{e.item_id, e.sample}] = &e;
+    std::vector<TopKCache> cache;
+    for (const auto& q : seqs) {
+      const std::string& id = items_[q.item].id;
+      const auto it = by_key.find({id, 0});
+      if (it == by_key.end())
+        throw InvalidArgument("reference_cache '" + path + "': no rows for item '" + id + "' sample 0, expected one "
+                              "cached sequence per item the divergence is measured along");
+      if (it->second->rows.indices.size(0) != q.len)
+        throw InvalidArgument("reference_cache '" + path + "': item '" + id + "' has " +
+                              std::to_string(it->second->rows.indices.size(0)) + " cached rows for " +
+                              std::to_string(q.len) + " scored tokens, expected one row per token");
+      cache.push_back(it->second->rows);
+    }
+    return cache;
+  }
+
+  // Full-vocabulary divergence along `seqs`; `ref` (exact) or `cache` (topk_cache, one entry per sequence).
   std::map<probes::Cell, Acc> divergence(LogitSource& stage_src, const std::string& stage, int64_t vocab,
                                          LogitSource* ref, const std::vector<TopKCache>* cache,
                                          const std::vector<Scored>& seqs) {
     std::map<probes::Cell, Acc> acc;
     const double tau = opt_.js_threshold;
     const int64_t bins = opt_.position_bins;
-    size_t piece_index = 0;
     std::vector<LogitSource*> srcs{&stage_src};
     std::vector<std::string> names{stage};
     if (ref) srcs.push_back(ref), names.push_back(opt_.reference);
@@ -740,11 +767,10 @@ class Engine {
         kl_rs = d.kl_pq.cpu(), kl_sr = d.kl_qp.cpu(), js = d.js.cpu(), h_ref = d.entropy_p.cpu();
         h_stage = d.entropy_q.cpu(), rank = d.rank_shift.cpu(), top1 = d.top1_agree.cpu();
       } else {
-        CachedDivergence d = cached_divergence((*cache).at(piece_index), q, opt_.divergence_temperature);
+        CachedDivergence d = cached_divergence(slice((*cache).at(p.seq), p.j0, p.j1), q, opt_.divergence_temperature);
         kl_rs = d.kl_ref_stage, kl_sr = d.kl_stage_ref, js = d.js, h_ref = d.entropy_ref, h_stage = d.entropy_stage;
         rank = d.rank_shift, top1 = d.top1_agree, jsb = d.js_bound.contiguous(), klb = d.kl_ref_stage_bound.contiguous();
       }
-      ++piece_index;
       auto a_klrs = kl_rs.accessor<double, 1>(), a_klsr = kl_sr.accessor<double, 1>(), a_js = js.accessor<double, 1>();
       auto a_hr = h_ref.accessor<double, 1>(), a_hs = h_stage.accessor<double, 1>();
       auto a_rank = rank.accessor<double, 1>(), a_top1 = top1.accessor<double, 1>();
@@ -945,11 +971,20 @@ Report Run::run(const RunPlan& plan) {
   const bool gold = opt.divergence_on == "gold";
   const bool divergence = opt.divergence && (gold ? !eng.tf_items().empty() : !eng.gen_items().empty());
   const bool sampled = opt.divergence && opt.sampled_estimator && !eng.gen_items().empty();
-  // Stages given by responses alone: checked before any work.
-  if ((divergence || sampled) && !has_model(*ref_stage))
-    throw InvalidArgument("Run: the reference stage '" + ref_stage->name + "' has responses but no model, expected a "
-                          "source or loader: the divergences need the reference's distributions (or set divergence "
-                          "to false)");
+  // Stages given by responses alone, and a cache file for the reference: checked before any work.
+  const bool cache_file = !ref_stage->reference_cache.empty();
+  for (const auto& s : stages_)
+    if (&s != ref_stage && !s.reference_cache.empty())
+      throw InvalidArgument("Run: stage '" + s.name + "' has a reference_cache, expected it on the reference stage '" +
+                            ref_stage->name + "' only");
+  if (cache_file && opt.reference_mode != ReferenceMode::topk_cache)
+    throw InvalidArgument("Run: the reference stage has a reference_cache, expected reference_mode 'topk_cache'");
+  if (((divergence && !cache_file) || sampled) && !has_model(*ref_stage))
+    throw InvalidArgument("Run: the reference stage '" + ref_stage->name + "' has no model, expected a source or "
+                          "loader: " + std::string(sampled ? "the sampled-token estimator scores the stages' answers "
+                                                             "under it (or set sampled_estimator to false)"
+                                                           : "the divergences need its distributions (give a "
+                                                             "reference_cache, or set divergence to false)"));
   for (const auto& s : stages_)
     if (!has_model(s) && opt.behaviour && !eng.ll_items().empty())
       throw InvalidArgument("Run: stage '" + s.name + "' has responses but no model, and " +
@@ -1069,6 +1104,10 @@ Report Run::run(const RunPlan& plan) {
   for (size_t si = 0; si < stages_.size(); ++si)
     if (si != ref_index && selected[si] && !(stored && plan.resume && fs::exists(stage_path(si, "")))) pending = true;
   auto build_cache = [&]() {
+    if (cache_file) {
+      cache = eng.imported_cache(ref_stage->reference_cache, div_seqs);
+      return;
+    }
     LogitSource& src = ref.get();
     vocab_probe(src, ref_stage->name);
     cache = eng.build_cache(src, ref_stage->name, vocab, div_seqs);
@@ -1086,7 +1125,10 @@ Report Run::run(const RunPlan& plan) {
     } else {
       sr.info = {ref_stage->name, ref_stage->arm, "responses", ref_stage->checkpoint_path, ref_stage->step, true};
       if (!has_model(*ref_stage)) {
-        behave(nullptr, *ref_stage, sr, ref_index);  // the divergences are off (checked above)
+        behave(nullptr, *ref_stage, sr, ref_index);  // divergences off, or along a reference_cache (checked above)
+        if (divergence && opt.divergence_on != "stage_samples")
+          div_seqs = gold ? eng.gold_sequences() : own[ref_index];
+        if (topk) build_cache();
       } else {
         LogitSource& src = ref.get();
         sr.info.source = src.describe();

@@ -93,7 +93,8 @@ nlohmann::json run_manifest(const std::vector<probes::Item>& items, const RunOpt
   nlohmann::json st = nlohmann::json::array();
   for (const auto& s : stages)
     st.push_back({{"name", s.name}, {"arm", s.arm}, {"step", s.step}, {"checkpoint", checkpoint_fingerprint(s)},
-                  {"responses", responses_fingerprint(s)}});
+                  {"responses", responses_fingerprint(s)},
+                  {"reference_cache", s.reference_cache.empty() ? "none" : file_stamp(s.reference_cache)}});
   return {{"schema", "metaprobe.run_directory"}, {"schema_version", 1}, {"items", items.size()},
           {"suite_hash", probes::suite_hash(items)}, {"options", options_to_json(options)}, {"stages", st}};
 }
@@ -124,8 +125,8 @@ void check_manifest(const nlohmann::json& saved, const nlohmann::json& now, cons
   for (size_t i = 0; i < now.at("stages").size(); ++i) {
     const auto& x = saved.at("stages")[i];
     const auto& y = now.at("stages")[i];
-    for (const char* key : {"name", "arm", "step", "checkpoint", "responses"})
-      if (x.at(key) != y.at(key))
+    for (const char* key : {"name", "arm", "step", "checkpoint", "responses", "reference_cache"})
+      if (x.value(key, nlohmann::json("none")) != y.at(key))
         throw InvalidArgument(where + "has stage " + std::to_string(i) + " ('" + x.at("name").get<std::string>() +
                               "') with " + key + " " + x.at(key).dump() + ", now " + y.at(key).dump() +
                               ", expected the same stages (start a new directory to probe changed stages)");

@@ -474,7 +474,7 @@ TEST_CASE("a stage given another engine's responses scores them as if it had gen
     s.responses = generated.stage("base").responses;
     run.add_stage(std::move(s));
     run.add_stage(stage("other", "sft", 1, other));
-    REQUIRE_THROWS_WITH(run.run(), Contains("the reference stage 'base' has responses but no model"));
+    REQUIRE_THROWS_WITH(run.run(), Contains("the reference stage 'base' has no model"));
   }
   SECTION("an imported token id beyond the vocabulary") {
     auto rs = gen.responses;

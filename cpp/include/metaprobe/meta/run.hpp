@@ -33,6 +33,10 @@ struct Stage {
   std::string checkpoint_path;                         ///< safetensors file or checkpoint directory
   std::shared_ptr<const io::TensorSource> checkpoint;  ///< or an in-memory state dict
   std::optional<std::vector<Response>> responses;      ///< answers from another engine instead of generating
+  /// The reference only, reference_mode topk_cache: a top-k cache file (save_topk_caches; e.g. from vLLM's
+  /// prompt_logprobs) along the sequences the divergence is measured on, used instead of building the cache
+  /// from the reference's model (which then need not be given unless the sampled-token estimator is on).
+  std::string reference_cache;
 };
 
 /// How one process takes part in a run (docs/meta.md, "Resumable runs" and "Spread over processes").
