@@ -212,12 +212,6 @@ ProgressCallback progress_callback(py::object cb) {
   };
 }
 
-NonFinitePolicy parse_nonfinite(const std::string& s) {
-  if (s == "nan") return NonFinitePolicy::nan;
-  if (s == "error") return NonFinitePolicy::error;
-  throw InvalidArgument("nonfinite: '" + s + "', expected one of nan, error");
-}
-
 py::dict compare_py(py::handle reference, py::handle tuned, double atol, double eta, bool spectra,
                     const py::dict& spectral, int64_t subspace_k, int64_t max_spectral_side, bool release_pages,
                     py::object progress, bool emulate_bf16, const std::string& nonfinite) {
@@ -227,7 +221,7 @@ py::dict compare_py(py::handle reference, py::handle tuned, double atol, double 
   o.update.atol = atol;
   o.update.eta = eta;
   o.emulate_bf16 = emulate_bf16;
-  o.nonfinite = parse_nonfinite(nonfinite);
+  o.nonfinite = parse_nonfinite_policy(nonfinite);
   o.spectra = spectra;
   o.spectral = spectral_options(spectral);
   o.subspace_k = subspace_k;

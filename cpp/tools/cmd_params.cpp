@@ -90,6 +90,13 @@ void add_params_commands(CLI::App& app) {
   cmp->add_option("--atol", *atol, "Absolute sparsity tolerance (|dW| <= atol)")->capture_default_str();
   cmp->add_option("--eta", *eta, "Relative sparsity tolerance (|dW| <= eta * max(|w0|, |w1|))")->capture_default_str();
   cmp->add_option("--subspace-k", flags->subspace_k, "k of the top-k update energy and principal angles");
+  auto emulate_bf16 = std::make_shared<bool>(false);
+  auto nonfinite = std::make_shared<std::string>("nan");
+  cmp->add_flag("--emulate-bf16", *emulate_bf16,
+                "Round both sides to bf16 and subtract in bf16 for sparsity_abs, unchanged_fraction and update rank "
+                "(Mukherjee et al.'s check_sparsity.py; docs/params.md)");
+  cmp->add_option("--nonfinite", *nonfinite, "NaN/Inf pairs: 'nan' (summaries NaN, counted) or 'error'")
+      ->capture_default_str();
   add_spectral_flags(cmp, *flags);
   cmp->callback([=] {
     const io::Checkpoint r = io::Checkpoint::open(*ref);
@@ -97,6 +104,8 @@ void add_params_commands(CLI::App& app) {
     CompareOptions o;
     o.update.atol = *atol;
     o.update.eta = *eta;
+    o.emulate_bf16 = *emulate_bf16;
+    o.nonfinite = parse_nonfinite_policy(*nonfinite, "--nonfinite");
     o.spectra = flags->spectra;
     o.spectral.k = flags->k;
     o.subspace_k = flags->subspace_k;

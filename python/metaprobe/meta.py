@@ -71,6 +71,8 @@ class MetaOptions:
     parameters: bool = True
     update_atol: float = 1e-5
     update_eta: float = 1e-3
+    update_emulate_bf16: bool = False     #: Mukherjee et al.'s bf16 subtraction (sparsity_abs, rank; docs/params.md)
+    update_nonfinite: str = "nan"         #: NaN/Inf weight pairs: "nan" (summaries NaN, counted) or "error"
     target_cells: Sequence[str] = ()      #: "skill/domain"; empty: every cell of target_domain
     target_domain: str = "math"
     collapse_delta: float = 0.1

@@ -158,6 +158,8 @@ nlohmann::json options_to_json(const RunOptions& o) {
       {"parameters", o.parameters},
       {"update_atol", o.update.atol},
       {"update_eta", o.update.eta},
+      {"update_emulate_bf16", o.update_emulate_bf16},
+      {"update_nonfinite", params::to_string(o.update_nonfinite)},
       {"target_cells", cells},
       {"target_domain", o.target_domain},
       {"collapse_delta", o.collapse_delta},
@@ -176,7 +178,7 @@ RunOptions options_from_json(const nlohmann::json& j) {
                                        "choice_norm", "max_new_tokens", "stop", "z", "divergence",
                                        "solution_separator", "reference_mode", "cache_k", "temperature",
                                        "js_threshold", "position_bins", "sampled_estimator", "huan_skip_first_token", "parameters",
-                                       "update_atol", "update_eta", "target_cells", "target_domain",
+                                       "update_atol", "update_eta", "update_emulate_bf16", "update_nonfinite", "target_cells", "target_domain",
                                        "collapse_delta", "razor_metric", "razor_include_reference", "batch_size",
                                        "do_sample", "top_p", "top_k", "n_samples", "seed", "eos_ids",
                                        "prompt_format", "system_prompt", "think_open", "think_close",
@@ -234,6 +236,12 @@ RunOptions options_from_json(const nlohmann::json& j) {
     get("parameters", o.parameters);
     get("update_atol", o.update.atol);
     get("update_eta", o.update.eta);
+    get("update_emulate_bf16", o.update_emulate_bf16);
+    if (j.contains("update_nonfinite")) {
+      std::string name;
+      read(j, "options.", "update_nonfinite", name);
+      o.update_nonfinite = params::parse_nonfinite_policy(name, "options.update_nonfinite");
+    }
     if (j.contains("target_cells")) {
       o.target_cells.clear();
       for (const auto& c : j.at("target_cells")) o.target_cells.push_back(parse_cell(c.get<std::string>()));

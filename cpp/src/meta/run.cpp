@@ -1179,6 +1179,8 @@ Report Run::run(const RunPlan& plan) {
       if (auto ck = open_checkpoint(st)) {
         params::CompareOptions co;
         co.update = opt.update;
+        co.emulate_bf16 = opt.update_emulate_bf16;
+        co.nonfinite = opt.update_nonfinite;
         sr.params = to_stage_params(params::compare_checkpoints(*ref_ckpt, *ck, co));
         eng.tick("parameters", st.name);
       }

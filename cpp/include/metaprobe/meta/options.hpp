@@ -70,6 +70,8 @@ struct RunOptions {
   // parameters
   bool parameters = true;
   params::UpdateOptions update;              ///< sparsity tolerances of the update statistics
+  bool update_emulate_bf16 = false;          ///< Mukherjee et al.'s bf16 subtraction for sparsity_abs and rank
+  params::NonFinitePolicy update_nonfinite = params::NonFinitePolicy::nan;  ///< NaN/Inf weight pairs
   // derived
   std::vector<probes::Cell> target_cells;    ///< empty: every cell of target_domain
   std::string target_domain = "math";

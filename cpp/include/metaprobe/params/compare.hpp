@@ -22,11 +22,6 @@ struct Progress {
 };
 using ProgressCallback = std::function<void(const Progress&)>;
 
-/// What the group summaries do when a matched pair holds NaN or ±Inf on either side.
-enum class NonFinitePolicy {
-  nan,    // the group's ratios and fractions are NaN and nonfinite_count says how many pairs (default)
-  error,  // compare_checkpoints throws InvalidArgument naming the first such tensor
-};
 
 struct CompareOptions {
   UpdateOptions update;

@@ -2,8 +2,11 @@
 // Per-tensor and pairwise (reference vs tuned) parameter statistics: one fused pass over the data, any dtype,
 // double accumulation, results independent of the thread count. Definitions: docs/params.md.
 #include <cstdint>
+#include <string>
 
 #include <ATen/ATen.h>
+
+#include <metaprobe/error.hpp>
 
 namespace metaprobe::params {
 
@@ -36,6 +39,22 @@ struct UpdateOptions {
   double atol = 1e-5;  // "unchanged" when |w1 - w0| <= atol (Mukherjee et al. 2025)
   double eta = 1e-3;   // "unchanged" when |w1 - w0| <= eta * max(|w0|, |w1|) (Path Not Taken, Def. 2.1)
 };
+
+/// What update summaries do when a matched pair holds NaN or ±Inf on either side.
+enum class NonFinitePolicy {
+  nan,    // the group's ratios and fractions are NaN and nonfinite_count says how many pairs (default)
+  error,  // compare_checkpoints throws InvalidArgument naming the first such tensor
+};
+
+/// "nan" / "error".
+inline std::string to_string(NonFinitePolicy policy) { return policy == NonFinitePolicy::error ? "error" : "nan"; }
+
+/// The policy named `name`; throws InvalidArgument naming `what` and the valid names.
+inline NonFinitePolicy parse_nonfinite_policy(const std::string& name, const std::string& what = "nonfinite") {
+  if (name == "nan") return NonFinitePolicy::nan;
+  if (name == "error") return NonFinitePolicy::error;
+  throw InvalidArgument(what + ": '" + name + "', expected one of nan, error");
+}
 
 /// How a tuned tensor w1 differs from its reference w0 (same shape). Over the pairs where both are finite;
 /// the other pairs are counted in nonfinite_count.
