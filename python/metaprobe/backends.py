@@ -316,6 +316,18 @@ class HFBackend:
             head_dev = head.weight.device if hasattr(head, "weight") else picked.device
             return head(picked.to(head_dev))
 
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> List[torch.Tensor]:
+        """The model's ``output_hidden_states``: L + 1 tensors ``[B, T, d]`` (embedding output, then each block's
+        output; for Llama-style models the last one after the final norm), right-padded input, position ids
+        from the mask. For representation metrics (:mod:`metaprobe.representation`)."""
+        with torch.no_grad():
+            out = self.model(**self._kwargs(input_ids, attention_mask), output_hidden_states=True)
+        states = getattr(out, "hidden_states", None)
+        if states is None:
+            raise UnsupportedError(f"hidden_states: {type(self.model).__name__} returned no hidden_states for "
+                                   "output_hidden_states=True, expected a transformers causal LM")
+        return list(states)
+
     # -- generation ---------------------------------------------------------------------------------------
     def generate(self, requests: Sequence[Mapping[str, Any]], options: Mapping[str, Any]) -> List[Dict[str, Any]]:
         """Completions of ``requests`` (one batch) under ``options`` (the engine's decoding options)."""

@@ -369,6 +369,11 @@ class TinyLM:
         return TrainingHistory("grpo", list(records))
 
     # -- other faces ---------------------------------------------------------------------------------------
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+        """The hidden states of :meth:`TinyTransformerTorch.hidden_states` (L + 1 tensors ``[B, T, d_model]``).
+        Each call copies the weights into a torch module; for many batches take ``to_torch()`` once."""
+        return self.to_torch().hidden_states(input_ids, attention_mask)
+
     def to_torch(self) -> "TinyTransformerTorch":
         """The same network as a torch.nn.Module with copied weights."""
         module = TinyTransformerTorch(self.config)
@@ -535,6 +540,15 @@ class TinyTransformerTorch(torch.nn.Module):
         return TinyLM.load(path).to_torch()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return self._run(input_ids, attention_mask)[0]
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+        """Hugging Face's ``output_hidden_states`` convention: L + 1 tensors ``[B, T, d_model]`` — the embedding
+        output, then the output of each block, the last one after the final norm (what the head reads)."""
+        with torch.no_grad():
+            return self._run(input_ids, attention_mask)[1]
+
+    def _run(self, input_ids: torch.Tensor, attention_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, List[torch.Tensor]]:
         ids = input_ids.to(torch.long)
         if attention_mask is None:
             mask = torch.ones_like(ids)
@@ -556,6 +570,10 @@ class TinyTransformerTorch(torch.nn.Module):
         bias = torch.zeros(b, 1, t, t, dtype=torch.float32, device=ids.device).masked_fill(
             allowed.logical_not().unsqueeze(1), float("-inf"))
         x = self.model.embed_tokens(ids)
+        states: List[torch.Tensor] = [x]
         for layer in self.model.layers:
             x = layer(x, cos, sin, bias)
-        return self.lm_head(self.model.norm(x))
+            states.append(x)
+        x = self.model.norm(x)
+        states[-1] = x
+        return self.lm_head(x), states

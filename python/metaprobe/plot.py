@@ -17,8 +17,8 @@ if TYPE_CHECKING:
 
     from .report import Report
 
-__all__ = ["profile_heatmap", "drift_over_steps", "js_positional_profile", "layer_update_norms", "figures",
-           "save_all", "close"]
+__all__ = ["profile_heatmap", "drift_over_steps", "js_positional_profile", "layer_update_norms",
+           "representation_drift", "figures", "save_all", "close"]
 
 SKILLS = ("calculation", "fact_retrieval", "simulation", "enumeration", "diagnostic")
 DOMAINS = ("math", "physics", "coding", "general")
@@ -133,6 +133,37 @@ def layer_update_norms(report: "Report") -> "Figure":
     return fig
 
 
+def representation_drift(report: "Report", metric: str = "cka") -> "Figure":
+    """Representation drift over training steps, one panel per layer and one line per arm (every prompt; the
+    reference at step 0 with CKA = cosine = 1 and no shift). ``metric``: "cka", "cosine" or "pca_shift"."""
+    if metric not in ("cka", "cosine", "pca_shift"):
+        from ._core import InvalidArgumentError
+
+        raise InvalidArgumentError(f"representation_drift: metric is {metric!r}, expected 'cka', 'cosine' or 'pca_shift'")
+    Figure = _plt()
+    table = report.representation
+    table = table[table.skill == "all"]
+    layers = sorted(set(table.layer))
+    cols = min(4, max(1, len(layers)))
+    rows = max(1, -(-len(layers) // cols))
+    fig = Figure(figsize=(3.2 * cols, 2.6 * rows))
+    at_reference = 0.0 if metric == "pca_shift" else 1.0
+    for k, layer in enumerate(layers or [0]):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        for arm in dict.fromkeys(table.arm):
+            s = table[(table.layer == layer) & (table.arm == arm)].sort_values("step")
+            ax.plot([0] + list(s.step), [at_reference] + list(s[metric]), marker="o", ms=3, label=arm)
+        ax.set_title(f"layer {layer}", fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        if k % cols == 0:
+            ax.set_ylabel(metric, fontsize=8)
+    if fig.axes and fig.axes[0].lines:
+        fig.axes[0].legend(fontsize=7)
+    fig.suptitle(f"representation drift from the reference ({metric})", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def figures(report: "Report") -> Iterator[tuple[str, "Figure"]]:
     """Every plot of the report as (file stem, figure): a heatmap per stage, drift, positional profile, norms."""
     if not report.profile.empty:
@@ -143,6 +174,8 @@ def figures(report: "Report") -> Iterator[tuple[str, "Figure"]]:
         yield "js_positional", js_positional_profile(report)
     if not report.params.empty:
         yield "layer_update_norms", layer_update_norms(report)
+    if not report.representation.empty:
+        yield "representation_cka", representation_drift(report, "cka")
 
 
 def save_all(report: "Report", directory: Union[str, "os.PathLike[str]"], dpi: int = 100) -> dict[str, str]:

@@ -264,6 +264,45 @@ class Report:
         return self.differences
 
     @property
+    def representation(self) -> "pd.DataFrame":
+        """Representation drift per (stage, layer, cell; skill = domain = "all" over every prompt) with the stage's
+        arm and step, as stored by :meth:`add_representation` (empty when none was measured)."""
+        import pandas as pd
+
+        from .representation import _flat
+
+        info = {s["info"]["name"]: s["info"] for s in self.stages_raw}
+        rows = []
+        for r in self.data.get("representation") or []:
+            i = info.get(r["stage"], {})
+            rows.append({"stage": r["stage"], "arm": i.get("arm"), "step": i.get("step"), **{
+                k: v for k, v in _flat(r).items() if k != "stage"}})
+        return pd.DataFrame(rows, columns=["stage", "arm", "step", "layer", "skill", "domain", "items", "cka", "cosine",
+                                           "pca_shift", "pc2_reference", "pc2_stage"])
+
+    def add_representation(self, probes: Any, reference: Any, stages: dict, tokenizer: Any, **options: Any) -> "pd.DataFrame":
+        """Measures :func:`metaprobe.representation.drift` of ``stages`` (name -> source; names of this report's
+        stages) from ``reference`` on ``probes``, with this report's prompt options, stores the records in the
+        document's ``representation`` (replacing any) and returns :attr:`representation`. ``options``:
+        ``batch_size``, ``progress``."""
+        from .meta import MetaOptions
+        from .representation import drift_records
+
+        unknown = [n for n in stages if n not in self.stage_names]
+        if unknown:
+            raise _core.InvalidArgumentError(f"add_representation: stage {unknown[0]!r} is not in this report "
+                                             f"(stages: {', '.join(self.stage_names)})")
+        o = self.data.get("options", {})
+        prompt = o.get("prompt", {})
+        meta_options = MetaOptions(prompt_format=o.get("prompt_format", "template"),
+                                   prompt_template=prompt.get("template", "plain"), prompt_k=prompt.get("k", 3),
+                                   prompt_seed=prompt.get("seed", 0), system_prompt=o.get("system_prompt", ""))
+        records = drift_records(probes, reference, stages, tokenizer, meta_options, **options)
+        self.data["representation"] = [{k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                        for k, v in r.items()} for r in records]
+        return self.representation
+
+    @property
     def items(self) -> "pd.DataFrame":
         """Per (stage, item): mode, output, extracted answer and correctness of the first sample; its finish reason
         ("eos", "stop", "length"; "" in loglikelihood mode), think-block tokens and whether the block closed;
@@ -379,6 +418,9 @@ class Report:
             parts.append(piv.reset_index().to_html(index=False, float_format=lambda v: f"{v:.3f}", na_rep="–",
                                                     border=0, classes="tbl"))
         table("Divergence from the reference", self.divergence)
+        if self.data.get("representation"):
+            rep = self.representation
+            table("Representation drift (every prompt; per cell in report.json)", rep[rep.skill == "all"])
         params = self.params
         table("Parameter updates (totals and modules)", params[params.level != "layer"] if not params.empty else params)
         css = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table.tbl{border-collapse:collapse;"

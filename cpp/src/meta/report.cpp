@@ -115,6 +115,26 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StageDerived, cells, drift_l1, drift_l2, coll
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ArmRazor, arm, metric, stages, steps, divergence, accuracy_change, pearson, spearman)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ArmDifference, a, b, metric, unit, mean_a, mean_b, diff, lo, hi, p_value,
                                    confidence, n_units, n_seeds, n_boot, n_perm, seed)
+void to_json(nlohmann::json& j, const RepresentationDrift& r) {
+  j = {{"stage", r.stage}, {"layer", r.layer}, {"items", r.items}, {"cka", r.cka}, {"cosine", r.cosine},
+       {"pca_shift", r.pca_shift}, {"pc2_reference", r.pc2_reference}, {"pc2_stage", r.pc2_stage}};
+  j["cell"] = r.cell ? nlohmann::json(*r.cell) : nlohmann::json(nullptr);
+}
+
+void from_json(const nlohmann::json& j, RepresentationDrift& r) {
+  j.at("stage").get_to(r.stage);
+  j.at("layer").get_to(r.layer);
+  j.at("items").get_to(r.items);
+  for (auto [key, field] : {std::pair{"cka", &r.cka}, {"cosine", &r.cosine}, {"pca_shift", &r.pca_shift},
+                            {"pc2_reference", &r.pc2_reference}, {"pc2_stage", &r.pc2_stage}})
+    *field = j.at(key).is_null() ? std::numeric_limits<double>::quiet_NaN() : j.at(key).get<double>();
+  if (j.at("cell").is_null() || (j.at("cell").is_number() && std::isnan(j.at("cell").get<double>()))) {
+    r.cell.reset();
+  } else {
+    r.cell = j.at("cell").get<probes::Cell>();
+  }
+}
+
 // `responses` came later than schema version 1: older reports read as generated.
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StageInfo, name, arm, source, checkpoint, step, is_reference, responses)
 
@@ -238,6 +258,7 @@ nlohmann::json to_json(const Report& r) {
           {"stages", stages},
           {"razor", r.razor},
           {"differences", r.differences},
+          {"representation", r.representation},
           {"seconds", r.seconds}};
 }
 
@@ -268,6 +289,7 @@ Report report_from_json(const nlohmann::json& input) {
     for (const auto& js : j.at("stages")) r.stages.push_back(detail::stage_from_nan_json(js));
     j.at("razor").get_to(r.razor);
     if (j.contains("differences")) j.at("differences").get_to(r.differences);
+    if (j.contains("representation")) j.at("representation").get_to(r.representation);
     j.at("seconds").get_to(r.seconds);
   } catch (const nlohmann::json::exception& e) {
     throw FormatError(std::string("report: a field is missing or has the wrong type: ") + e.what());

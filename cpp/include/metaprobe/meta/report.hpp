@@ -148,6 +148,20 @@ struct ArmDifference {
   uint64_t seed = 0;
 };
 
+/// Representation drift of one stage from the reference at one layer, over one cell's probe prompts (or all
+/// of them: `cell` absent), measured by metaprobe.representation (docs/meta.md, "Representation drift"): the
+/// features are each prompt's hidden states averaged over its real tokens.
+struct RepresentationDrift {
+  std::string stage;
+  int64_t layer = 0;                   ///< 0: the embedding output; l: after block l (the last one normed)
+  std::optional<probes::Cell> cell;    ///< absent: every prompt
+  int64_t items = 0;
+  double cka = 0;                      ///< linear CKA of the reference's and the stage's features
+  double cosine = 0;                   ///< mean over prompts of cos(reference feature, stage feature)
+  double pca_shift = 0;                ///< Huan et al.: mean projection on the reference's PC1, stage − reference
+  double pc2_reference = 0, pc2_stage = 0;  ///< mean projections on the reference's PC2
+};
+
 struct StageInfo {
   std::string name, arm, source, checkpoint;
   int64_t step = 0;
@@ -192,6 +206,7 @@ struct Report {
   std::vector<StageReport> stages;
   std::vector<ArmRazor> razor;
   std::vector<ArmDifference> differences;  ///< optional in the document (absent = empty)
+  std::vector<RepresentationDrift> representation;  ///< optional (absent = empty): Report.add_representation
   double seconds = 0;
 
   /// The stage named `name`; throws InvalidArgument if absent.
