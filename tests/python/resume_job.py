@@ -1,7 +1,9 @@
 """A small meta-probing study for the resume tests: ``python resume_job.py OUT_DIR CKPT_DIR [--resume]`` runs it
-with ``out_dir=OUT_DIR`` (the tests SIGKILL it midway). ``study(ckpt_dir)`` builds the same study in-process."""
+with ``out_dir=OUT_DIR`` (the tests SIGKILL it midway). ``study(ckpt_dir)`` builds the same study in-process; the resume and merge tests share it and the ``ckpts``
+fixture below."""
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -25,6 +27,15 @@ def checkpoints(ckpt_dir: str) -> list[str]:
     return paths
 
 
+def comparable(report: metaprobe.Report) -> dict:
+    """The report without its timings (created, seconds): what two runs of the same study must share."""
+    d = json.loads(report.to_json())
+    d.pop("created"), d.pop("seconds")
+    for s in d["stages"]:
+        s.pop("seconds")
+    return d
+
+
 def study(ckpt_dir: str, **option_overrides) -> MetaProbe:
     probes = metaprobe.probes.generate(n_per_cell=2, difficulties=[1], seed=5)
     mp = MetaProbe(probes, options=MetaOptions(**{**OPTIONS, **option_overrides}))
@@ -32,6 +43,19 @@ def study(ckpt_dir: str, **option_overrides) -> MetaProbe:
         mp.add_stage(name, arm=arm, step=step, loader=lambda path=path: TinyLM.load(path), tokenizer="char",
                      checkpoint=path)
     return mp
+
+
+def checkpoint_dir_fixture():
+    """A module-scoped pytest fixture writing the study's checkpoints once (``ckpts = checkpoint_dir_fixture()``)."""
+    import pytest
+
+    @pytest.fixture(scope="module")
+    def ckpts(tmp_path_factory):
+        d = tmp_path_factory.mktemp("ckpts")
+        checkpoints(str(d))
+        return str(d)
+
+    return ckpts
 
 
 if __name__ == "__main__":

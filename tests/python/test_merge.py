@@ -2,7 +2,6 @@
 with torchrun and metaprobe.distributed.meta_run, equal the single-process report item for item."""
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
@@ -18,19 +17,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import resume_job  # noqa: E402
 
 
-def _comparable(report: Report) -> dict:
-    d = json.loads(report.to_json())
-    d.pop("created"), d.pop("seconds")
-    for s in d["stages"]:
-        s.pop("seconds")
-    return d
-
-
-@pytest.fixture(scope="module")
-def ckpts(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ckpts")
-    resume_job.checkpoints(str(d))
-    return str(d)
+_comparable = resume_job.comparable
+ckpts = resume_job.checkpoint_dir_fixture()
 
 
 @pytest.fixture(scope="module")

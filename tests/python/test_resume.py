@@ -21,19 +21,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import resume_job  # noqa: E402
 
 
-def _comparable(report: metaprobe.Report) -> dict:
-    d = json.loads(report.to_json())
-    d.pop("created"), d.pop("seconds")
-    for s in d["stages"]:
-        s.pop("seconds")
-    return d
-
-
-@pytest.fixture(scope="module")
-def ckpts(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ckpts")
-    resume_job.checkpoints(str(d))
-    return str(d)
+_comparable = resume_job.comparable
+ckpts = resume_job.checkpoint_dir_fixture()
 
 
 @pytest.fixture(scope="module")
