@@ -73,6 +73,7 @@ std::shared_ptr<LogitSource> backend_source(py::object obj, const std::string& d
       od["max_new_tokens"] = o.max_new_tokens;
       od["stop"] = o.stop;
       od["eos_ids"] = o.eos_ids;
+      od["vocab_limit"] = o.vocab_limit;
       py::object out = h->attr("generate")(rl, od);
       std::vector<Completion> res;
       for (py::handle c : out) {

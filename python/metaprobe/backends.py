@@ -59,6 +59,9 @@ def pick_token(logits: torch.Tensor, options: Mapping[str, Any], u: float) -> tu
     the tokens sorted by descending logit after top-k and top-p. Returns (token, log-prob at temperature 1).
     The C++ ``pick_token`` computes the same in double precision."""
     z = logits.detach().to("cpu", torch.float64)
+    limit = int(options.get("vocab_limit", 0) or 0)
+    if limit > 0:
+        z = z[:limit]  # the run's shared vocabulary slice
     if torch.isnan(z).any() or torch.isposinf(z).any():
         raise InvalidArgumentError("logits: a generation step holds NaN or +inf, expected finite logits")
     m = z.max()
@@ -209,11 +212,18 @@ class HFTokenizer:
         """Ids of :meth:`chat_text` (special tokens as the template writes them, none added)."""
         return self.encode(self.chat_text(system, user))
 
-    def same_vocabulary(self, other: "HFTokenizer") -> bool:
-        """Whether both map the same strings to the same ids (``get_vocab()``; length when unavailable)."""
+    def same_vocabulary(self, other: "HFTokenizer", limit: Optional[int] = None) -> bool:
+        """Whether both map the same strings to the same ids (``get_vocab()``; length when unavailable); with
+        ``limit``, only the ids below it are compared (the run's ``vocab_size`` slice)."""
         a, b = getattr(self.tokenizer, "get_vocab", None), getattr(other.tokenizer, "get_vocab", None)
         if callable(a) and callable(b):
-            return a() == b()
+            va, vb = a(), b()
+            if limit is not None:
+                va = {k: v for k, v in va.items() if v < limit}
+                vb = {k: v for k, v in vb.items() if v < limit}
+            return va == vb
+        if limit is not None:
+            return True
         return len(self.tokenizer) == len(other.tokenizer) if hasattr(self.tokenizer, "__len__") else True
 
 
@@ -351,12 +361,15 @@ class HFBackend:
         picked: List[List[tuple[int, float]]] = [[] for _ in prompts]
 
         greedy = not options.get("do_sample", False)
+        limit = int(options.get("vocab_limit", 0) or 0)
 
         def processor(input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
             step = input_ids.shape[1] - width
             out = torch.full_like(scores, -math.inf)
             if greedy:  # one vectorised argmax (lowest id on ties, as pick_token) for the whole batch
                 z = scores.detach().double()
+                if limit > 0:
+                    z = z[:, :limit]  # the run's shared vocabulary slice
                 if torch.isnan(z).any() or torch.isposinf(z).any():
                     raise InvalidArgumentError("logits: a generation step holds NaN or +inf, expected finite logits")
                 best = torch.argmax(z, dim=-1)

@@ -81,6 +81,7 @@ class MetaOptions:
     batch_size: int = 16                  #: rows per forward pass
     batch_tokens: int = 16384             #: padded tokens per forward pass
     score_rows: int = 512                 #: positions scored per pass (peak logits O(score_rows × V))
+    vocab_size: int = 0                   #: > 0: logits cut to ids [0, vocab_size), the stages' shared slice
 
     def to_json(self, reference: str) -> str:
         d = asdict(self)
@@ -319,11 +320,13 @@ class MetaProbe:
         if tok is None:
             given = [(s["name"], s["_tokenizer"]) for s in self._stages if "_tokenizer" in s]
             hf_toks = [(n, t) for n, t in given if isinstance(t, HFTokenizer)]
+            limit = self.options.vocab_size or None
             for n, t in hf_toks[1:]:
-                if not hf_toks[0][1].same_vocabulary(t):
+                if not hf_toks[0][1].same_vocabulary(t, limit):
                     raise InvalidArgumentError(
-                        f"stage '{n}': its tokenizer's vocabulary differs from stage '{hf_toks[0][0]}''s, expected one "
-                        "vocabulary for the whole run (divergences compare token distributions)")
+                        f"stage '{n}': its tokenizer's vocabulary differs from stage '{hf_toks[0][0]}''s"
+                        + (f" below id {limit}" if limit else "") + ", expected one vocabulary for the whole run "
+                        "(divergences compare token distributions; MetaOptions.vocab_size=N compares only ids < N)")
             if hf_toks:
                 tok = hf_toks[0][1]
             elif given:

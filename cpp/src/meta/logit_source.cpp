@@ -71,6 +71,7 @@ double uniform01(uint64_t seed, int64_t step) {
 }
 
 std::pair<int64_t, double> pick_token(const double* logits, int64_t vocab, const DecodeOptions& o, double u01) {
+  if (o.vocab_limit > 0) vocab = std::min(vocab, o.vocab_limit);  // the shared slice of the run's vocabularies
   double m = -std::numeric_limits<double>::infinity();
   int64_t best = -1;
   for (int64_t i = 0; i < vocab; ++i) {

@@ -64,6 +64,7 @@ void RunOptions::validate() const {
         "reference_samples or gold (the cache is built before the stages answer)");
   if (batch_tokens < 1) bad("batch_tokens", std::to_string(batch_tokens), ">= 1");
   if (score_rows < 1) bad("score_rows", std::to_string(score_rows), ">= 1");
+  if (vocab_size < 0) bad("vocab_size", std::to_string(vocab_size), ">= 0 (0: each model's whole vocabulary)");
   try {
     decode_options().validate();
   } catch (const InvalidArgument& e) {
@@ -99,6 +100,7 @@ void DecodeOptions::validate() const {
     if (s.empty()) bad("stop", "a list with an empty string", "non-empty stop strings");
   for (int64_t e : eos_ids)
     if (e < 0) bad("eos_ids", "a list with " + std::to_string(e), "ids >= 0");
+  if (vocab_limit < 0) bad("vocab_limit", std::to_string(vocab_limit), ">= 0 (0: the whole vocabulary)");
 }
 
 DecodeOptions RunOptions::decode_options() const {
@@ -110,6 +112,7 @@ DecodeOptions RunOptions::decode_options() const {
   d.max_new_tokens = max_new_tokens;
   d.stop = stop;
   d.eos_ids = eos_ids;
+  d.vocab_limit = vocab_size;
   return d;
 }
 
@@ -166,6 +169,7 @@ nlohmann::json options_to_json(const RunOptions& o) {
       {"razor_metric", o.razor_metric},
       {"razor_include_reference", o.razor_include_reference},
       {"batch_size", o.batch_size},
+      {"vocab_size", o.vocab_size},
       {"batch_tokens", o.batch_tokens},
       {"score_rows", o.score_rows},
   };
@@ -182,7 +186,8 @@ RunOptions options_from_json(const nlohmann::json& j) {
                                        "collapse_delta", "razor_metric", "razor_include_reference", "batch_size",
                                        "do_sample", "top_p", "top_k", "n_samples", "seed", "eos_ids",
                                        "prompt_format", "system_prompt", "think_open", "think_close",
-                                       "divergence_temperature", "divergence_on", "batch_tokens", "score_rows"};
+                                       "divergence_temperature", "divergence_on", "batch_tokens", "score_rows",
+                                       "vocab_size"};
   for (auto it = j.begin(); it != j.end(); ++it)
     if (!known.count(it.key()))
       throw InvalidArgument("options: unknown key '" + it.key() + "', expected one of the RunOptions fields (docs/meta.md)");
@@ -251,6 +256,7 @@ RunOptions options_from_json(const nlohmann::json& j) {
     get("razor_metric", o.razor_metric);
     get("razor_include_reference", o.razor_include_reference);
     get("batch_size", o.batch_size);
+    get("vocab_size", o.vocab_size);
   } catch (const nlohmann::json::exception& e) {
     throw InvalidArgument(std::string("options: a value has the wrong JSON type: ") + e.what());
   }

@@ -41,19 +41,55 @@ std::string utc_now() {
   return buf;
 }
 
+// The shared slice of the run's vocabularies (RunOptions::vocab_size): logits cut to the ids [0, n); generation
+// is limited to them through DecodeOptions::vocab_limit.
+class VocabSlice : public LogitSource {
+ public:
+  VocabSlice(std::shared_ptr<LogitSource> inner, int64_t n, std::string stage)
+      : inner_(std::move(inner)), n_(n), stage_(std::move(stage)) {}
+  at::Tensor logits(const at::Tensor& ids, const at::Tensor& attention_mask) override {
+    return cut(inner_->logits(ids, attention_mask));
+  }
+  std::vector<Completion> generate(const std::vector<GenerateRequest>& requests, const DecodeOptions& options,
+                                   const Tokenizer& tok) override {
+    DecodeOptions o = options;
+    o.vocab_limit = n_;
+    return inner_->generate(requests, o, tok);
+  }
+  at::Tensor score(const at::Tensor& ids, const at::Tensor& attention_mask, const at::Tensor& rows,
+                   const at::Tensor& cols) override {
+    return cut(inner_->score(ids, attention_mask, rows, cols));
+  }
+  int64_t positions_processed() const override { return inner_->positions_processed(); }
+  std::string describe() const override { return inner_->describe() + " (ids < " + std::to_string(n_) + ")"; }
+
+ private:
+  at::Tensor cut(const at::Tensor& logits) const {
+    if (logits.defined() && logits.dim() >= 1 && logits.size(-1) < n_)
+      throw InvalidArgument("stage '" + stage_ + "': the model has " + std::to_string(logits.size(-1)) +
+                            " logits per position, expected at least vocab_size = " + std::to_string(n_));
+    return logits.defined() && logits.dim() >= 1 ? logits.narrow(-1, 0, n_) : logits;
+  }
+  std::shared_ptr<LogitSource> inner_;
+  int64_t n_;
+  std::string stage_;
+};
+
 // A stage's logit source, acquired on first use and released after the stage when it came from a loader.
 struct Holder {
   const Stage* stage = nullptr;
   std::shared_ptr<LogitSource> src;
+  int64_t vocab_size = 0;  // RunOptions::vocab_size
   LogitSource& get() {
     if (!src) {
       src = stage->source ? stage->source : stage->loader();
       if (!src) throw InvalidArgument("stage '" + stage->name + "': the loader returned no logit source");
+      if (vocab_size > 0) src = std::make_shared<VocabSlice>(src, vocab_size, stage->name);
     }
     return *src;
   }
   void release() {
-    if (!stage->source) src.reset();
+    if (!stage->source || vocab_size > 0) src.reset();  // a resident source stays resident inside its slice
   }
 };
 
@@ -304,9 +340,20 @@ class Engine {
       if (!it.reference_solution.empty()) {
         tf_items_.push_back(i);
         solution_ids_[i] = tok_.encode(continuation(it.reference_solution));
+        check_targets(solution_ids_[i], it.id, "reference solution");
       }
     }
     for (size_t i : ll_items_) n_pairs_ += static_cast<int64_t>(items_[i].choices.size());
+  }
+
+  // Scored tokens must lie in the run's vocabulary slice (RunOptions::vocab_size): their log-probabilities are
+  // read from the cut logits.
+  void check_targets(const std::vector<int64_t>& ids, const std::string& item, const char* what) const {
+    if (opt_.vocab_size <= 0) return;
+    for (int64_t t : ids)
+      if (t >= opt_.vocab_size)
+        throw InvalidArgument("item '" + item + "': its " + what + " encodes to token id " + std::to_string(t) +
+                              ", outside the shared vocabulary slice [0, vocab_size = " + std::to_string(opt_.vocab_size) + ")");
   }
 
   // Text after the prompt for teacher forcing: inside the assistant turn for chat prompts, else after the separator.
@@ -489,6 +536,7 @@ class Engine {
         if (cont.empty())
           throw InvalidArgument("item '" + items_[i].id + "': option " + std::to_string(k) +
                                 " encodes to no tokens, expected at least one");
+        check_targets(cont, items_[i].id, "option");
         Scored q{i, prompt_ids_[i], static_cast<int64_t>(prompt_ids_[i].size()), static_cast<int64_t>(cont.size())};
         q.ids.insert(q.ids.end(), cont.begin(), cont.end());
         seqs.push_back(std::move(q));
@@ -1098,7 +1146,7 @@ Report Run::run(const RunPlan& plan) {
   };
 
   // 1. The reference: behaviour, and the top-k cache when asked.
-  Holder ref{ref_stage, nullptr};
+  Holder ref{ref_stage, nullptr, opt.vocab_size};
   std::vector<TopKCache> cache;
   bool pending = false;  // a stage other than the reference still to probe (false only when resuming)
   for (size_t si = 0; si < stages_.size(); ++si)
@@ -1150,7 +1198,7 @@ Report Run::run(const RunPlan& plan) {
     const auto t0 = Clock::now();
     auto& sr = rep.stages[si];
     sr.info = {st.name, st.arm, "responses", st.checkpoint_path, st.step, false};
-    Holder h{&st, nullptr};
+    Holder h{&st, nullptr, opt.vocab_size};
     if (!has_model(st)) {
       behave(nullptr, st, sr, si);
     } else {

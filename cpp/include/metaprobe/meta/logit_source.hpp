@@ -29,6 +29,7 @@ struct DecodeOptions {
   int64_t max_new_tokens = 512;
   std::vector<std::string> stop;     ///< a completion ends once its text contains one of these
   std::vector<int64_t> eos_ids;      ///< any of these ends a completion (excluded from its tokens)
+  int64_t vocab_limit = 0;           ///< > 0: only ids below it are generated (RunOptions::vocab_size)
   /// Throws InvalidArgument naming the first bad field.
   void validate() const;
 };

@@ -82,6 +82,9 @@ struct RunOptions {
   // execution
   int64_t batch_size = 16;                   ///< sequences per forward pass; results do not depend on it
   int64_t batch_tokens = 16384;              ///< padded tokens per forward pass (rows × longest), at least one row
+  /// > 0: every model's logits are cut to the ids [0, vocab_size) and only those are generated — the shared
+  /// slice of stages whose vocabularies differ only in a padded or added tail (e.g. a base and its chat model).
+  int64_t vocab_size = 0;
   int64_t score_rows = 512;                  ///< positions scored per pass: bounds the logits held to O(score_rows × V)
   RunProgressCallback progress;              ///< optional; the library never prints
 
