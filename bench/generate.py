@@ -3,7 +3,8 @@
 Generation: a tiny-but-not-trivial Hugging Face Llama (4 layers, d = 256, V = 32,000, random weights from a seed)
 behind ``metaprobe.backends.hf`` answers the probe prompts greedily in the meta run (behaviour only);
 ``bare_generate_tokens_per_s`` is ``model.generate`` alone on the same prompts, batches and settings.
-overhead = bare / run − 1 (tokens per second), positions_per_generated_token = the non-padding positions the
+overhead = bare / run − 1 (tokens per second; after one untimed warm-up of each, medians of --repeats alternating
+pairs in one process, 1 thread), positions_per_generated_token = the non-padding positions the
 model ran / generated tokens (1 + prompt/generated with a KV cache; ≫ 1 without).
 
 Scoring memory at V = 151,936 (Qwen2.5's vocabulary): the peak extra resident memory of a teacher-forced
@@ -48,7 +49,9 @@ def _model(vocab: int, layers: int, hidden: int, seed: int = 0):
     return LlamaForCausalLM(cfg).eval()
 
 
-def generation_case(n_items: int, max_new: int, batch: int) -> dict:
+def generation_case(n_items: int, max_new: int, batch: int, repeats: int = 3) -> dict:
+    import statistics
+
     import metaprobe
     from metaprobe import MetaOptions, MetaProbe, backends
 
@@ -57,37 +60,51 @@ def generation_case(n_items: int, max_new: int, batch: int) -> dict:
     tok = _byte_tokenizer()
     opts = MetaOptions(max_new_tokens=max_new, stop=(), divergence=False, parameters=False, batch_size=batch,
                        eos_ids=(2,))
-    mp = MetaProbe(probes, options=opts, tokenizer=tok)
-    mp.add_stage("base", source=backends.hf(model))
-    t0 = time.perf_counter()
-    rep = mp.run(progress=False)
-    run_s = time.perf_counter() - t0
-    b = rep.data["stages"][0]["behaviour"]
     # bare: the same prompts in the engine's batches (longest first), model.generate alone
     prompts = [[1] + tok.encode(p) for p in probes_render(probes)]
     order = sorted(range(len(prompts)), key=lambda k: -len(prompts[k]))
-    bare_tokens = 0
-    t0 = time.perf_counter()
-    for c in range(0, len(order), batch):
-        rows = [prompts[k] for k in order[c:c + batch]]
-        width = max(len(r) for r in rows)
-        ids = torch.zeros((len(rows), width), dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, p in enumerate(rows):
-            ids[r, width - len(p):] = torch.tensor(p)
-            mask[r, width - len(p):] = 1
-        with torch.no_grad():
-            out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new,
-                                 eos_token_id=2, pad_token_id=0)
-        new = out[:, width:]
-        for r in range(new.shape[0]):
-            row = new[r].tolist()
-            bare_tokens += row.index(2) if 2 in row else len(row)
-    bare_s = time.perf_counter() - t0
+
+    def run_once():
+        mp = MetaProbe(probes, options=opts, tokenizer=tok)
+        mp.add_stage("base", source=backends.hf(model))
+        t0 = time.perf_counter()
+        rep = mp.run(progress=False)
+        return time.perf_counter() - t0, rep.data["stages"][0]["behaviour"]
+
+    def bare_once():
+        tokens = 0
+        t0 = time.perf_counter()
+        for c in range(0, len(order), batch):
+            rows = [prompts[k] for k in order[c:c + batch]]
+            width = max(len(r) for r in rows)
+            ids = torch.zeros((len(rows), width), dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for r, p in enumerate(rows):
+                ids[r, width - len(p):] = torch.tensor(p)
+                mask[r, width - len(p):] = 1
+            with torch.no_grad():
+                out = model.generate(input_ids=ids, attention_mask=mask, do_sample=False, max_new_tokens=max_new,
+                                     eos_token_id=2, pad_token_id=0)
+            new = out[:, width:]
+            for r in range(new.shape[0]):
+                row = new[r].tolist()
+                tokens += row.index(2) if 2 in row else len(row)
+        return time.perf_counter() - t0, tokens
+
+    bare_once()  # warm-up of both paths (allocator, first-call costs), not timed
+    run_once()
+    run_times, bare_times = [], []
+    for _ in range(repeats):  # alternating pairs in one process; medians
+        t, b = run_once()
+        run_times.append(t)
+        t, bare_tokens = bare_once()
+        bare_times.append(t)
+    run_s, bare_s = statistics.median(run_times), statistics.median(bare_times)
     run_tps = b["generated_tokens"] / run_s
     bare_tps = bare_tokens / bare_s
-    return {"case": f"generate items={len(probes)} max_new={max_new} batch={batch}", "run_tokens_per_s": run_tps,
-            "bare_generate_tokens_per_s": bare_tps, "overhead": bare_tps / run_tps - 1,
+    return {"case": f"generate items={len(probes)} max_new={max_new} batch={batch}", "threads": torch.get_num_threads(),
+            "repeats": repeats, "run_tokens_per_s": run_tps, "bare_generate_tokens_per_s": bare_tps,
+            "overhead": bare_tps / run_tps - 1,
             "prompt_tokens": b["prompt_tokens"], "generated_tokens": b["generated_tokens"],
             "bare_generated_tokens": bare_tokens,
             "positions_per_generated_token": b["positions_processed"] / max(1, b["generated_tokens"]),
@@ -159,14 +176,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", action="store_true", help="one JSON object per case per line")
     ap.add_argument("--quick", action="store_true", help="small cases (< 60 s)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed run/bare pairs per generation case (medians)")
     ap.add_argument("--scoring-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.scoring_child:
         scoring_child(args.scoring_child[0], int(args.scoring_child[1]), int(args.scoring_child[2]))
         return
     torch.set_num_threads(1)
-    cases = ([generation_case(8, 32, 8), scoring_case(4, 64)] if args.quick
-             else [generation_case(32, 128, 16), generation_case(32, 128, 4), scoring_case(8, 64)])
+    cases = ([generation_case(8, 32, 8, repeats=1), scoring_case(4, 64)] if args.quick
+             else [generation_case(32, 128, 16, args.repeats), generation_case(32, 128, 4, args.repeats),
+                   scoring_case(8, 64)])
     for c in cases:
         print(json.dumps(c) if args.json else "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                                          for k, v in c.items()))
