@@ -207,7 +207,8 @@ class Report:
 
     @property
     def drift(self) -> "pd.DataFrame":
-        """Per (stage, cell): reference accuracy, accuracy, delta and the collapse flag."""
+        """Per (stage, cell): reference accuracy, accuracy, delta with its paired bootstrap interval (delta_lo,
+        delta_hi: items resampled, at the run's z) and the collapse flag."""
         import pandas as pd
 
         rows = []
@@ -215,12 +216,15 @@ class Report:
             for c in d["cells"]:
                 rows.append({**self._key(s), "skill": c["cell"]["skill"], "domain": c["cell"]["domain"],
                              "reference_acc": _num(c["reference_acc"]), "acc": _num(c["acc"]),
-                             "delta": _num(c["delta"]), "collapsed": bool(c["collapsed"])})
+                             "delta": _num(c["delta"]), "delta_lo": _num(c.get("delta_lo")),
+                             "delta_hi": _num(c.get("delta_hi")), "collapsed": bool(c["collapsed"])})
         return pd.DataFrame(rows, columns=["stage", "arm", "step", "skill", "domain", "reference_acc", "acc", "delta",
-                                           "collapsed"])
+                                           "delta_lo", "delta_hi", "collapsed"])
 
     _DERIVED_COLS = ["drift_l1", "drift_l2", "acc_target", "acc_off_target", "delta_target", "delta_off_target",
-                     "dr_target", "dr_other", "dr_non", "ti_other", "ti_non", "div_off_target", "div_target"]
+                     "dr_target", "dr_other", "dr_non", "ti_other", "ti_non", "div_off_target", "div_target",
+                     "drift_l1_lo", "drift_l1_hi", "drift_l2_lo", "drift_l2_hi", "delta_target_lo", "delta_target_hi",
+                     "delta_off_target_lo", "delta_off_target_hi"]
 
     @property
     def derived(self) -> "pd.DataFrame":
@@ -230,7 +234,7 @@ class Report:
 
         rows = []
         for s, d in self._sections("derived"):
-            rows.append({**self._key(s), **{k: _num(d[k]) for k in self._DERIVED_COLS},
+            rows.append({**self._key(s), **{k: _num(d.get(k)) for k in self._DERIVED_COLS},
                          "n_collapsed": len(d["collapsed"]), "collapsed": ", ".join(d["collapsed"])})
         return pd.DataFrame(rows, columns=["stage", "arm", "step"] + self._DERIVED_COLS + ["n_collapsed", "collapsed"])
 

@@ -49,6 +49,70 @@ double divergence_over(const StageDivergence& d, const std::vector<probes::Cell>
   return weight > 0 ? sum / weight : kNaN;
 }
 
+// Paired percentile bootstrap of the drift figures: per cell, the items present in both stages with their
+// scores (correct_samples / samples); each replicate resamples every cell's items with replacement (the same
+// indices for both stages) and recomputes each cell's delta, L1, L2 and the pooled target / off-target changes.
+void add_intervals(const Behaviour& reference, const Behaviour& stage, const std::vector<probes::Cell>& target,
+                   const RunOptions& options, StageDerived& d) {
+  struct Pairs {
+    std::vector<double> ref, stage;
+  };
+  std::map<std::string, const ItemResult*> ref_items;
+  for (const auto& it : reference.items) ref_items[it.id] = &it;
+  std::map<probes::Cell, Pairs> cells;
+  auto score = [](const ItemResult& it) {
+    return it.samples > 0 ? static_cast<double>(it.correct_samples) / static_cast<double>(it.samples) : 0.0;
+  };
+  for (const auto& it : stage.items) {
+    const auto r = ref_items.find(it.id);
+    if (r == ref_items.end()) continue;
+    auto& p = cells[it.cell];
+    p.ref.push_back(score(*r->second));
+    p.stage.push_back(score(it));
+  }
+  constexpr int kResamples = 1000;
+  const double alpha = std::erfc(options.z / std::sqrt(2.0));
+  std::map<probes::Cell, std::vector<double>> deltas;
+  std::vector<double> l1(kResamples), l2(kResamples), dt(kResamples, kNaN), dof(kResamples, kNaN);
+  uint64_t state = mix64(options.seed ^ 0xD51F7A11ULL);
+  for (int b = 0; b < kResamples; ++b) {
+    double s1 = 0, s2 = 0, t_sum = 0, o_sum = 0;
+    int64_t t_n = 0, o_n = 0;
+    for (const auto& [cell, p] : cells) {
+      const size_t n = p.ref.size();
+      double diff = 0;
+      for (size_t j = 0; j < n; ++j) {
+        state = mix64(state);
+        const size_t k = static_cast<size_t>(state % n);
+        diff += p.stage[k] - p.ref[k];
+      }
+      (contains(target, cell) ? t_sum : o_sum) += diff;
+      (contains(target, cell) ? t_n : o_n) += static_cast<int64_t>(n);
+      diff /= static_cast<double>(n);
+      deltas[cell].push_back(diff);
+      s1 += std::abs(diff);
+      s2 += diff * diff;
+    }
+    l1[static_cast<size_t>(b)] = s1;
+    l2[static_cast<size_t>(b)] = std::sqrt(s2);
+    if (t_n > 0) dt[static_cast<size_t>(b)] = t_sum / static_cast<double>(t_n);
+    if (o_n > 0) dof[static_cast<size_t>(b)] = o_sum / static_cast<double>(o_n);
+  }
+  auto interval = [&](std::vector<double> v, double& lo, double& hi) {
+    if (v.empty() || std::isnan(v.front())) return;  // no such items: stays NaN
+    std::sort(v.begin(), v.end());
+    lo = percentile(v, alpha / 2);
+    hi = percentile(v, 1 - alpha / 2);
+  };
+  for (auto& c : d.cells)
+    if (deltas.count(c.cell)) interval(deltas[c.cell], c.delta_lo, c.delta_hi);
+  if (cells.empty()) return;
+  interval(l1, d.drift_l1_lo, d.drift_l1_hi);
+  interval(l2, d.drift_l2_lo, d.drift_l2_hi);
+  interval(dt, d.delta_target_lo, d.delta_target_hi);
+  interval(dof, d.delta_off_target_lo, d.delta_off_target_hi);
+}
+
 }  // namespace
 
 double pearson(const std::vector<double>& x, const std::vector<double>& y) {
@@ -132,6 +196,7 @@ StageDerived derive(const Behaviour& reference, const Behaviour& stage, const St
   } else {
     d.div_off_target = d.div_target = kNaN;
   }
+  add_intervals(reference, stage, target, options, d);
   return d;
 }
 

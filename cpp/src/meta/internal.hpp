@@ -1,5 +1,7 @@
 #pragma once
 // Pieces of the run shared between its translation units (not installed).
+#include <algorithm>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -10,6 +12,23 @@
 #include <metaprobe/meta/run.hpp>
 
 namespace metaprobe::meta::detail {
+
+/// SplitMix64's finaliser: the run's one counter-based random stream (samples, bootstraps), so every interval
+/// and sample is reproducible from the run's seed on any platform.
+inline uint64_t mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ULL;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
+  return x ^ (x >> 31);
+}
+
+/// The p-quantile of sorted values with linear interpolation between order statistics (numpy's default).
+inline double percentile(const std::vector<double>& sorted, double p) {
+  const double pos = p * static_cast<double>(sorted.size() - 1);
+  const auto lo = static_cast<size_t>(pos);
+  const size_t hi = std::min(lo + 1, sorted.size() - 1);
+  return sorted[lo] + (pos - static_cast<double>(lo)) * (sorted[hi] - sorted[lo]);
+}
 
 /// Drift, collapse, transferability and target/off-target summaries of `stage` against `reference`.
 StageDerived derive(const Behaviour& reference, const Behaviour& stage, const StageDivergence* divergence,

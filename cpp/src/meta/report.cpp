@@ -108,10 +108,13 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TensorUpdate, name, kind, layer, numel, delta
                                    max_abs_delta, sparsity_abs, sparsity_rel, unchanged_fraction)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StageParams, total, layers, modules, tensors, only_in_reference, only_in_stage,
                                    shape_mismatches)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CellDrift, cell, reference_acc, acc, delta, collapsed)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StageDerived, cells, drift_l1, drift_l2, collapsed, acc_target, acc_off_target,
-                                   delta_target, delta_off_target, dr_target, dr_other, dr_non, ti_other, ti_non,
-                                   div_off_target, div_target)
+// The intervals came later than schema version 1: reports without them read them as NaN.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CellDrift, cell, reference_acc, acc, delta, collapsed, delta_lo, delta_hi)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StageDerived, cells, drift_l1, drift_l2, collapsed, acc_target,
+                                                acc_off_target, delta_target, delta_off_target, dr_target, dr_other,
+                                                dr_non, ti_other, ti_non, div_off_target, div_target, drift_l1_lo,
+                                                drift_l1_hi, drift_l2_lo, drift_l2_hi, delta_target_lo,
+                                                delta_target_hi, delta_off_target_lo, delta_off_target_hi)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ArmRazor, arm, metric, stages, steps, divergence, accuracy_change, pearson, spearman)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ArmDifference, a, b, metric, unit, mean_a, mean_b, diff, lo, hi, p_value,
                                    confidence, n_units, n_seeds, n_boot, n_perm, seed)

@@ -93,12 +93,7 @@ struct Holder {
   }
 };
 
-uint64_t mix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ULL;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
+using detail::mix64;
 
 // The seed of sample s of item i: depends on nothing else (batch, order, stage).
 uint64_t request_seed(uint64_t seed, size_t item, int64_t sample) {
@@ -140,13 +135,7 @@ probes::Accuracy clustered_accuracy(const std::vector<double>& scores, int64_t c
   std::sort(means.begin(), means.end());
   // Two-sided level of the Wilson quantile z: alpha = 2 (1 − Φ(z)).
   const double alpha = std::erfc(z / std::sqrt(2.0));
-  auto q = [&](double p) {
-    const double pos = p * (kResamples - 1);
-    const auto lo = static_cast<size_t>(std::floor(pos));
-    const size_t hi = std::min<size_t>(lo + 1, kResamples - 1);
-    return means[lo] + (pos - static_cast<double>(lo)) * (means[hi] - means[lo]);
-  };
-  a.lo = q(alpha / 2), a.hi = q(1 - alpha / 2);
+  a.lo = detail::percentile(means, alpha / 2), a.hi = detail::percentile(means, 1 - alpha / 2);
   return a;
 }
 

@@ -113,6 +113,9 @@ struct CellDrift {
   probes::Cell cell;
   double reference_acc = 0, acc = 0, delta = 0;  ///< delta = acc − reference_acc
   bool collapsed = false;              ///< delta < −δ and the Wilson intervals do not overlap
+  /// Percentile bootstrap interval of delta over the cell's items, paired (the same items resampled for both
+  /// stages), at the level of RunOptions::z; NaN in reports written before it existed.
+  double delta_lo = std::numeric_limits<double>::quiet_NaN(), delta_hi = std::numeric_limits<double>::quiet_NaN();
 };
 
 /// Derived metrics of a stage against the reference.
@@ -126,6 +129,13 @@ struct StageDerived {
   // change; TI = 100 · ΔR_g / ΔR_target (NaN when ΔR_target is 0 or a group is empty).
   double dr_target = 0, dr_other = 0, dr_non = 0, ti_other = 0, ti_non = 0;
   double div_off_target = 0, div_target = 0;        ///< razor metric, token-weighted over the cells
+  // Paired percentile bootstrap intervals (items resampled within each cell, the same draws for every figure)
+  // of drift_l1, drift_l2, delta_target and delta_off_target; NaN in older reports.
+  double drift_l1_lo = std::numeric_limits<double>::quiet_NaN(), drift_l1_hi = std::numeric_limits<double>::quiet_NaN();
+  double drift_l2_lo = std::numeric_limits<double>::quiet_NaN(), drift_l2_hi = std::numeric_limits<double>::quiet_NaN();
+  double delta_target_lo = std::numeric_limits<double>::quiet_NaN(), delta_target_hi = std::numeric_limits<double>::quiet_NaN();
+  double delta_off_target_lo = std::numeric_limits<double>::quiet_NaN(),
+         delta_off_target_hi = std::numeric_limits<double>::quiet_NaN();
 };
 
 /// The RL's Razor test of one arm (Shenfeld et al.): correlation across its stages of the divergence on the
