@@ -84,6 +84,12 @@ void put(py::dict& d, const std::string& prefix, const SpectralStats& s) {
   d[k("num_fit_evals")] = s.fit.num_evals;
   d[k("status")] = s.fit.status;
   d[k("reason")] = s.fit.reason;
+  d[k("mp_softrank")] = s.mp.softrank;
+  d[k("mp_num_spikes")] = s.mp.num_spikes;
+  d[k("mp_sigma")] = s.mp.sigma;
+  d[k("mp_bulk_min")] = s.mp.bulk_min;
+  d[k("mp_bulk_max")] = s.mp.bulk_max;
+  d[k("mp_status")] = s.mp.status;
   d[k("error_bound")] = s.error_bound;
 }
 

@@ -1,7 +1,7 @@
 """Differential test against the real `weightwatcher` package: `WeightWatcher(model).analyze()` on a small
 trained torch MLP and a tiny transformers Llama, layer by layer, against `params.spectral_stats` of the same
-weight, within 1e-6 relative (measured: < 1e-13). WW's `mp_softrank` needs its Marchenko–Pastur fit, which
-params does not implement (docs/params.md, "WeightWatcher"); `analyze()` leaves it out by default."""
+weight, within 1e-6 relative (measured: < 1e-13), with WW's Marchenko–Pastur fit (`analyze(mp_fit=True)`:
+`mp_softrank`, `num_spikes`) against params' `mp_softrank` / `mp_num_spikes`."""
 from __future__ import annotations
 
 import logging
@@ -37,12 +37,12 @@ def _trained_mlp() -> torch.nn.Module:
 
 def _ww_frame(model: torch.nn.Module):
     logging.getLogger("weightwatcher").setLevel(logging.ERROR)
-    return ww.WeightWatcher(model=model).analyze()
+    return ww.WeightWatcher(model=model).analyze(mp_fit=True)
 
 
 def _compare(model: torch.nn.Module, min_layers: int) -> tuple[int, int]:
     df = _ww_frame(model)
-    checked = small = 0
+    checked = small = spikes = 0
     for row in df.itertuples():
         w = model.get_submodule(row.longname).weight.detach()
         ours = params.spectral_stats(w, method="svd", min_evals=8)
@@ -51,14 +51,20 @@ def _compare(model: torch.nn.Module, min_layers: int) -> tuple[int, int]:
         assert ours["num_evals"] == row.M  # the ESD's eigenvalues: min(N, M)
         for key in FIT_METRICS:  # below SMALL_N eigenvalues both use WW's small-N estimator
             assert ours[key] == pytest.approx(getattr(row, key), rel=1e-6), (row.longname, key)
+        assert ours["mp_status"] == "ok"
+        assert ours["mp_softrank"] == pytest.approx(row.mp_softrank, rel=1e-6), row.longname
+        assert ours["mp_num_spikes"] == row.num_spikes, row.longname
+        spikes += row.num_spikes > 0
         small += row.num_evals < SMALL_N
         checked += 1
     assert checked >= min_layers
+    _compare.spikes = spikes  # the trained MLP has layers with spikes outside the MP bulk
     return checked, small
 
 
 def test_trained_mlp_matches_weightwatcher_layer_by_layer():
     assert _compare(_trained_mlp(), 3) == (3, 1)  # the 96x10 head has 10 eigenvalues: WW's small-N fit
+    assert _compare.spikes >= 2
 
 
 def test_tiny_llama_matches_weightwatcher_layer_by_layer():
@@ -84,3 +90,18 @@ def test_entropy_uses_float64_eps_rank_for_float32_weights():
     assert ours["entropy"] == pytest.approx(row.entropy, rel=1e-6)
     assert ours["numerical_rank"] < row.matrix_rank  # the float32-eps rank is smaller
     assert math.isfinite(ours["entropy"])
+
+
+def test_mp_fit_edge_cases():
+    # a random Gaussian matrix: the ESD is the MP law, no spikes, softrank near 1
+    g = torch.Generator().manual_seed(3)
+    s = params.spectral_stats(torch.randn(400, 100, generator=g, dtype=torch.float64), method="svd")
+    assert s["mp_status"] == "ok" and s["mp_num_spikes"] == 0 and 0.8 < s["mp_softrank"] < 1.2
+    # a planted rank-one spike leaves the bulk: one spike, small softrank
+    u, v = torch.randn(400, 1, generator=g, dtype=torch.float64), torch.randn(1, 100, generator=g, dtype=torch.float64)
+    s = params.spectral_stats(torch.randn(400, 100, generator=g, dtype=torch.float64) + 3 * u @ v, method="svd")
+    assert s["mp_num_spikes"] >= 1 and s["mp_softrank"] < 0.5
+    # too small for a fit, and a zero matrix: a status, never an exception
+    assert params.spectral_stats(torch.ones(5, 1, dtype=torch.float64))["mp_status"].startswith("too few")
+    assert params.spectral_stats(torch.zeros(8, 8, dtype=torch.float64))["mp_status"] != "ok"
+    assert math.isnan(params.spectral_stats(torch.zeros(8, 8, dtype=torch.float64))["mp_softrank"])

@@ -85,6 +85,12 @@ json to_json(const SpectralStats& s) {
           {"num_fit_evals", s.fit.num_evals},
           {"status", s.fit.status},
           {"reason", s.fit.reason},
+          {"mp_softrank", num(s.mp.softrank)},
+          {"mp_num_spikes", s.mp.num_spikes},
+          {"mp_sigma", num(s.mp.sigma)},
+          {"mp_bulk_min", num(s.mp.bulk_min)},
+          {"mp_bulk_max", num(s.mp.bulk_max)},
+          {"mp_status", s.mp.status},
           {"error_bound", num(s.error_bound)}};
 }
 

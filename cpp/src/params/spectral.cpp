@@ -279,6 +279,7 @@ SpectralStats spectral_stats_from(const Spectrum& sp, double frobenius_sq, doubl
   }
   if (!sp.complete) return s;
   // Whole-spectrum metrics.
+  s.mp = mp_fit(lam, sp.rows, sp.cols);
   const double tol = sv.front() * static_cast<double>(std::max(sp.rows, sp.cols)) * rank_eps;
   s.numerical_rank = 0;
   for (double v : sv) s.numerical_rank += v > tol;

@@ -58,6 +58,19 @@ struct PowerLawFit {
 };
 
 /// Everything spectral about one matrix. Metrics that need the whole spectrum are NaN for a top-k spectrum.
+/// WeightWatcher's Marchenko–Pastur fit of an ESD (its mp_fit with rescale): σ by a grid search plus
+/// Nelder–Mead over the squared residual between the MP density and a linear-kernel density estimate.
+struct MpFit {
+  double sigma = NAN;                 // fitted σ of the rescaled ESD (mean eigenvalue 1)
+  double bulk_min = NAN, bulk_max = NAN;  // the MP bulk edges, in the ESD's own units
+  double softrank = NAN;              // WW's mp_softrank: bulk_max / lambda_max (rescaled)
+  int64_t num_spikes = -1;            // eigenvalues above bulk_max + sqrt(Tracy–Widom width)
+  std::string status = "not computed";  // "ok", or why the fit was not made
+};
+
+/// The MP fit of eigenvalues `evals` (λ = σ², any order) of a rows × cols matrix.
+MpFit mp_fit(const std::vector<double>& evals, int64_t rows, int64_t cols);
+
 struct SpectralStats {
   int64_t rows = 0, cols = 0;
   std::string method;
@@ -81,6 +94,7 @@ struct SpectralStats {
   double entropy = NAN;             // WW matrix entropy: -sum p ln p / ln(rank + 1e-10), p = lambda / sum lambda
                                     // + 1e-10, rank with float64 eps for every dtype (WW's CPU path); NaN if rank <= 1
   PowerLawFit fit;
+  MpFit mp;                         // complete spectra only (WW's mp_fit=True columns mp_softrank, num_spikes)
   double error_bound = 0;           // randomized only
 };
 
