@@ -97,24 +97,45 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PassAtK, k, value)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CellAccuracy, cell, accuracy)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Behaviour, cells, overall, items, pass_at_k, prompt_tokens,
                                                 generated_tokens, positions_processed)
-// The Huan-form fields came later than schema version 1: reports without them read them as NaN.
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CellDivergence, cell, items, positions, kl_ref_stage, kl_stage_ref, js,
-                                                entropy_ref, entropy_stage, entropy_change, js_sparsity, rank_shift,
-                                                top1_agree, position_counts, high_js_counts, js_cache_bound,
-                                                kl_ref_stage_cache_bound, sampled_kl, sampled_items, sampled_tokens,
-                                                sampled_kl_huan, sampled_rank_stage, sampled_rank_ref)
+// Records whose later fields (added within schema version 1) may be absent: every original field is required,
+// the later ones read as their defaults (NaN) when absent. METAPROBE_JSON_FIELDS lists them once for both
+// directions.
+#define METAPROBE_PUT(field) j[#field] = r.field;
+#define METAPROBE_GET(field) j.at(#field).get_to(r.field);
+#define METAPROBE_GET_LATER(field) \
+  if (j.contains(#field)) j.at(#field).get_to(r.field);
+#define METAPROBE_JSON_WITH_LATER(Type, REQUIRED, LATER)                       \
+  void to_json(nlohmann::json& j, const Type& r) {                             \
+    j = nlohmann::json::object();                                              \
+    REQUIRED(METAPROBE_PUT)                                                    \
+    LATER(METAPROBE_PUT)                                                       \
+  }                                                                            \
+  void from_json(const nlohmann::json& j, Type& r) {                           \
+    REQUIRED(METAPROBE_GET)                                                    \
+    LATER(METAPROBE_GET_LATER)                                                 \
+  }
+
+#define CELL_DIVERGENCE_FIELDS(X)                                                                              \
+  X(cell) X(items) X(positions) X(kl_ref_stage) X(kl_stage_ref) X(js) X(entropy_ref) X(entropy_stage)        \
+  X(entropy_change) X(js_sparsity) X(rank_shift) X(top1_agree) X(position_counts) X(high_js_counts)           \
+  X(js_cache_bound) X(kl_ref_stage_cache_bound) X(sampled_kl) X(sampled_items) X(sampled_tokens)
+#define CELL_DIVERGENCE_LATER(X) X(sampled_kl_huan) X(sampled_rank_stage) X(sampled_rank_ref)
+METAPROBE_JSON_WITH_LATER(CellDivergence, CELL_DIVERGENCE_FIELDS, CELL_DIVERGENCE_LATER)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StageDivergence, mode, cells, total)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TensorUpdate, name, kind, layer, numel, delta_fro, ref_fro, rel_update_norm, cosine,
                                    max_abs_delta, sparsity_abs, sparsity_rel, unchanged_fraction)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StageParams, total, layers, modules, tensors, only_in_reference, only_in_stage,
                                    shape_mismatches)
-// The intervals came later than schema version 1: reports without them read them as NaN.
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(CellDrift, cell, reference_acc, acc, delta, collapsed, delta_lo, delta_hi)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StageDerived, cells, drift_l1, drift_l2, collapsed, acc_target,
-                                                acc_off_target, delta_target, delta_off_target, dr_target, dr_other,
-                                                dr_non, ti_other, ti_non, div_off_target, div_target, drift_l1_lo,
-                                                drift_l1_hi, drift_l2_lo, drift_l2_hi, delta_target_lo,
-                                                delta_target_hi, delta_off_target_lo, delta_off_target_hi)
+#define CELL_DRIFT_FIELDS(X) X(cell) X(reference_acc) X(acc) X(delta) X(collapsed)
+#define CELL_DRIFT_LATER(X) X(delta_lo) X(delta_hi)
+METAPROBE_JSON_WITH_LATER(CellDrift, CELL_DRIFT_FIELDS, CELL_DRIFT_LATER)
+#define STAGE_DERIVED_FIELDS(X)                                                                                \
+  X(cells) X(drift_l1) X(drift_l2) X(collapsed) X(acc_target) X(acc_off_target) X(delta_target)               \
+  X(delta_off_target) X(dr_target) X(dr_other) X(dr_non) X(ti_other) X(ti_non) X(div_off_target) X(div_target)
+#define STAGE_DERIVED_LATER(X)                                                                                 \
+  X(drift_l1_lo) X(drift_l1_hi) X(drift_l2_lo) X(drift_l2_hi) X(delta_target_lo) X(delta_target_hi)           \
+  X(delta_off_target_lo) X(delta_off_target_hi)
+METAPROBE_JSON_WITH_LATER(StageDerived, STAGE_DERIVED_FIELDS, STAGE_DERIVED_LATER)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ArmRazor, arm, metric, stages, steps, divergence, accuracy_change, pearson, spearman)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ArmDifference, a, b, metric, unit, mean_a, mean_b, diff, lo, hi, p_value,
                                    confidence, n_units, n_seeds, n_boot, n_perm, seed)
@@ -138,8 +159,9 @@ void from_json(const nlohmann::json& j, RepresentationDrift& r) {
   }
 }
 
-// `responses` came later than schema version 1: older reports read as generated.
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(StageInfo, name, arm, source, checkpoint, step, is_reference, responses)
+#define STAGE_INFO_FIELDS(X) X(name) X(arm) X(source) X(checkpoint) X(step) X(is_reference)
+#define STAGE_INFO_LATER(X) X(responses)  // older reports read as "generated"
+METAPROBE_JSON_WITH_LATER(StageInfo, STAGE_INFO_FIELDS, STAGE_INFO_LATER)
 
 void to_json(nlohmann::json& j, const Response& r) {
   j = {{"item_id", r.item_id}, {"sample", r.sample}, {"text", r.text}, {"finish_reason", r.finish_reason}};
