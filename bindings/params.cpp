@@ -90,6 +90,14 @@ void put(py::dict& d, const std::string& prefix, const SpectralStats& s) {
   d[k("mp_bulk_min")] = s.mp.bulk_min;
   d[k("mp_bulk_max")] = s.mp.bulk_max;
   d[k("mp_status")] = s.mp.status;
+  d[k("rand_replicas")] = s.random.replicas;
+  d[k("max_rand_eval")] = s.random.max_rand_eval;
+  d[k("rand_distance")] = s.random.rand_distance;
+  d[k("ww_softrank")] = s.random.ww_softrank;
+  d[k("ww_maxdist")] = s.random.ww_maxdist;
+  d[k("rand_mp_softrank")] = s.random.mp.softrank;
+  d[k("rand_num_spikes")] = s.random.mp.num_spikes;
+  d[k("rand_status")] = s.random.status;
   d[k("error_bound")] = s.error_bound;
 }
 
@@ -166,9 +174,12 @@ SpectralOptions spectral_options(const py::dict& o) {
     else if (key == "evals_thresh") s.evals_thresh = py::cast<double>(v);
     else if (key == "min_evals") s.min_evals = py::cast<int64_t>(v);
     else if (key == "small_n") s.small_n = py::cast<int64_t>(v);
+    else if (key == "randomize") s.randomize = py::cast<bool>(v);
+    else if (key == "randomize_seed") s.randomize_seed = py::cast<uint64_t>(v);
     else throw InvalidArgument("spectral option '" + key + "': unknown, expected one of k, flatten, method, "
                                "gram_max_side, gram_min_ratio, oversampling, power_iterations, seed, "
-                               "error_probes, rank_eps, sketch_float32, evals_thresh, min_evals, small_n");
+                               "error_probes, rank_eps, sketch_float32, evals_thresh, min_evals, small_n, "
+                               "randomize, randomize_seed");
   }
   return s;
 }

@@ -79,6 +79,8 @@ def _check_int(value: Any, key: str) -> int:
 _SPECTRAL_OPTION_CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "flatten": _checks.flag,
     "sketch_float32": _checks.flag,
+    "randomize": _checks.flag,
+    "randomize_seed": lambda value, key: _checks.integer(value, key, 0, _checks.UINT64_MAX),
     "method": _checks.string,
     "gram_max_side": _check_int,
     "oversampling": _check_int,
@@ -111,7 +113,11 @@ def spectral_stats(w: torch.Tensor, k: Optional[int] = None, **options: Any) -> 
     SVD, with ``error_bound`` bounding each value's error; whole-spectrum metrics are then NaN.
     ``options``: ``method`` ('auto'|'gram'|'svd'), ``oversampling``, ``power_iterations``, ``seed``,
     ``error_probes``, ``rank_eps``, ``evals_thresh``, ``min_evals``, ``small_n``, ``flatten``, ``gram_max_side``,
-    ``gram_min_ratio``. A power-law fit that cannot be done has ``status='failed'`` and a ``reason``.
+    ``gram_min_ratio``, ``randomize`` (WeightWatcher's randomised-ESD comparison: ``rand_distance``,
+    ``ww_softrank``, ``ww_maxdist``, ``max_rand_eval``, ``rand_mp_softrank``, ``rand_num_spikes``; off by default,
+    one SVD per permutation) and ``randomize_seed``. Complete spectra also carry WeightWatcher's Marchenko–Pastur
+    fit: ``mp_softrank``, ``mp_num_spikes``, ``mp_sigma``, ``mp_bulk_min``/``mp_bulk_max``, ``mp_status``.
+    A power-law fit that cannot be done has ``status='failed'`` and a ``reason``.
     ``w`` must be a dense torch.Tensor with data, ``k`` and the integer options Python or numpy integers (not
     bool); anything else is an InvalidArgumentError naming the argument (a flag option of another type a
     TypeError).

@@ -105,3 +105,38 @@ def test_mp_fit_edge_cases():
     assert params.spectral_stats(torch.ones(5, 1, dtype=torch.float64))["mp_status"].startswith("too few")
     assert params.spectral_stats(torch.zeros(8, 8, dtype=torch.float64))["mp_status"] != "ok"
     assert math.isnan(params.spectral_stats(torch.zeros(8, 8, dtype=torch.float64))["mp_softrank"])
+
+
+def test_randomized_esd_matches_weightwatchers_definitions_on_the_same_permutations():
+    """params permutes W with torch's CPU generator (seeded); replaying those permutations in torch and handing
+    the eigenvalues to WW's own jensen_shannon_distance and mp_fit gives params' randomised-ESD numbers."""
+    from weightwatcher import RMT_Util
+
+    model = _trained_mlp()
+    watcher = ww.WeightWatcher(model=model)
+    for layer, seed in ((model[0], 3), (model[2], 5)):  # 48 and 96 eigenvalues: 5 pooled permutations each
+        w = layer.weight.detach().double()
+        ours = params.spectral_stats(w, method="svd", randomize=True, randomize_seed=seed)
+        assert ours["rand_status"] == "ok" and ours["rand_replicas"] == 5
+        gen = torch.Generator().manual_seed(seed)
+
+        def permuted():
+            perm = torch.randperm(w.numel(), generator=gen)
+            return torch.sort(torch.linalg.svdvals(w.flatten()[perm].reshape(w.shape)) ** 2).values.numpy()
+
+        import numpy as np
+
+        pooled = np.sort(np.concatenate([permuted() for _ in range(5)]))
+        once = permuted()
+        evals = np.sort((torch.linalg.svdvals(w) ** 2).numpy())
+        n, m = max(w.shape), min(w.shape)
+        assert ours["max_rand_eval"] == pytest.approx(pooled.max(), rel=1e-12)
+        assert ours["rand_distance"] == pytest.approx(RMT_Util.jensen_shannon_distance(evals, once), rel=1e-9)
+        assert ours["ww_softrank"] == pytest.approx(once.max() / evals.max(), rel=1e-12)
+        assert ours["ww_maxdist"] == pytest.approx(evals.max() - once.max(), rel=1e-9)
+        spikes, _, softrank, *_ = watcher.mp_fit(pooled, n, m, 1.0, "l", 0, 0, False, False, "", "b", 0.5, True,
+                                                 evals, randomize=True)
+        assert ours["rand_mp_softrank"] == pytest.approx(softrank, rel=1e-6)
+        assert ours["rand_num_spikes"] == spikes
+    assert params.spectral_stats(torch.randn(6, 4), k=2, randomize=True)["rand_status"].startswith("needs the complete")
+    assert params.spectral_stats(torch.randn(6, 4))["rand_status"] == "off"

@@ -91,6 +91,14 @@ json to_json(const SpectralStats& s) {
           {"mp_bulk_min", num(s.mp.bulk_min)},
           {"mp_bulk_max", num(s.mp.bulk_max)},
           {"mp_status", s.mp.status},
+          {"rand_replicas", s.random.replicas},
+          {"max_rand_eval", num(s.random.max_rand_eval)},
+          {"rand_distance", num(s.random.rand_distance)},
+          {"ww_softrank", num(s.random.ww_softrank)},
+          {"ww_maxdist", num(s.random.ww_maxdist)},
+          {"rand_mp_softrank", num(s.random.mp.softrank)},
+          {"rand_num_spikes", s.random.mp.num_spikes},
+          {"rand_status", s.random.status},
           {"error_bound", num(s.error_bound)}};
 }
 

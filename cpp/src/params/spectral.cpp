@@ -9,6 +9,9 @@
 #include <string>
 
 
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
 #include <metaprobe/error.hpp>
 
 #include "randomized_svd.hpp"
@@ -317,12 +320,77 @@ SpectralStats spectral_stats_from(const Spectrum& sp, double frobenius_sq, doubl
   return s;
 }
 
+namespace {
+
+// scipy.stats.entropy(p, q): sum p log(p / q) of p and q normalised to sum 1 (0 where p is 0).
+double relative_entropy(const std::vector<double>& p, const std::vector<double>& q) {
+  double sp = 0, sq = 0;
+  for (size_t i = 0; i < p.size(); ++i) sp += p[i], sq += q[i];
+  double h = 0;
+  for (size_t i = 0; i < p.size(); ++i) {
+    const double a = p[i] / sp, b = q[i] / sq;
+    if (a > 0) h += a * std::log(a / b);
+  }
+  return h;
+}
+
+// The sorted eigenvalues of `m` with its entries permuted by `perm_gen`.
+std::vector<double> permuted_evals(const at::Tensor& m, at::Generator& gen) {
+  const at::Tensor perm = at::randperm(m.numel(), gen, at::TensorOptions().dtype(at::kLong));
+  const at::Tensor sv = at::linalg_svdvals(m.reshape({-1}).index_select(0, perm).reshape(m.sizes()));
+  std::vector<double> ev(static_cast<size_t>(sv.numel()));
+  auto a = sv.accessor<double, 1>();
+  for (int64_t i = 0; i < sv.numel(); ++i) ev[static_cast<size_t>(i)] = a[i] * a[i];
+  std::sort(ev.begin(), ev.end());
+  return ev;
+}
+
+RandomEsd random_esd(const at::Tensor& m, const std::vector<double>& evals_desc, uint64_t seed) {
+  RandomEsd r;
+  const int64_t rows = m.size(0), cols = m.size(1), small = std::min(rows, cols);
+  if (small < 2) {
+    r.status = "too few eigenvalues";
+    return r;
+  }
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  r.replicas = small < 100 ? 5 : 1;
+  std::vector<double> pooled;
+  for (int64_t k = 0; k < r.replicas; ++k) {
+    const auto ev = permuted_evals(m, gen);
+    pooled.insert(pooled.end(), ev.begin(), ev.end());
+  }
+  std::sort(pooled.begin(), pooled.end());
+  r.max_rand_eval = pooled.back();
+  r.mp = mp_fit(pooled, rows, cols);
+  const std::vector<double> once = permuted_evals(m, gen);
+  std::vector<double> evals(evals_desc.rbegin(), evals_desc.rend());  // ascending, as WW's
+  std::vector<double> mid(evals.size());
+  for (size_t i = 0; i < evals.size(); ++i) mid[i] = (evals[i] + once[i]) / 2;
+  r.rand_distance = std::sqrt((relative_entropy(evals, mid) + relative_entropy(once, mid)) / 2);
+  r.ww_softrank = once.back() / evals.back();
+  r.ww_maxdist = evals.back() - once.back();
+  r.status = "ok";
+  return r;
+}
+
+}  // namespace
+
 SpectralStats spectral_stats(const at::Tensor& w, const SpectralOptions& options) {
   check_options(options);
   const at::Tensor m = to_double_matrix(w, options.flatten, "w");
   const Spectrum sp = spectrum_of(m, w.scalar_type(), options);
   const double fro_sq = m.numel() ? at::sum(m * m).item<double>() : 0.0;
-  return spectral_stats_from(sp, fro_sq, default_eps(w, options.rank_eps), options);
+  SpectralStats s = spectral_stats_from(sp, fro_sq, default_eps(w, options.rank_eps), options);
+  if (options.randomize) {
+    if (!sp.complete || sp.values.empty()) {
+      s.random.status = "needs the complete spectrum (k = 0)";
+    } else {
+      std::vector<double> lam;
+      for (double v : sp.values) lam.push_back(v * v);
+      s.random = random_esd(m, lam, options.randomize_seed);
+    }
+  }
+  return s;
 }
 
 TopKSvd top_k_svd(const at::Tensor& w, int64_t k, const SpectralOptions& options, bool exact) {

@@ -37,6 +37,9 @@ struct SpectralOptions {
   int64_t min_evals = 10;           // fewer fit eigenvalues than this: the fit is not attempted (status says so)
   int64_t small_n = 20;             // fewer fit eigenvalues than this: WeightWatcher 0.7.7's small-N fit (alpha
                                     // = 1 + (n-1)/sum log(x/xmin), tails of >= 8 values); 0: never
+  // WeightWatcher's randomize=True (spectral_stats of a matrix only): the ESD of W with its entries permuted
+  bool randomize = false;           // off by default: it costs one SVD per replica
+  uint64_t randomize_seed = 0;      // the permutations' seed (WW draws them from numpy's global RNG)
 };
 
 /// Singular values in descending order and how they were obtained.
@@ -71,6 +74,18 @@ struct MpFit {
 /// The MP fit of eigenvalues `evals` (λ = σ², any order) of a rows × cols matrix.
 MpFit mp_fit(const std::vector<double>& evals, int64_t rows, int64_t cols);
 
+/// WeightWatcher's randomised-ESD comparison (apply_random_esd + apply_mp_fit(random=True)): the ESD of W with
+/// its entries permuted — 5 permutations pooled when min(rows, cols) < 100, else 1 — against W's own.
+struct RandomEsd {
+  int64_t replicas = 0;               // permutations pooled into the randomised ESD
+  double max_rand_eval = NAN;         // its largest eigenvalue
+  double rand_distance = NAN;         // Jensen–Shannon distance of the sorted ESDs of W and of one more permutation
+  double ww_softrank = NAN;           // λ_max of that permutation / λ_max of W
+  double ww_maxdist = NAN;            // λ_max of W − λ_max of that permutation
+  MpFit mp;                           // the MP fit of the pooled randomised ESD (WW's rand_mp_softrank, num_traps)
+  std::string status = "off";         // "ok", "off" (randomize false), or why it was not made
+};
+
 struct SpectralStats {
   int64_t rows = 0, cols = 0;
   std::string method;
@@ -95,6 +110,7 @@ struct SpectralStats {
                                     // + 1e-10, rank with float64 eps for every dtype (WW's CPU path); NaN if rank <= 1
   PowerLawFit fit;
   MpFit mp;                         // complete spectra only (WW's mp_fit=True columns mp_softrank, num_spikes)
+  RandomEsd random;                 // options.randomize, spectral_stats of a matrix with a complete spectrum
   double error_bound = 0;           // randomized only
 };
 
