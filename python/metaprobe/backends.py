@@ -365,19 +365,23 @@ class HFBackend:
 
         def processor(input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
             step = input_ids.shape[1] - width
-            out = torch.full_like(scores, -math.inf)
             if greedy:  # one vectorised argmax (lowest id on ties, as pick_token) for the whole batch
-                z = scores.detach().double()
+                # In the logits' own dtype and in place: an extra [B, V] copy per step is a measurable share of a
+                # small model's step. The argmax is exact in any float dtype; the recorded log-probability
+                # (informational: the estimators rescore) is computed in float32.
+                z = scores.detach()
                 if limit > 0:
                     z = z[:, :limit]  # the run's shared vocabulary slice
                 if torch.isnan(z).any() or torch.isposinf(z).any():
                     raise InvalidArgumentError("logits: a generation step holds NaN or +inf, expected finite logits")
                 best = torch.argmax(z, dim=-1)
-                lp = (z.gather(1, best.unsqueeze(1)).squeeze(1) - torch.logsumexp(z, dim=-1)).tolist()
-                out.scatter_(1, best.unsqueeze(1), 0.0)
+                lp = (z.gather(1, best.unsqueeze(1)).squeeze(1).float() - torch.logsumexp(z.float(), dim=-1)).tolist()
+                scores.fill_(-math.inf)
+                scores.scatter_(1, best.unsqueeze(1), 0.0)
                 for r, (t, v) in enumerate(zip(best.tolist(), lp)):
                     picked[r].append((t, v))
-                return out
+                return scores
+            out = torch.full_like(scores, -math.inf)
             for r in range(scores.shape[0]):
                 t, lp = pick_token(scores[r], options, uniform01(seeds[r], step))
                 picked[r].append((t, lp))
