@@ -11,14 +11,7 @@ import metaprobe
 from metaprobe import MetaOptions, MetaProbe
 from metaprobe.lm import TinyLM
 
-M64 = (1 << 64) - 1
-
-
-def mix64(x: int) -> int:
-    x = (x + 0x9E3779B97F4A7C15) & M64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
-    return x ^ (x >> 31)
+from metaprobe.backends import _splitmix64 as mix64  # the Python twin of the C++ stream (uniform01 uses it)
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
@@ -30,7 +23,7 @@ def percentile(sorted_values: list[float], p: float) -> float:
 
 def _bootstrap(ref: dict, stage: dict, cells: dict, target: set, seed: int, z: float):
     """Per cell delta samples, L1, L2 and the pooled target / off-target changes over 1000 replicates."""
-    state = mix64(seed ^ 0xD51F7A11)
+    state = mix64(seed ^ 0xD51F7A11)  # derived.cpp seeds the drift bootstrap so
     order = sorted(cells, key=lambda c: (SKILLS.index(c[0]), DOMAINS.index(c[1])))
     out = {"cells": {c: [] for c in order}, "l1": [], "l2": [], "t": [], "o": []}
     for _ in range(1000):
