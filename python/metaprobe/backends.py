@@ -372,10 +372,11 @@ class HFBackend:
                 z = scores.detach()
                 if limit > 0:
                     z = z[:, :limit]  # the run's shared vocabulary slice
-                if torch.isnan(z).any() or torch.isposinf(z).any():
+                # one pass: the row maxima (first index on ties) also reveal NaN (max propagates it) and +inf
+                top, best = torch.max(z, dim=-1)
+                if torch.isnan(top).any() or torch.isposinf(top).any():
                     raise InvalidArgumentError("logits: a generation step holds NaN or +inf, expected finite logits")
-                best = torch.argmax(z, dim=-1)
-                lp = (z.gather(1, best.unsqueeze(1)).squeeze(1).float() - torch.logsumexp(z.float(), dim=-1)).tolist()
+                lp = (top.float() - torch.logsumexp(z.float(), dim=-1)).tolist()
                 scores.fill_(-math.inf)
                 scores.scatter_(1, best.unsqueeze(1), 0.0)
                 for r, (t, v) in enumerate(zip(best.tolist(), lp)):
