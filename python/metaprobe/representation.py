@@ -106,11 +106,15 @@ def _hidden_fn(source: Any, name: str) -> Callable[[torch.Tensor, torch.Tensor],
     return fn
 
 
-def _prompt_ids(probes: Any, tokenizer: Any, options: "MetaOptions") -> tuple[list, list[list[int]]]:
+def _prompt_ids(probes: Any, tokenizer: Any, options: "MetaOptions") -> tuple[list, list[list[int]], int]:
+    """The items, the prompt ids the run feeds its models (the engine's rule: BOS when the tokenizer uses one,
+    then the rendered prompt; or the chat template's ids) and the pad id."""
+    from .backends import HFTokenizer
     from .meta import _probe_items
     from .probes import ProbeSet
 
     items = _probe_items(probes)
+    tok = tokenizer if isinstance(tokenizer, HFTokenizer) else HFTokenizer(tokenizer)
     if options.prompt_format == "template":
         texts = ProbeSet(items).render(options.prompt_template, options.prompt_k, options.prompt_seed)
     elif options.prompt_format in ("raw", "chat_template"):
@@ -118,15 +122,12 @@ def _prompt_ids(probes: Any, tokenizer: Any, options: "MetaOptions") -> tuple[li
     else:
         raise InvalidArgumentError(f"drift: prompt_format is {options.prompt_format!r}, expected 'template', "
                                    "'chat_template' or 'raw'")
-    ids = []
-    for text in texts:
-        if options.prompt_format == "chat_template":
-            msgs = ([{"role": "system", "content": options.system_prompt}] if options.system_prompt else []) + \
-                   [{"role": "user", "content": text}]
-            ids.append(list(tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=True)))
-        else:
-            ids.append(list(tokenizer.encode(text)))
-    return items, ids
+    if options.prompt_format == "chat_template":
+        ids = [list(tok.chat_prompt(options.system_prompt, text)) for text in texts]
+    else:
+        bos = [] if tok.bos_id is None else [tok.bos_id]
+        ids = [bos + list(tok.encode(text)) for text in texts]
+    return items, ids, tok.pad_id
 
 
 def features(source: Any, prompts: Sequence[Sequence[int]], pad_id: int = 0, batch_size: int = 16,
@@ -174,9 +175,7 @@ def drift_records(probes: Any, reference: Any, stages: Mapping[str, Any], tokeni
     opts = options if options is not None else MetaOptions()
     if not isinstance(stages, Mapping) or not stages:
         raise InvalidArgumentError("drift: stages must be a non-empty mapping name -> source")
-    items, prompts = _prompt_ids(probes, tokenizer, opts)
-    pad = getattr(tokenizer, "pad_token_id", None)
-    pad = int(pad) if pad is not None else 0
+    items, prompts, pad = _prompt_ids(probes, tokenizer, opts)
     cells: dict[tuple[str, str], list[int]] = {}
     for k, it in enumerate(items):
         cells.setdefault((it.skill, it.domain), []).append(k)
@@ -215,7 +214,8 @@ def drift(probes: Any, reference: Any, stages: Mapping[str, Any], tokenizer: Any
     Args:
         probes: a ProbeSet, Items or dicts, or a JSONL path.
         reference, stages: sources (name -> source for the stages).
-        tokenizer: the models' tokenizer (``encode``; ``apply_chat_template`` for ``prompt_format="chat_template"``).
+        tokenizer: the models' tokenizer (Hugging Face style, or a ``backends.HFTokenizer``); the prompt ids are
+            built as the run builds them (BOS when the tokenizer uses one, or the chat template).
         options: the :class:`metaprobe.MetaOptions` whose prompt format the run used.
 
     Returns:

@@ -56,6 +56,7 @@ void add_intervals(const Behaviour& reference, const Behaviour& stage, const std
                    const RunOptions& options, StageDerived& d) {
   struct Pairs {
     std::vector<double> ref, stage;
+    bool target = false;
   };
   std::map<std::string, const ItemResult*> ref_items;
   for (const auto& it : reference.items) ref_items[it.id] = &it;
@@ -67,6 +68,7 @@ void add_intervals(const Behaviour& reference, const Behaviour& stage, const std
     const auto r = ref_items.find(it.id);
     if (r == ref_items.end()) continue;
     auto& p = cells[it.cell];
+    p.target = contains(target, it.cell);
     p.ref.push_back(score(*r->second));
     p.stage.push_back(score(it));
   }
@@ -86,8 +88,8 @@ void add_intervals(const Behaviour& reference, const Behaviour& stage, const std
         const size_t k = static_cast<size_t>(state % n);
         diff += p.stage[k] - p.ref[k];
       }
-      (contains(target, cell) ? t_sum : o_sum) += diff;
-      (contains(target, cell) ? t_n : o_n) += static_cast<int64_t>(n);
+      (p.target ? t_sum : o_sum) += diff;
+      (p.target ? t_n : o_n) += static_cast<int64_t>(n);
       diff /= static_cast<double>(n);
       deltas[cell].push_back(diff);
       s1 += std::abs(diff);

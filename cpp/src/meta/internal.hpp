@@ -53,8 +53,8 @@ nlohmann::json run_manifest(const std::vector<probes::Item>& items, const RunOpt
                             const std::vector<Stage>& stages);
 /// Throws InvalidArgument naming the first thing that differs between `saved` and `now`.
 void check_manifest(const nlohmann::json& saved, const nlohmann::json& now, const std::string& dir);
-/// Whole-file JSON: IoError / FormatError naming the file; writes are atomic.
-nlohmann::json read_json_file(const std::string& path);
+/// Whole-file JSON: IoError / FormatError naming the file (after `what: ` when given); writes are atomic.
+nlohmann::json read_json_file(const std::string& path, const std::string& what = "");
 void write_json_file(const std::string& path, const nlohmann::json& j);
 
 }  // namespace metaprobe::meta::detail

@@ -2,9 +2,7 @@
 #include <metaprobe/meta/report.hpp>
 
 #include <cmath>
-#include <fstream>
 #include <limits>
-#include <sstream>
 
 #include <metaprobe/error.hpp>
 #include <metaprobe/params/report.hpp>
@@ -152,7 +150,7 @@ void from_json(const nlohmann::json& j, RepresentationDrift& r) {
   for (auto [key, field] : {std::pair{"cka", &r.cka}, {"cosine", &r.cosine}, {"pca_shift", &r.pca_shift},
                             {"pc2_reference", &r.pc2_reference}, {"pc2_stage", &r.pc2_stage}})
     *field = j.at(key).is_null() ? std::numeric_limits<double>::quiet_NaN() : j.at(key).get<double>();
-  if (j.at("cell").is_null() || (j.at("cell").is_number() && std::isnan(j.at("cell").get<double>()))) {
+  if (j.at("cell").is_null()) {
     r.cell.reset();
   } else {
     r.cell = j.at("cell").get<probes::Cell>();
@@ -204,7 +202,8 @@ void nulls_to_nan(nlohmann::json& j) {
   if (j.is_object()) {
     for (auto it = j.begin(); it != j.end(); ++it) {
       const std::string& k = it.key();
-      if (k == "responses") continue;  // text and token ids: no numeric field to restore
+      if (k == "responses") continue;       // text and token ids: no numeric field to restore
+      if (k == "representation") continue;  // its from_json reads null as NaN and a null cell as "every prompt"
       if (k == "behaviour" || k == "divergence" || k == "params" || k == "derived") {
         if (!it->is_null()) nulls_to_nan(*it);
         continue;
@@ -326,18 +325,6 @@ void save(const Report& report, const std::string& path, int indent) {
   params::write_text_atomic(path, to_json(report).dump(indent) + "\n");
 }
 
-Report load_report(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw IoError("load_report: cannot open '" + path + "' for reading");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(ss.str());
-  } catch (const nlohmann::json::parse_error& e) {
-    throw FormatError("load_report: '" + path + "' is not JSON: " + e.what());
-  }
-  return report_from_json(j);
-}
+Report load_report(const std::string& path) { return report_from_json(detail::read_json_file(path, "load_report")); }
 
 }  // namespace metaprobe::meta

@@ -1080,12 +1080,13 @@ Report Run::run(const RunPlan& plan) {
   std::vector<Scored> div_seqs;  // gold or reference samples (stage samples: per stage)
   int64_t vocab = 0;
 
+  // A one-token forward pass: the first fixes V, every later one checks its source against it (a vocabulary
+  // that differs from the reference's is an error before any work).
   auto vocab_probe = [&](LogitSource& src, const std::string& name) {
-    if (vocab > 0) return;
-    // The first forward pass fixes V; a one-token probe keeps it cheap.
     std::vector<std::vector<int64_t>> one{{tokenizer_->bos_id() >= 0 ? tokenizer_->bos_id() : tokenizer_->pad_id()}};
     auto [ids, mask] = pad_batch(one, tokenizer_->pad_id(), false);
-    vocab = checked_logits(src, ids, mask, name).size(2);
+    const int64_t v = checked_logits(src, ids, mask, name, vocab).size(2);
+    if (vocab == 0) vocab = v;
   };
   // `src` is null for a stage with responses and no model.
   auto behave = [&](LogitSource* src, const Stage& st, StageReport& sr, size_t si) {
@@ -1099,9 +1100,13 @@ Report Run::run(const RunPlan& plan) {
   };
   // A stage stored by an earlier run of this directory: its report, answers and partial sums come back.
   std::vector<char> loaded(stages_.size(), 0), finalized(stages_.size(), 0);
+  auto not_a_stage = [](const std::string& path, const std::string& why) {
+    return FormatError("run directory: '" + path + "' is not a stored stage (" + why + "); delete it to probe the "
+                       "stage again");
+  };
   auto load_stage = [&](size_t si) {
     if (!stored || !plan.resume || !fs::exists(stage_path(si, ""))) return false;
-    const std::string path = stage_path(si, "");
+    std::string path = stage_path(si, "");  // the file being read, for the message
     try {
       const auto j = detail::read_json_file(path);
       rep.stages[si] = detail::stage_from_json(j.at("report"));
@@ -1111,17 +1116,17 @@ Report Run::run(const RunPlan& plan) {
       div_acc[si] = accs_from_json(j.at("divergence_partials"));
       stage_lp[si] = rows_from_json(j.at("stage_logprobs"));
       stage_rank[si] = rows_from_json(j.at("stage_ranks"));
-      const std::string fin = stage_path(si, ".final");
-      if (fs::exists(fin)) {
-        const auto f = detail::read_json_file(fin);
+      if (fs::exists(stage_path(si, ".final"))) {
+        path = stage_path(si, ".final");
+        const auto f = detail::read_json_file(path);
         div_acc[si] = accs_from_json(f.at("divergence_partials"));
         rep.stages[si].seconds = f.at("seconds").get<double>();
         finalized[si] = 1;
       }
-    } catch (const nlohmann::json::exception& e) {
-      throw FormatError("run directory: '" + path + "' is not a stored stage (" + e.what() + "); delete it to probe the stage again");
-    } catch (const FormatError& e) {
-      throw FormatError("run directory: '" + path + "' is not a stored stage (" + e.what() + "); delete it to probe the stage again");
+    } catch (const nlohmann::json::exception& e) {  // a missing or mistyped field
+      throw not_a_stage(path, e.what());
+    } catch (const FormatError& e) {  // not JSON, or a bad report section
+      throw not_a_stage(path, e.what());
     }
     loaded[si] = 1;
     return true;
@@ -1146,7 +1151,7 @@ Report Run::run(const RunPlan& plan) {
       return;
     }
     LogitSource& src = ref.get();
-    vocab_probe(src, ref_stage->name);
+    if (vocab == 0) vocab_probe(src, ref_stage->name);  // resumed: the reference was not probed yet
     cache = eng.build_cache(src, ref_stage->name, vocab, div_seqs);
     ref.release();
   };
@@ -1193,13 +1198,7 @@ Report Run::run(const RunPlan& plan) {
     } else {
       LogitSource& src = h.get();
       sr.info.source = src.describe();
-      if (vocab == 0) {
-        vocab_probe(src, st.name);  // the reference has no model (responses only)
-      } else {  // a one-token probe: a vocabulary that differs from the reference's is an error before any work
-        std::vector<std::vector<int64_t>> one{{tokenizer_->bos_id() >= 0 ? tokenizer_->bos_id() : tokenizer_->pad_id()}};
-        auto [ids, mask] = pad_batch(one, tokenizer_->pad_id(), false);
-        checked_logits(src, ids, mask, st.name, vocab);
-      }
+      vocab_probe(src, st.name);  // fixes V when the reference has no model (responses only)
       behave(&src, st, sr, si);
       if (divergence) {
         const auto& seqs = opt.divergence_on == "stage_samples" ? own[si] : div_seqs;

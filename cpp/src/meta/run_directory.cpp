@@ -133,15 +133,16 @@ void check_manifest(const nlohmann::json& saved, const nlohmann::json& now, cons
   }
 }
 
-nlohmann::json read_json_file(const std::string& path) {
+nlohmann::json read_json_file(const std::string& path, const std::string& what) {
+  const std::string prefix = what.empty() ? "" : what + ": ";
   std::ifstream f(path, std::ios::binary);
-  if (!f) throw IoError("cannot open '" + path + "' for reading: " + std::strerror(errno));
+  if (!f) throw IoError(prefix + "cannot open '" + path + "' for reading: " + std::strerror(errno));
   std::stringstream ss;
   ss << f.rdbuf();
   try {
     return nlohmann::json::parse(ss.str());
   } catch (const nlohmann::json::parse_error& e) {
-    throw FormatError("'" + path + "' is not JSON: " + e.what());
+    throw FormatError(prefix + "'" + path + "' is not JSON: " + e.what());
   }
 }
 
