@@ -2,6 +2,7 @@
 // `kind` attribute) and NotFoundError (an IoError that is also a FileNotFoundError, errno ENOENT).
 #include <cerrno>
 
+#include <metaprobe/atomic_file.hpp>
 #include <metaprobe/io/checkpoint.hpp>
 #include <metaprobe/io/safetensors.hpp>
 #include <metaprobe/io/tensor_source.hpp>
@@ -113,6 +114,22 @@ void bind_io(py::module_& m) {
       .def("copying", &Checkpoint::copying, "The same shards serving tensors as pread copies.")
       .def("shard_of", &Checkpoint::shard_of, py::arg("name"));
 
+  // The Python layer's files go through the same writer as the C++ ones (one set of guarantees, one name
+  // pattern for temporaries); python/metaprobe/_atomic.py is the thin wrapper.
+  io.def(
+      "write_file_atomic",
+      [](const std::string& path, const py::bytes& data) {
+        char* buffer = nullptr;
+        Py_ssize_t size = 0;
+        if (PyBytes_AsStringAndSize(data.ptr(), &buffer, &size) != 0) throw py::error_already_set();
+        py::gil_scoped_release release;  // `data` stays alive (and immutable) in the caller's frame
+        write_file_atomic(path, std::string_view(buffer, static_cast<size_t>(size)));
+      },
+      py::arg("path"), py::arg("data"),
+      "Writes bytes to path whole or not at all (metaprobe/atomic_file.hpp; docs/io.md \"Writing files\").");
+  io.def("remove_stale_temporaries", &remove_stale_temporaries, py::arg("path"),
+         py::call_guard<py::gil_scoped_release>(),
+         "Removes temporaries beside path left by dead processes of this host; returns the count.");
   io.def(
       "save_safetensors",
       [](const std::vector<std::pair<std::string, at::Tensor>>& tensors, const std::string& path,
