@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerates tests/fuzz/corpus/: every invalid vector of anchors.md §2.5 plus valid files (stdlib only).
+"""Regenerates tests/fuzz/corpus/: every invalid-file vector of the safetensors crate's own tests (safetensors/src/tensor.rs, `mod tests`) plus valid files (stdlib only).
 
     python3 tests/fuzz/make_corpus.py
 """
@@ -20,7 +20,7 @@ def padded(header: str, data: bytes = b"") -> bytes:
 
 I32 = '{"test":{"dtype":"I32","shape":[2,2],"data_offsets":[0,16]}}'
 CORPUS = {
-    # anchors.md §2.5, invalid
+    # the reference crate's invalid-file vectors (tensor.rs tests)
     "invalid_header_too_small_empty": b"",
     "invalid_header_length_no_body": b"<\0\0\0\0\0\0\0",
     "invalid_header_too_large": bytes([0x3C, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF]),
@@ -46,7 +46,7 @@ CORPUS = {
     "invalid_metadata_number": raw('{"__metadata__":{"epoch":3}}'),
     "invalid_nul_byte": raw(b"{}\0x"),
     "invalid_deep_nesting": raw('{"a":' + "[" * 200 + "]" * 200 + "}"),
-    # anchors.md §2.5, valid
+    # valid files
     "valid_empty": padded("{}"),
     "valid_leading_space": raw("    {}"),
     "valid_zero_size": raw('{"x":{"dtype":"F32","shape":[2,0],"data_offsets":[0,0]}}'),

@@ -1,5 +1,5 @@
 // The safetensors header parser and validator. It needs no ATen runtime (the fuzzer links it alone) and
-// applies the reference's rules in the reference's order (anchors.md §2.3), then our two additions.
+// applies the reference's rules in the reference's order (safetensors' SafeTensors::read_metadata + Metadata::validate; docs/io.md), then our two additions.
 #include <algorithm>
 #include <cstring>
 #include <limits>

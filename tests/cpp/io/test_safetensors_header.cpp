@@ -1,4 +1,4 @@
-// The header validator against the reference's invalid-file vectors (anchors.md §2.5) and our two additions.
+// The header validator against the reference's invalid-file vectors (the safetensors crate's tensor.rs tests) and our two additions.
 #include <ATen/ATen.h>
 #include <catch2/catch.hpp>
 

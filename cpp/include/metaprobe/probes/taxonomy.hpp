@@ -1,5 +1,5 @@
 #pragma once
-// The 5 × 4 skill grid of the meta-probing method (DESIGN.md, "The five core skills and four domains").
+// The 5 × 4 skill grid of the meta-probing method (docs/probes.md; Bai et al., arXiv 2512.24063).
 #include <array>
 #include <string>
 #include <string_view>
