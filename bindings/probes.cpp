@@ -157,8 +157,15 @@ void bind_probes(py::module_& m) {
   m.def(
       "_probes_generate",
       [](const std::vector<std::string>& skills, const std::vector<std::string>& domains, int n_per_cell,
-         const std::vector<int>& difficulties, uint64_t seed) {
+         const std::vector<int>& difficulties, uint64_t seed, const std::string& on_short_supply) {
         SuiteSpec spec;
+        if (on_short_supply == "raise") {
+          spec.on_short_supply = ShortSupply::raise;
+        } else if (on_short_supply == "warn") {
+          spec.on_short_supply = ShortSupply::warn;
+        } else {
+          throw InvalidArgument("on_short_supply: got '" + on_short_supply + "', expected 'raise' or 'warn'");
+        }
         spec.skills.clear();
         spec.domains.clear();
         for (const auto& s : skills) spec.skills.push_back(parse_skill(s));
@@ -166,11 +173,30 @@ void bind_probes(py::module_& m) {
         spec.n_per_cell = n_per_cell;
         spec.difficulties = difficulties;
         spec.seed = seed;
-        py::gil_scoped_release release;
-        return generate(spec);
+        std::vector<SupplyShortfall> shortfalls;
+        std::vector<Item> items;
+        {
+          py::gil_scoped_release release;
+          items = generate(spec, &shortfalls);
+        }
+        py::list short_list;
+        for (const auto& s : shortfalls) {
+          py::dict d;
+          d["family"] = s.family;
+          d["difficulty"] = s.difficulty;
+          d["requested"] = s.requested;
+          d["capacity"] = s.capacity;
+          d["repeats"] = s.repeats;
+          short_list.append(d);
+        }
+        return py::make_tuple(std::move(items), short_list);
       },
       py::arg("skills"), py::arg("domains"), py::arg("n_per_cell"), py::arg("difficulties"), py::arg("seed"),
-      "Generates a suite (empty skills or domains mean all).");
+      py::arg("on_short_supply") = "raise",
+      "Generates a suite (empty skills or domains mean all): (items, shortfalls).");
+  m.def("_probes_family_capacity", &family_capacity, py::arg("family"), py::arg("difficulty"), py::arg("seed") = 0,
+        py::arg("draws") = kCapacityDraws, py::call_guard<py::gil_scoped_release>(),
+        "Distinct prompts of a family at a difficulty among `draws` items.");
   m.def("_probes_generate_item", &generate_item, py::arg("family"), py::arg("difficulty"), py::arg("seed"),
         py::arg("index"), "Generates one item of a family.");
   m.def("_probes_families", [] {

@@ -130,7 +130,9 @@ class Report:
     # --- tables ----------------------------------------------------------------------------------------------
     @property
     def profile(self) -> "pd.DataFrame":
-        """One row per (stage, cell): n, correct, acc and its Wilson interval [lo, hi]."""
+        """One row per (stage, cell): n, correct, acc and its Wilson interval [lo, hi]; for diagnostic cells
+        also the error detection ``precision``, ``recall`` and ``f1`` (NaN elsewhere and in reports written
+        before they existed)."""
         import pandas as pd
 
         rows = []
@@ -139,8 +141,11 @@ class Report:
                 a = c["accuracy"]
                 rows.append({**self._key(s), "skill": c["cell"]["skill"], "domain": c["cell"]["domain"],
                              "n": a["n"], "correct": a["correct"], "acc": _num(a["acc"]), "lo": _num(a["lo"]),
-                             "hi": _num(a["hi"])})
-        return pd.DataFrame(rows, columns=["stage", "arm", "step", "skill", "domain", "n", "correct", "acc", "lo", "hi"])
+                             "hi": _num(a["hi"]), **{k: _num(c.get(k)) for k in self._DETECTION_COLS}})
+        return pd.DataFrame(rows, columns=["stage", "arm", "step", "skill", "domain", "n", "correct", "acc", "lo", "hi"]
+                            + self._DETECTION_COLS)
+
+    _DETECTION_COLS = ["precision", "recall", "f1"]
 
     _DIV_COLS = ["items", "positions", "kl_ref_stage", "kl_stage_ref", "js", "entropy_ref", "entropy_stage",
                  "entropy_change", "js_sparsity", "rank_shift", "top1_agree", "js_cache_bound",

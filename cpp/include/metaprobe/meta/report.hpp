@@ -42,10 +42,16 @@ struct PassAtK {
   double value = 0;
 };
 
-/// Accuracy of one cell with its Wilson interval.
+/// Accuracy of one cell with its Wilson interval; diagnostic cells also error detection (probes::Detection:
+/// a model flags an item when it names a location; precision, recall and F1 of the right locations, from
+/// the first sample of generate-mode items). NaN elsewhere and where undefined.
 struct CellAccuracy {
   probes::Cell cell;
   probes::Accuracy accuracy;
+  // added within schema version 1: older reports read NaN
+  double precision = std::numeric_limits<double>::quiet_NaN();
+  double recall = std::numeric_limits<double>::quiet_NaN();
+  double f1 = std::numeric_limits<double>::quiet_NaN();
 };
 
 /// A stage's behavioural profile: accuracy per cell of the grid (cells with items only) and overall.
