@@ -130,6 +130,8 @@ void add_probes_commands(CLI::App& app) {
     int n_per_cell = 50;
     uint64_t seed = 0;
     std::string skills = "all", domains = "all", difficulties = "1,2,3", out, on_short_supply = "raise";
+    std::string phrasing = "varied";
+    double noop_share = 0.0;
   };
   auto g = std::make_shared<GenOpts>();
   CLI::App* gen = probes->add_subcommand("generate", "generate a probe suite as JSONL");
@@ -141,6 +143,12 @@ void add_probes_commands(CLI::App& app) {
   gen->add_option("--on-short-supply", g->on_short_supply,
                   "when a family has fewer distinct prompts than asked: raise (error) or warn (keep repeats)")
       ->check(CLI::IsMember({"raise", "warn"}))
+      ->capture_default_str();
+  gen->add_option("--phrasing", g->phrasing, "varied (one of three phrasings per item) or canonical")
+      ->check(CLI::IsMember({"varied", "canonical"}))
+      ->capture_default_str();
+  gen->add_option("--noop-share", g->noop_share, "share of items with an irrelevant NoOp sentence (0..1)")
+      ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   gen->add_option("-o,--output", g->out, "output JSONL path")->required();
   gen->callback([g] {
@@ -164,6 +172,8 @@ void add_probes_commands(CLI::App& app) {
       }
     }
     spec.on_short_supply = g->on_short_supply == "warn" ? ShortSupply::warn : ShortSupply::raise;
+    spec.surface.phrasing = g->phrasing == "canonical" ? Phrasing::canonical : Phrasing::varied;
+    spec.surface.noop_share = g->noop_share;
     std::vector<SupplyShortfall> shortfalls;
     const auto items = generate(spec, &shortfalls);
     for (const auto& s : shortfalls)

@@ -256,6 +256,8 @@ def generate(
     difficulties: int | Iterable[int] = (1, 2, 3),
     seed: int = 0,
     on_short_supply: str = "raise",
+    phrasing: str = "varied",
+    noop_share: float = 0.0,
 ) -> ProbeSet:
     """Generates a probe suite: ``n_per_cell`` items for every chosen (skill, domain) cell.
 
@@ -273,6 +275,11 @@ def generate(
             difficulty (its capacity, see :func:`families`) than the suite asks of it, ``"raise"`` raises an
             InvalidArgumentError naming family, difficulty, requested and capacity, ``"warn"`` keeps the
             repeats and emits one :class:`ProbeSupplyWarning` per family and difficulty.
+        phrasing: ``"varied"`` (default) draws one of each family's three phrasings per item, seeded by the
+            item id (``Item.phrasing``); ``"canonical"`` pins phrasing 0, holding the surface form fixed.
+        noop_share: share of items (0..1, default 0) that get an irrelevant but plausible sentence of their
+            domain in front of the prompt (GSM-Symbolic's NoOp; ``Item.noop``). Neither option changes the
+            task content or the gold answer.
 
     Integers may be Python or numpy integers, never bool or float; any other value is an InvalidArgumentError
     naming the argument, the value and what was expected.
@@ -285,7 +292,9 @@ def generate(
     n_per_cell = _checks.integer(n_per_cell, "n_per_cell", 0, MAX_PER_CELL)
     if on_short_supply not in ("raise", "warn"):
         raise InvalidArgumentError(f"on_short_supply: got {on_short_supply!r}, expected 'raise' or 'warn'")
-    items, shortfalls = _core._probes_generate(skill_list, domain_list, n_per_cell, diffs, _seed(seed), on_short_supply)
+    phrasing, noop_share = _surface(phrasing, noop_share)
+    items, shortfalls = _core._probes_generate(skill_list, domain_list, n_per_cell, diffs, _seed(seed), on_short_supply,
+                                               phrasing, noop_share)
     for s in shortfalls:
         warnings.warn(ProbeSupplyWarning(
             f"family '{s['family']}' at difficulty {s['difficulty']}: the suite asks for {s['requested']} items "
@@ -293,15 +302,26 @@ def generate(
     return ProbeSet(items)
 
 
-def generate_item(family: str, difficulty: int = 1, seed: int = 0, index: int = 0) -> Item:
-    """One item of a generator family (see :func:`families`); deterministic in all four arguments.
+def _surface(phrasing: Any, noop_share: Any) -> tuple[str, float]:
+    if phrasing not in ("varied", "canonical"):
+        raise InvalidArgumentError(f"phrasing: got {phrasing!r}, expected 'varied' or 'canonical'")
+    if isinstance(noop_share, bool) or not isinstance(noop_share, (int, float)) or not 0 <= noop_share <= 1:
+        raise InvalidArgumentError(f"noop_share: got {noop_share!r}, expected a number in [0, 1]")
+    return phrasing, float(noop_share)
+
+
+def generate_item(family: str, difficulty: int = 1, seed: int = 0, index: int = 0, phrasing: str = "varied",
+                  noop_share: float = 0.0) -> Item:
+    """One item of a generator family (see :func:`families`); deterministic in all its arguments.
 
     ``family`` is a family name (str), ``difficulty`` an integer in 1..5, ``seed`` and ``index`` integers in
-    0..2**64-1 (Python or numpy, not bool); anything else is an InvalidArgumentError.
+    0..2**64-1 (Python or numpy, not bool); ``phrasing`` and ``noop_share`` as in :func:`generate`; anything
+    else is an InvalidArgumentError.
     """
+    phrasing, noop_share = _surface(phrasing, noop_share)
     return _core._probes_generate_item(_checks.string(family, "family", "a generator family name (str)"),
                                        _checks.integer(difficulty, "difficulty", 1, 5), _seed(seed),
-                                       _checks.integer(index, "index", 0, _checks.UINT64_MAX))
+                                       _checks.integer(index, "index", 0, _checks.UINT64_MAX), phrasing, noop_share)
 
 
 def families(supply: int = 0, seed: int = 0) -> "pd.DataFrame":

@@ -321,7 +321,7 @@ class Report:
 
         cols = ["stage", "arm", "step", "id", "skill", "domain", "mode", "output", "extracted", "correct",
                 "generated_tokens", "finish_reason", "think_tokens", "think_closed", "samples", "correct_samples",
-                "score"]
+                "score", "phrasing", "noop"]
         rows = []
         for s, b in self._sections("behaviour"):
             for it in b["items"]:
@@ -333,7 +333,8 @@ class Report:
                              "generated_tokens": it["generated_tokens"], "finish_reason": it.get("finish_reason", ""),
                              "think_tokens": it.get("think_tokens", 0), "think_closed": bool(it.get("think_closed", True)),
                              "samples": samples, "correct_samples": correct_samples,
-                             "score": correct_samples / samples if samples else float("nan")})
+                             "score": correct_samples / samples if samples else float("nan"),
+                             "phrasing": it.get("phrasing", 0), "noop": bool(it.get("noop", False))})
         return pd.DataFrame(rows, columns=cols)
 
     def responses(self, stage: str) -> "Responses":

@@ -46,6 +46,10 @@ def test_profile_reports_precision_recall_f1_of_diagnostic_cells():
         assert (row.precision, row.recall, row.f1) == pytest.approx(want[dom])
         assert row.precision < 0.5
     assert prof.loc[("calculation", "math")][["precision", "recall", "f1"]].isna().all()
+    # Report.items records each item's surface form
+    by_id = {it.id: it for it in ps}
+    assert [(by_id[i].phrasing, by_id[i].noop) for i in rep.items.id] == list(zip(rep.items.phrasing, rep.items.noop))
+    assert set(rep.items.phrasing) == {0, 1, 2}
     # a model that is right everywhere: P = R = F1 = 1 and accuracy 1
     ps, rep = _run(lambda it: "Answer: " + it.answer)
     prof = rep.profile.set_index(["skill", "domain"])

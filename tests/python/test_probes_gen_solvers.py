@@ -30,7 +30,10 @@ SEED = 20240611
 
 
 def items_of(family: str):
-    return [probes.generate_item(family, d, SEED, i) for d in range(1, 6) for i in range(PER_DIFFICULTY)]
+    # the canonical phrasing: the solvers read prompts in it; test_probes_surface.py pins that the other
+    # phrasings carry the same task (id, answer, solution, parameters)
+    return [probes.generate_item(family, d, SEED, i, phrasing="canonical") for d in range(1, 6)
+            for i in range(PER_DIFFICULTY)]
 
 
 def run_code(code: str) -> str:

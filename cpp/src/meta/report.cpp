@@ -90,7 +90,7 @@ namespace metaprobe::meta {
 // The generation fields came later than schema version 1: reports without them read with the defaults.
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ItemResult, id, cell, mode, output, extracted, correct,
                                                 generated_tokens, loglikelihoods, finish_reason, think_tokens,
-                                                think_closed, samples, correct_samples)
+                                                think_closed, samples, correct_samples, phrasing, noop)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PassAtK, k, value)
 // Records whose later fields (added within schema version 1) may be absent: every original field is required,
 // the later ones read as their defaults (NaN) when absent. METAPROBE_JSON_FIELDS lists them once for both

@@ -702,6 +702,8 @@ class Engine {
       if (!present[i]) continue;
       results[i].id = items_[i].id;
       results[i].cell = items_[i].cell();
+      results[i].phrasing = items_[i].phrasing;
+      results[i].noop = items_[i].noop;
       auto& c = cells[items_[i].cell()];
       c.first.push_back(score[i]);
       c.second += results[i].correct_samples;

@@ -5,6 +5,7 @@
 #include <string_view>
 #include <vector>
 
+#include <metaprobe/probes/generate.hpp>
 #include <metaprobe/probes/item.hpp>
 #include <metaprobe/probes/rng.hpp>
 #include <metaprobe/probes/scoring.hpp>
@@ -62,6 +63,12 @@ void make_table_choice(SplitMix64& rng, int difficulty, Item& item, std::string_
 /// one or two facts of other entries of the group as interference. `question` holds "{}".
 void make_table_recall(SplitMix64& rng, int difficulty, Item& item, std::string_view table_name,
                        std::string_view question, std::string_view group_word);
+
+/// Rewrites the family's question fragments of `prompt` into phrasing 1..kPhrasings-1 (0 leaves it); false
+/// when the prompt holds none of them (surface.cpp).
+bool rephrase(std::string& prompt, std::string_view family, int phrasing);
+/// Draws the item's phrasing and NoOp clause (Note [surface variety] in surface.cpp) and applies them.
+void apply_surface(Item& item, const SurfaceOptions& surface);
 
 // Generators, one per family (gen_*.cpp).
 void gen_prime_factorisation(SplitMix64&, int, Item&);

@@ -168,7 +168,8 @@ std::string item_id(std::string_view family, int version, uint64_t seed, uint64_
   return hex64(fnv1a64(key));
 }
 
-Item generate_item(std::string_view family, int difficulty, uint64_t seed, uint64_t index) {
+Item generate_item(std::string_view family, int difficulty, uint64_t seed, uint64_t index,
+                   const SurfaceOptions& surface) {
   const Family& f = find_family(family);
   if (difficulty < 1 || difficulty > 5) {
     throw InvalidArgument("difficulty: got " + std::to_string(difficulty) + ", expected an integer in 1..5");
@@ -182,6 +183,7 @@ Item generate_item(std::string_view family, int difficulty, uint64_t seed, uint6
   // The stream is keyed by the id's hash input, mixed once more so neighbouring keys decorrelate.
   SplitMix64 rng(fnv1a64(item.id, 0x9e3779b97f4a7c15ULL));
   f.fn(rng, difficulty, item);
+  detail::apply_surface(item, surface);
   return item;
 }
 

@@ -8,6 +8,8 @@
 #include <metaprobe/probes/jsonl.hpp>
 #include <metaprobe/probes/rng.hpp>
 
+#include "gen_common.hpp"
+
 namespace metaprobe::probes {
 
 namespace {
@@ -20,9 +22,12 @@ constexpr uint64_t kRedrawsPerCapacity = 16;
 
 int64_t family_capacity(std::string_view family, int difficulty, uint64_t seed, int64_t draws) {
   if (draws < 1) throw InvalidArgument("draws: got " + std::to_string(draws) + ", expected >= 1");
+  // distinct task contents: the canonical phrasing (phrasings multiply prompts, not tasks)
+  SurfaceOptions canonical;
+  canonical.phrasing = Phrasing::canonical;
   std::set<std::string, std::less<>> prompts;
   for (int64_t k = 0; k < draws; ++k)
-    prompts.insert(generate_item(family, difficulty, seed, static_cast<uint64_t>(k)).prompt);
+    prompts.insert(generate_item(family, difficulty, seed, static_cast<uint64_t>(k), canonical).prompt);
   return static_cast<int64_t>(prompts.size());
 }
 
@@ -44,7 +49,11 @@ std::vector<Item> generate(const SuiteSpec& spec, std::vector<SupplyShortfall>* 
   if (domains.empty()) domains.assign(kAllDomains.begin(), kAllDomains.end());
   // Cells always come in grid order, whatever order the spec lists them in; duplicates collapse.
   std::vector<Item> items;
-  std::set<std::string, std::less<>> seen;  // every prompt of the suite so far
+  std::set<std::string, std::less<>> seen;  // every (canonical) prompt of the suite so far
+  SurfaceOptions canonical;
+  canonical.phrasing = Phrasing::canonical;
+  if (!(spec.surface.noop_share >= 0 && spec.surface.noop_share <= 1))
+    throw InvalidArgument("noop_share: got " + std::to_string(spec.surface.noop_share) + ", expected a share in [0, 1]");
   items.reserve(static_cast<size_t>(spec.n_per_cell) * skills.size() * domains.size());
   for (Skill s : kAllSkills) {
     bool want_s = false;
@@ -69,17 +78,17 @@ std::vector<Item> generate(const SuiteSpec& spec, std::vector<SupplyShortfall>* 
         // Note [no duplicate prompts]: a small parameter space at low difficulty repeats prompts; an item
         // whose prompt an earlier item of the suite already has is drawn again under index k + r·2^40
         // (r = 1, 2, …), which keeps suites nested (an item depends on the earlier ones only).
-        Item item = generate_item(fam.name, difficulty, spec.seed, k);
+        Item item = generate_item(fam.name, difficulty, spec.seed, k, canonical);
         uint64_t r = 1;
         for (; r <= kMaxRedraws && seen.count(item.prompt) > 0; ++r)
-          item = generate_item(fam.name, difficulty, spec.seed, k + (r << 40));
+          item = generate_item(fam.name, difficulty, spec.seed, k + (r << 40), canonical);
         if (seen.count(item.prompt) > 0) {
           const int64_t want = requested[{f, difficulty}];
           const int64_t cap = family_capacity(fam.name, difficulty, spec.seed);
           if (want <= cap) {
             const uint64_t more = kMaxRedraws + kRedrawsPerCapacity * static_cast<uint64_t>(cap);
             for (; r <= more && seen.count(item.prompt) > 0; ++r)
-              item = generate_item(fam.name, difficulty, spec.seed, k + (r << 40));
+              item = generate_item(fam.name, difficulty, spec.seed, k + (r << 40), canonical);
           }
           if (seen.count(item.prompt) > 0) {
             if (spec.on_short_supply == ShortSupply::raise)
@@ -97,6 +106,7 @@ std::vector<Item> generate(const SuiteSpec& spec, std::vector<SupplyShortfall>* 
           }
         }
         seen.insert(item.prompt);
+        detail::apply_surface(item, spec.surface);  // repeats are of tasks: phrasings do not make new ones
         items.push_back(std::move(item));
       }
     }

@@ -110,7 +110,7 @@ TEST_CASE("items are deterministic in (family, version, seed, index, difficulty)
 TEST_CASE("the default suite is pinned by its golden hash", "[probes][gen]") {
   const auto items = generate(SuiteSpec{});
   REQUIRE(items.size() == 1000);
-  REQUIRE(suite_hash(items) == "f28ff2637388de87");
+  REQUIRE(suite_hash(items) == "594271c3effa7c04");
   SECTION("every cell is present with n_per_cell items and all its families") {
     std::map<Cell, int> per_cell;
     std::set<std::string> fams, ids;
@@ -252,6 +252,7 @@ TEST_CASE("supply: capacity, short supply raises or warns, no prompt repeats in 
   }
   SECTION("warn keeps the repeats and reports each family and difficulty once") {
     s.on_short_supply = ShortSupply::warn;
+    s.surface.phrasing = Phrasing::canonical;  // repeats are of tasks; compare them in one phrasing
     std::vector<SupplyShortfall> shortfalls;
     const auto items = generate(s, &shortfalls);
     REQUIRE(items.size() == 240);
@@ -324,4 +325,36 @@ TEST_CASE("diagnostics: items without an error, and detection precision / recall
     REQUIRE(std::isnan(empty.precision));
     REQUIRE(std::isnan(empty.f1));
   }
+}
+
+TEST_CASE("surface variety: phrasings keep the task, canonical pins them, NoOp is optional", "[probes][gen]") {
+  SurfaceOptions canonical;
+  canonical.phrasing = Phrasing::canonical;
+  SurfaceOptions noop;
+  noop.noop_share = 1.0;
+  for (const auto& f : families()) {
+    std::set<int> phrasings;
+    for (uint64_t k = 0; k < 30; ++k) {
+      const Item v = generate_item(f.name, 1 + static_cast<int>(k % 5), 4, k);
+      const Item c = generate_item(f.name, 1 + static_cast<int>(k % 5), 4, k, canonical);
+      const Item n = generate_item(f.name, 1 + static_cast<int>(k % 5), 4, k, noop);
+      phrasings.insert(v.phrasing);
+      REQUIRE(c.phrasing == 0);
+      REQUIRE(v.id == c.id);
+      REQUIRE(v.answer == c.answer);
+      REQUIRE(v.meta == c.meta);
+      REQUIRE((v.prompt != c.prompt) == (v.phrasing != 0));
+      REQUIRE(n.noop);
+      REQUIRE(n.prompt.size() > v.prompt.size());
+      REQUIRE(n.prompt.compare(n.prompt.size() - v.prompt.size(), v.prompt.size(), v.prompt) == 0);
+    }
+    INFO(f.name);
+    REQUIRE(phrasings.size() == 3);
+  }
+  SurfaceOptions bad;
+  bad.noop_share = 1.5;
+  REQUIRE_THROWS_WITH(generate_item("math.recurrence", 1, 0, 0, bad), Catch::Contains("noop_share: got 1.5"));
+  SuiteSpec s;
+  s.surface = bad;
+  REQUIRE_THROWS_WITH(generate(s), Catch::Contains("noop_share: got 1.5"));
 }

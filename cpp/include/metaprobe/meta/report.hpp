@@ -34,6 +34,8 @@ struct ItemResult {
   bool think_closed = true;            ///< false: a reasoning block was opened and never closed (no answer)
   int64_t samples = 1;                 ///< completions drawn (RunOptions::n_samples)
   int64_t correct_samples = 0;         ///< of which correct; the item's score is correct_samples / samples
+  int phrasing = 0;                    ///< the item's phrasing (probes::Item::phrasing)
+  bool noop = false;                   ///< whether its prompt carries a NoOp clause (probes::Item::noop)
 };
 
 /// The unbiased pass@k estimate (Chen et al. 2021) of a stage, averaged over items.

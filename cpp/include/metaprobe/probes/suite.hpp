@@ -5,6 +5,7 @@
 #include <string_view>
 #include <vector>
 
+#include <metaprobe/probes/generate.hpp>
 #include <metaprobe/probes/item.hpp>
 #include <metaprobe/probes/taxonomy.hpp>
 
@@ -24,6 +25,7 @@ struct SuiteSpec {
   std::vector<int> difficulties{1, 2, 3};
   uint64_t seed = 0;
   ShortSupply on_short_supply = ShortSupply::raise;
+  SurfaceOptions surface;  ///< phrasings (varied by default) and NoOp clauses (none by default)
 };
 
 /// A family asked for more distinct prompts at a difficulty than it has (ShortSupply::warn).
