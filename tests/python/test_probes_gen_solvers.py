@@ -788,3 +788,34 @@ def test_every_knowledge_table_cites_its_source():
             for key in ("aliases", "equivalents"):
                 assert all(isinstance(x, str) and x for x in row.get(key, [])), (name, row["key"])
             assert row["answer"] not in row.get("equivalents", []), (name, row["key"])
+
+
+REFERENCES = json.loads((ROOT / "tests" / "python" / "data" / "table_references.json").read_text(encoding="utf-8"))
+
+
+def test_every_table_is_checked_against_values_transcribed_from_its_source():
+    """Issue 11, req. 7: data/table_references.json holds values transcribed from each table's cited source
+    (SI Brochure tables, the World Factbook, CLRS, the Python docs, Abramowitz & Stegun, MathWorld, Halliday);
+    every table has a sample there and every sampled entry equals the table's."""
+    refs = REFERENCES["tables"]
+    assert set(refs) == set(TABLES), set(TABLES) ^ set(refs)
+    for name, rows in refs.items():
+        assert len(rows) >= 5, name
+        table = TABLES[name]["entries"]
+        for ref in rows:
+            assert isinstance(ref.get("source"), str) and len(ref["source"]) > 10, ref
+            if "key_contains" in ref:  # a statement table: the named entry's statement holds the phrase
+                row = [r for r in table if r["answer"] == ref["answer"]]
+                assert len(row) == 1 and ref["key_contains"] in row[0]["key"], (name, ref)
+                continue
+            row = [r for r in table if r["key"] == ref["key"]]
+            assert len(row) == 1, (name, ref["key"])
+            assert ref["answer"] in [row[0]["answer"], *row[0].get("aliases", [])], (name, ref, row[0]["answer"])
+
+
+def test_a_changed_table_entry_is_caught_by_the_reference_check():
+    table = TABLES["physics_units"]["entries"]
+    wrong = [dict(r, answer="joule (J)") if r["key"] == "force" else r for r in table]
+    ref = [x for x in REFERENCES["tables"]["physics_units"] if x["key"] == "force"][0]
+    row = [r for r in wrong if r["key"] == "force"][0]
+    assert ref["answer"] not in [row["answer"], *row.get("aliases", [])]
