@@ -89,6 +89,18 @@ std::vector<Item> items_from(const py::iterable& items) {
   return out;
 }
 
+// "varied" / "canonical" and a NoOp share as the C++ surface options.
+SurfaceOptions surface_options(const std::string& phrasing, double noop_share) {
+  SurfaceOptions s;
+  if (phrasing == "canonical") {
+    s.phrasing = Phrasing::canonical;
+  } else if (phrasing != "varied") {
+    throw InvalidArgument("phrasing: got '" + phrasing + "', expected 'varied' or 'canonical'");
+  }
+  s.noop_share = noop_share;
+  return s;
+}
+
 }  // namespace
 
 void bind_probes(py::module_& m) {
@@ -130,6 +142,8 @@ void bind_probes(py::module_& m) {
       .def_readwrite("reference_solution", &Item::reference_solution)
       .def_readwrite("aliases", &Item::aliases, "Further accepted answers (choice items: texts of the gold option).")
       .def_readwrite("equivalents", &Item::equivalents, "Answers equivalent to the gold one, never offered as distractors.")
+      .def_readwrite("phrasing", &Item::phrasing, "Which of the family's phrasings the prompt uses (0 = canonical).")
+      .def_readwrite("noop", &Item::noop, "Whether an irrelevant NoOp sentence precedes the prompt.")
       .def_property(
           "meta", [](const Item& i) { return to_py(i.meta); },
           [](Item& i, const py::handle& d) { i.meta = object_from_py(d, "meta"); },
@@ -157,8 +171,17 @@ void bind_probes(py::module_& m) {
   m.def(
       "_probes_generate",
       [](const std::vector<std::string>& skills, const std::vector<std::string>& domains, int n_per_cell,
-         const std::vector<int>& difficulties, uint64_t seed) {
+         const std::vector<int>& difficulties, uint64_t seed, const std::string& on_short_supply,
+         const std::string& phrasing, double noop_share) {
         SuiteSpec spec;
+        spec.surface = surface_options(phrasing, noop_share);
+        if (on_short_supply == "raise") {
+          spec.on_short_supply = ShortSupply::raise;
+        } else if (on_short_supply == "warn") {
+          spec.on_short_supply = ShortSupply::warn;
+        } else {
+          throw InvalidArgument("on_short_supply: got '" + on_short_supply + "', expected 'raise' or 'warn'");
+        }
         spec.skills.clear();
         spec.domains.clear();
         for (const auto& s : skills) spec.skills.push_back(parse_skill(s));
@@ -166,13 +189,36 @@ void bind_probes(py::module_& m) {
         spec.n_per_cell = n_per_cell;
         spec.difficulties = difficulties;
         spec.seed = seed;
-        py::gil_scoped_release release;
-        return generate(spec);
+        std::vector<SupplyShortfall> shortfalls;
+        std::vector<Item> items;
+        {
+          py::gil_scoped_release release;
+          items = generate(spec, &shortfalls);
+        }
+        py::list short_list;
+        for (const auto& s : shortfalls) {
+          py::dict d;
+          d["family"] = s.family;
+          d["difficulty"] = s.difficulty;
+          d["requested"] = s.requested;
+          d["capacity"] = s.capacity;
+          d["repeats"] = s.repeats;
+          short_list.append(d);
+        }
+        return py::make_tuple(std::move(items), short_list);
       },
       py::arg("skills"), py::arg("domains"), py::arg("n_per_cell"), py::arg("difficulties"), py::arg("seed"),
-      "Generates a suite (empty skills or domains mean all).");
-  m.def("_probes_generate_item", &generate_item, py::arg("family"), py::arg("difficulty"), py::arg("seed"),
-        py::arg("index"), "Generates one item of a family.");
+      py::arg("on_short_supply") = "raise", py::arg("phrasing") = "varied", py::arg("noop_share") = 0.0,
+      "Generates a suite (empty skills or domains mean all): (items, shortfalls).");
+  m.def("_probes_family_capacity", &family_capacity, py::arg("family"), py::arg("difficulty"), py::arg("seed") = 0,
+        py::arg("draws") = kCapacityDraws, py::call_guard<py::gil_scoped_release>(),
+        "Distinct prompts of a family at a difficulty among `draws` items.");
+  m.def(
+      "_probes_generate_item",
+      [](const std::string& family, int difficulty, uint64_t seed, uint64_t index, const std::string& phrasing,
+         double noop_share) { return generate_item(family, difficulty, seed, index, surface_options(phrasing, noop_share)); },
+      py::arg("family"), py::arg("difficulty"), py::arg("seed"), py::arg("index"), py::arg("phrasing") = "varied",
+      py::arg("noop_share") = 0.0, "Generates one item of a family.");
   m.def("_probes_families", [] {
     py::list out;
     for (const auto& f : families()) {

@@ -129,7 +129,9 @@ void add_probes_commands(CLI::App& app) {
   struct GenOpts {
     int n_per_cell = 50;
     uint64_t seed = 0;
-    std::string skills = "all", domains = "all", difficulties = "1,2,3", out;
+    std::string skills = "all", domains = "all", difficulties = "1,2,3", out, on_short_supply = "raise";
+    std::string phrasing = "varied";
+    double noop_share = 0.0;
   };
   auto g = std::make_shared<GenOpts>();
   CLI::App* gen = probes->add_subcommand("generate", "generate a probe suite as JSONL");
@@ -138,6 +140,16 @@ void add_probes_commands(CLI::App& app) {
   gen->add_option("--skills", g->skills, "comma-separated skills or 'all'")->capture_default_str();
   gen->add_option("--domains", g->domains, "comma-separated domains or 'all'")->capture_default_str();
   gen->add_option("--difficulties", g->difficulties, "comma-separated difficulties in 1..5")->capture_default_str();
+  gen->add_option("--on-short-supply", g->on_short_supply,
+                  "when a family has fewer distinct prompts than asked: raise (error) or warn (keep repeats)")
+      ->check(CLI::IsMember({"raise", "warn"}))
+      ->capture_default_str();
+  gen->add_option("--phrasing", g->phrasing, "varied (one of three phrasings per item) or canonical")
+      ->check(CLI::IsMember({"varied", "canonical"}))
+      ->capture_default_str();
+  gen->add_option("--noop-share", g->noop_share, "share of items with an irrelevant NoOp sentence (0..1)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   gen->add_option("-o,--output", g->out, "output JSONL path")->required();
   gen->callback([g] {
     SuiteSpec spec;
@@ -159,17 +171,32 @@ void add_probes_commands(CLI::App& app) {
         throw InvalidArgument("difficulties: '" + s + "' is not an integer, expected integers in 1..5");
       }
     }
-    const auto items = generate(spec);
+    spec.on_short_supply = g->on_short_supply == "warn" ? ShortSupply::warn : ShortSupply::raise;
+    spec.surface.phrasing = g->phrasing == "canonical" ? Phrasing::canonical : Phrasing::varied;
+    spec.surface.noop_share = g->noop_share;
+    std::vector<SupplyShortfall> shortfalls;
+    const auto items = generate(spec, &shortfalls);
+    for (const auto& s : shortfalls)
+      std::cerr << "warning: family " << s.family << " at difficulty " << s.difficulty << ": asked for " << s.requested
+                << " items, capacity " << s.capacity << "; " << s.repeats << " prompts repeat\n";
     write_jsonl(items, g->out);
     std::cerr << "wrote " << items.size() << " items to " << g->out << " (suite hash " << suite_hash(items) << ")\n";
   });
 
   // families
   CLI::App* fam = probes->add_subcommand("families", "list the generator families");
-  fam->callback([] {
+  auto capacity = std::make_shared<int64_t>(0);
+  fam->add_option("--capacity", *capacity,
+                  "also print each family's capacity (distinct prompts) at difficulties 1..5 over this many draws")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
+  fam->callback([capacity] {
     for (const auto& f : families()) {
-      std::cout << f.name << "\t" << to_string(f.skill) << "/" << to_string(f.domain) << "\tv" << f.version << "\t"
-                << f.description << "\n";
+      std::cout << f.name << "\t" << to_string(f.skill) << "/" << to_string(f.domain) << "\tv" << f.version << "\t";
+      if (*capacity > 0) {
+        for (int d = 1; d <= 5; ++d) std::cout << (d > 1 ? "," : "capacity ") << family_capacity(f.name, d, 0, *capacity);
+        std::cout << "\t";
+      }
+      std::cout << f.description << "\n";
     }
   });
 

@@ -9,6 +9,7 @@ Families, difficulty and the schema are documented in ``docs/probes.md``.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Union, overload
 
@@ -28,6 +29,8 @@ __all__ = [
     "generate",
     "generate_item",
     "families",
+    "ProbeSupplyWarning",
+    "SMALL_ANSWER_SPACE",
     "render",
     "score",
     "extract",
@@ -237,12 +240,24 @@ class ProbeSet:
         return score(self, outputs)
 
 
+#: families(supply=N): an answer space with at most this many distinct gold answers is "small" and gets a
+#: chance level 1/answers (a uniform guess over it is a real strategy); a larger one is open (chance NaN).
+SMALL_ANSWER_SPACE = 20
+
+
+class ProbeSupplyWarning(UserWarning):
+    """generate(on_short_supply="warn"): a family has fewer distinct prompts at a difficulty than asked."""
+
+
 def generate(
     skills: Names = "all",
     domains: Names = "all",
     n_per_cell: int = 50,
     difficulties: int | Iterable[int] = (1, 2, 3),
     seed: int = 0,
+    on_short_supply: str = "raise",
+    phrasing: str = "varied",
+    noop_share: float = 0.0,
 ) -> ProbeSet:
     """Generates a probe suite: ``n_per_cell`` items for every chosen (skill, domain) cell.
 
@@ -256,6 +271,15 @@ def generate(
         n_per_cell: items per cell (0..:data:`MAX_PER_CELL`).
         difficulties: a difficulty level or a list of levels in 1..5, cycled within each family.
         seed: the suite seed (a non-negative integer below 2**64).
+        on_short_supply: no prompt repeats within a suite; when a family has fewer distinct prompts at a
+            difficulty (its capacity, see :func:`families`) than the suite asks of it, ``"raise"`` raises an
+            InvalidArgumentError naming family, difficulty, requested and capacity, ``"warn"`` keeps the
+            repeats and emits one :class:`ProbeSupplyWarning` per family and difficulty.
+        phrasing: ``"varied"`` (default) draws one of each family's three phrasings per item, seeded by the
+            item id (``Item.phrasing``); ``"canonical"`` pins phrasing 0, holding the surface form fixed.
+        noop_share: share of items (0..1, default 0) that get an irrelevant but plausible sentence of their
+            domain in front of the prompt (GSM-Symbolic's NoOp; ``Item.noop``). Neither option changes the
+            task content or the gold answer.
 
     Integers may be Python or numpy integers, never bool or float; any other value is an InvalidArgumentError
     naming the argument, the value and what was expected.
@@ -266,18 +290,38 @@ def generate(
     if not diffs:
         raise InvalidArgumentError("difficulties: got an empty list, expected one or more integers in 1..5")
     n_per_cell = _checks.integer(n_per_cell, "n_per_cell", 0, MAX_PER_CELL)
-    return ProbeSet(_core._probes_generate(skill_list, domain_list, n_per_cell, diffs, _seed(seed)))
+    if on_short_supply not in ("raise", "warn"):
+        raise InvalidArgumentError(f"on_short_supply: got {on_short_supply!r}, expected 'raise' or 'warn'")
+    phrasing, noop_share = _surface(phrasing, noop_share)
+    items, shortfalls = _core._probes_generate(skill_list, domain_list, n_per_cell, diffs, _seed(seed), on_short_supply,
+                                               phrasing, noop_share)
+    for s in shortfalls:
+        warnings.warn(ProbeSupplyWarning(
+            f"family '{s['family']}' at difficulty {s['difficulty']}: the suite asks for {s['requested']} items "
+            f"but the family has {s['capacity']} distinct prompts; {s['repeats']} prompts repeat"), stacklevel=2)
+    return ProbeSet(items)
 
 
-def generate_item(family: str, difficulty: int = 1, seed: int = 0, index: int = 0) -> Item:
-    """One item of a generator family (see :func:`families`); deterministic in all four arguments.
+def _surface(phrasing: Any, noop_share: Any) -> tuple[str, float]:
+    if phrasing not in ("varied", "canonical"):
+        raise InvalidArgumentError(f"phrasing: got {phrasing!r}, expected 'varied' or 'canonical'")
+    if isinstance(noop_share, bool) or not isinstance(noop_share, (int, float)) or not 0 <= noop_share <= 1:
+        raise InvalidArgumentError(f"noop_share: got {noop_share!r}, expected a number in [0, 1]")
+    return phrasing, float(noop_share)
+
+
+def generate_item(family: str, difficulty: int = 1, seed: int = 0, index: int = 0, phrasing: str = "varied",
+                  noop_share: float = 0.0) -> Item:
+    """One item of a generator family (see :func:`families`); deterministic in all its arguments.
 
     ``family`` is a family name (str), ``difficulty`` an integer in 1..5, ``seed`` and ``index`` integers in
-    0..2**64-1 (Python or numpy, not bool); anything else is an InvalidArgumentError.
+    0..2**64-1 (Python or numpy, not bool); ``phrasing`` and ``noop_share`` as in :func:`generate`; anything
+    else is an InvalidArgumentError.
     """
+    phrasing, noop_share = _surface(phrasing, noop_share)
     return _core._probes_generate_item(_checks.string(family, "family", "a generator family name (str)"),
                                        _checks.integer(difficulty, "difficulty", 1, 5), _seed(seed),
-                                       _checks.integer(index, "index", 0, _checks.UINT64_MAX))
+                                       _checks.integer(index, "index", 0, _checks.UINT64_MAX), phrasing, noop_share)
 
 
 def families(supply: int = 0, seed: int = 0) -> "pd.DataFrame":
@@ -286,9 +330,17 @@ def families(supply: int = 0, seed: int = 0) -> "pd.DataFrame":
     the answer space is open).
 
     With ``supply`` > 0, items at indices ``0..supply-1`` of every difficulty 1..5 are generated under ``seed``
-    and the frame gains, per difficulty d, ``distinct_d`` (distinct prompts among them: a lower bound of the
-    family's capacity at d; ``supply`` means "at least that many") and ``majority_d`` (the share of the most
-    common gold answer: the accuracy of always guessing it, to hold against ``chance``).
+    and the frame gains, per difficulty d:
+
+    - ``capacity_d``: distinct prompts among them (the C++ ``family_capacity``; exact where ``supply`` draws
+      exhaust the family's space, else a lower bound close to ``supply``); a suite asking for more of the family
+      at d raises (or warns, ``on_short_supply="warn"``);
+    - ``majority_d``: the share of the most common gold answer (the accuracy of always guessing it);
+    - ``answers_d``: distinct gold answers among them (diagnostic families: distinct error locations);
+    - ``chance_d``: the accuracy of a uniform guess over the answer space where it is small: 1/options for
+      choice items, 1/``answers_d`` when ``answers_d`` <= :data:`SMALL_ANSWER_SPACE`, else NaN (open);
+    - ``none_d`` (diagnostic families): the share of items without an error (gold ``"none"``), and
+      ``majority_d`` is then the share of the most common error location among the items with an error.
     """
     import collections
 
@@ -305,14 +357,25 @@ def families(supply: int = 0, seed: int = 0) -> "pd.DataFrame":
     frame["answer_type"] = types
     frame["chance"] = chance
     for d in range(1, 6) if supply else ():
-        distinct, majority = [], []
-        for name in frame["name"]:
+        capacity, majority, answers, chance_d, none = [], [], [], [], []
+        for name, skill, atype in zip(frame["name"], frame["skill"], frame["answer_type"]):
+            capacity.append(_core._probes_family_capacity(name, d, seed, supply))
             items = [_core._probes_generate_item(name, d, seed, k) for k in range(supply)]
-            distinct.append(len({it.prompt for it in items}))
             golds = collections.Counter(it.answer for it in items)
-            majority.append(golds.most_common(1)[0][1] / supply)
-        frame[f"distinct_{d}"] = distinct
+            n_none = golds.pop("none", 0) if skill == "diagnostic" else 0
+            none.append(n_none / supply if skill == "diagnostic" else float("nan"))
+            n = sum(golds.values())
+            majority.append(golds.most_common(1)[0][1] / n if n else float("nan"))
+            answers.append(len(golds))
+            if atype == "choice":
+                chance_d.append(1.0 / len(items[0].choices))
+            else:
+                chance_d.append(1.0 / len(golds) if 0 < len(golds) <= SMALL_ANSWER_SPACE else float("nan"))
+        frame[f"capacity_{d}"] = capacity
         frame[f"majority_{d}"] = majority
+        frame[f"answers_{d}"] = answers
+        frame[f"chance_{d}"] = chance_d
+        frame[f"none_{d}"] = none
     return frame
 
 

@@ -130,7 +130,9 @@ class Report:
     # --- tables ----------------------------------------------------------------------------------------------
     @property
     def profile(self) -> "pd.DataFrame":
-        """One row per (stage, cell): n, correct, acc and its Wilson interval [lo, hi]."""
+        """One row per (stage, cell): n, correct, acc and its Wilson interval [lo, hi]; for diagnostic cells
+        also the error detection ``precision``, ``recall`` and ``f1`` (NaN elsewhere and in reports written
+        before they existed)."""
         import pandas as pd
 
         rows = []
@@ -139,8 +141,11 @@ class Report:
                 a = c["accuracy"]
                 rows.append({**self._key(s), "skill": c["cell"]["skill"], "domain": c["cell"]["domain"],
                              "n": a["n"], "correct": a["correct"], "acc": _num(a["acc"]), "lo": _num(a["lo"]),
-                             "hi": _num(a["hi"])})
-        return pd.DataFrame(rows, columns=["stage", "arm", "step", "skill", "domain", "n", "correct", "acc", "lo", "hi"])
+                             "hi": _num(a["hi"]), **{k: _num(c.get(k)) for k in self._DETECTION_COLS}})
+        return pd.DataFrame(rows, columns=["stage", "arm", "step", "skill", "domain", "n", "correct", "acc", "lo", "hi"]
+                            + self._DETECTION_COLS)
+
+    _DETECTION_COLS = ["precision", "recall", "f1"]
 
     _DIV_COLS = ["items", "positions", "kl_ref_stage", "kl_stage_ref", "js", "entropy_ref", "entropy_stage",
                  "entropy_change", "js_sparsity", "rank_shift", "top1_agree", "js_cache_bound",
@@ -316,7 +321,7 @@ class Report:
 
         cols = ["stage", "arm", "step", "id", "skill", "domain", "mode", "output", "extracted", "correct",
                 "generated_tokens", "finish_reason", "think_tokens", "think_closed", "samples", "correct_samples",
-                "score"]
+                "score", "phrasing", "noop"]
         rows = []
         for s, b in self._sections("behaviour"):
             for it in b["items"]:
@@ -328,7 +333,8 @@ class Report:
                              "generated_tokens": it["generated_tokens"], "finish_reason": it.get("finish_reason", ""),
                              "think_tokens": it.get("think_tokens", 0), "think_closed": bool(it.get("think_closed", True)),
                              "samples": samples, "correct_samples": correct_samples,
-                             "score": correct_samples / samples if samples else float("nan")})
+                             "score": correct_samples / samples if samples else float("nan"),
+                             "phrasing": it.get("phrasing", 0), "noop": bool(it.get("noop", False))})
         return pd.DataFrame(rows, columns=cols)
 
     def responses(self, stage: str) -> "Responses":

@@ -89,3 +89,29 @@ def test_cli_accepts_the_largest_seed(cli, tmp_path):
         out = _generate(cli, seed, tmp_path / f"{seed}.jsonl")
         assert out.returncode == 0, out.stderr
     assert (tmp_path / "18446744073709551615.jsonl").read_text() == (tmp_path / "0018446744073709551615.jsonl").read_text()
+
+
+def test_cli_short_supply_phrasing_noop_and_capacity(cli, tmp_path):
+    import subprocess
+
+    def run(*args):
+        return subprocess.run([cli, "probes", *args], capture_output=True, text=True)
+
+    out = tmp_path / "s.jsonl"
+    base = ["generate", "--skills", "enumeration", "--domains", "math", "--n-per-cell", "240", "-o", str(out)]
+    r = run(*base)
+    assert r.returncode != 0 and "family 'math.stars_and_bars' at difficulty 2 has 20 distinct prompts" in r.stderr
+    assert not out.exists()
+    r = run(*base, "--on-short-supply", "warn")
+    assert r.returncode == 0 and "warning: family math.lattice_paths at difficulty 1: asked for 40 items, capacity 25" in r.stderr
+    r = run(*base, "--on-short-supply", "ignore")
+    assert r.returncode != 0 and "--on-short-supply" in r.stderr
+    r = run("generate", "--n-per-cell", "2", "--phrasing", "canonical", "--noop-share", "1", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    items = probes.ProbeSet.from_jsonl(out)
+    assert all(it.phrasing == 0 and it.noop for it in items)
+    assert run("generate", "--noop-share", "2", "-o", str(out)).returncode != 0
+    r = run("families", "--capacity", "400")
+    assert r.returncode == 0
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("math.lattice_paths\t")][0]
+    assert "capacity 25," in line

@@ -12,8 +12,8 @@ from metaprobe import probes
 
 # Pinned fingerprints of the default suite (generate() with its defaults). A change here means every
 # user's suite changed: bump the family version of what changed instead of re-pinning silently.
-GOLDEN_FNV = "f063534f419d4b45"
-GOLDEN_SHA256 = "9f5def0236418a5de620d508aa6186d56ebc573f67077b62b665d6da7bd06680"
+GOLDEN_FNV = "a31dcb168afebca2"
+GOLDEN_SHA256 = "70a86fa72b8b0651f991fac7a2736b1771f5ab0ce83b2239859566c1120deb3e"
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +94,11 @@ def test_items_are_plain_ascii_and_short_at_low_difficulty():
 
 def perturbations(it) -> list[str]:
     """Answers that must score wrong: off by one, another choice, a wrong or missing list element."""
+    if it.answer_type == "integer" and it.answer == "none":  # a diagnostic item without an error
+        return ["1", "2", "0"]
     if it.answer_type == "integer":
-        return [str(int(it.answer) + 1), str(int(it.answer) - 1)]
+        wrong = [str(int(it.answer) + 1), str(int(it.answer) - 1)]
+        return wrong + (["none", "No error"] if it.skill == "diagnostic" else [])
     if it.answer_type == "number":
         a = Fraction(it.answer)
         return [f"{float(a + max(1, abs(a)) * Fraction(1, 20)):.6f}", f"{float(a - max(1, abs(a)) * Fraction(1, 20)):.6f}"]
@@ -310,15 +313,15 @@ def test_no_prompt_repeats_within_a_cell(suite):
 
 def test_families_report_answer_type_chance_and_supply():
     f = probes.families()
-    assert {"answer_type", "chance"} <= set(f.columns) and len(f) == 40
+    assert {"answer_type", "chance"} <= set(f.columns) and len(f) == 47
     choice = f[f["answer_type"] == "choice"]
     assert len(choice) == 7 and (choice["chance"] == 0.25).all()  # the seven table families
     assert f[f["answer_type"] != "choice"]["chance"].isna().all()
     s = probes.families(supply=20)
     for d in range(1, 6):
-        assert s[f"distinct_{d}"].between(1, 20).all()
+        assert s[f"capacity_{d}"].between(1, 20).all()
         assert s[f"majority_{d}"].between(0.05, 1.0).all()
     # lattice_paths d1 is a 5 x 5 space of grids: at most 25 distinct prompts, whatever the supply asked
-    assert probes.families(supply=60).set_index("name").loc["math.lattice_paths", "distinct_1"] <= 25
+    assert probes.families(supply=60).set_index("name").loc["math.lattice_paths", "capacity_1"] <= 25
     with pytest.raises(metaprobe.InvalidArgumentError, match=r"supply: got True \(bool\), expected an integer"):
         probes.families(supply=True)

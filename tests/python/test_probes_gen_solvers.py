@@ -30,7 +30,10 @@ SEED = 20240611
 
 
 def items_of(family: str):
-    return [probes.generate_item(family, d, SEED, i) for d in range(1, 6) for i in range(PER_DIFFICULTY)]
+    # the canonical phrasing: the solvers read prompts in it; test_probes_surface.py pins that the other
+    # phrasings carry the same task (id, answer, solution, parameters)
+    return [probes.generate_item(family, d, SEED, i, phrasing="canonical") for d in range(1, 6)
+            for i in range(PER_DIFFICULTY)]
 
 
 def run_code(code: str) -> str:
@@ -164,6 +167,9 @@ def solve_table_choice(it):
     group_answers = {r["answer"] for r in table if r["group"] == gold["group"]} - {gold["answer"]} - equivalent
     wanted = min(max(it.difficulty - 2, 0), 3, len(group_answers))
     assert sum(c in group_answers for c in it.choices) >= wanted
+    if it.difficulty == 1:  # the easiest level: far distractors, from rows of other groups only
+        for c in it.choices:
+            assert c == gold["answer"] or any(r["answer"] == c and r["group"] != gold["group"] for r in table), c
     return "ABCD"[it.choices.index(gold["answer"])]
 
 
@@ -374,8 +380,8 @@ def solve_arithmetic_wrong_step(it):
         a, b, c = int(a), int(b), int(c)
         if {"+": a + b, "-": a - b, "*": a * b}[op] != c:
             wrong.append(int(k))
-    assert len(wrong) == 1
-    return str(wrong[0])
+    assert len(wrong) <= 1
+    return str(wrong[0]) if wrong else "none"
 
 
 def _linear(side: str) -> tuple[Fraction, Fraction]:
@@ -440,8 +446,8 @@ def solve_equation_wrong_step(it):
     sols = [_solution(eq0)] + [_solution(s) for s in steps]
     assert str(sols[0]) == it.meta["solution"]
     changes = [k for k in range(1, len(sols)) if sols[k] != sols[k - 1]]
-    assert len(changes) == 1  # later steps follow correctly from the wrong line
-    return str(changes[0])
+    assert len(changes) <= 1  # later steps follow correctly from the wrong line
+    return str(changes[0]) if changes else "none"
 
 
 UNIT_SIZE = {  # in the base unit of each dimension
@@ -460,8 +466,8 @@ def solve_unit_error(it):
     for k, a, u1, b, u2 in re.findall(r"Step (\d+): ([\d.]+) (\S+) = ([\d.]+) (\S+)", it.prompt):
         if Fraction(a) * UNIT_SIZE[u1] != Fraction(b) * UNIT_SIZE[u2]:
             wrong.append(int(k))
-    assert len(wrong) == 1
-    return str(wrong[0])
+    assert len(wrong) <= 1
+    return str(wrong[0]) if wrong else "none"
 
 
 DIMS = {  # exponents of M, L, T, I
@@ -487,8 +493,8 @@ def solve_dimension_check(it):
     for k, lhs, rhs in re.findall(r"\((\d+)\) (\w+) = (.*)", it.prompt):
         if any(_dim(term) != DIMS[lhs] for term in rhs.split(" + ")):
             bad.append(int(k))
-    assert len(bad) == 1
-    return str(bad[0])
+    assert len(bad) <= 1
+    return str(bad[0]) if bad else "none"
 
 
 def _fib(n: int) -> int:
@@ -534,6 +540,10 @@ def solve_buggy_line(it):
     assert f"`{test}`" in it.prompt
     env: dict = {}
     exec(code, env)
+    if it.answer == "none":  # no bug: the function is the template's correct one and passes the test
+        exec(test, env)
+        _check_fixed_function(code, name, random.Random(0))
+        return "none"
     with pytest.raises(AssertionError):
         exec(test, env)
     lines = code.split("\n")
@@ -578,8 +588,8 @@ def solve_failing_assert(it):
         assert ref(*args) == eval(expected, {})  # the asserts state the intended behaviour
         if fn(*args) != eval(expected, {}):
             failing.append(k)
-    assert len(failing) == 1
-    return str(failing[0])
+    assert len(failing) <= 1
+    return str(failing[0]) if failing else "none"
 
 
 def solve_receipt_error(it):
@@ -592,8 +602,8 @@ def solve_receipt_error(it):
     k, total = re.search(r"\n(\d+)\. Total = \$([\d.]+)", it.prompt).groups()
     if sum(amounts) != Fraction(total):
         broken.append(int(k))
-    assert len(broken) == 1
-    return str(broken[0])
+    assert len(broken) <= 1
+    return str(broken[0]) if broken else "none"
 
 
 def _consistent(constraints) -> bool:
@@ -638,10 +648,69 @@ def solve_schedule_contradiction(it):
         m = re.fullmatch(r"(.+) is at the same time as (.+)\.", text)
         assert m, text
         constraints.append((low(m.group(1)), low(m.group(2)), 0))
-    assert not _consistent(constraints)
+    if _consistent(constraints):
+        return "none"
     odd = [k + 1 for k in range(len(constraints)) if _consistent(constraints[:k] + constraints[k + 1:])]
     assert len(odd) == 1
     return str(odd[0])
+
+
+def solve_problem_drift(it):
+    """The solution the question asks for, line by line (the numbers each line should hold), against the
+    lines shown: the first line whose numbers differ is where the solution departs from the question."""
+    q = it.prompt.split("\n")[0]
+    lines = [ln.split(": ", 1)[1] for ln in it.prompt.split("\n") if re.match(r"Line \d+: ", ln)]
+    g = [int(x) for x in re.findall(r"\d+", q)]
+    kind = it.meta["template"]
+    if kind == 0:
+        a, b = g[0] * g[1], g[2] * g[3]
+        calc = [[g[0], g[1], a], [g[2], g[3], b], [a, b, a + b], [g[4], a + b, g[4] - a - b]]
+    elif kind == 1:
+        a, b = g[0] * g[1], g[2] * g[3]
+        calc = [[g[0], g[1], a], [g[2], g[3], b], [a, b, a + b]]
+    else:
+        total, good = g[0] * g[1], g[0] * g[1] - g[2]
+        calc = [[g[0], g[1], total], [total, g[2], good], [good, g[3], good - g[3]]]
+    merged = "=" in lines[0]  # d >= 3: no restatement lines
+    body = ([] if merged else [[x] for x in g]) + calc
+    # a final line answering another question may come early (the remaining computation left out)
+    want = body[:len(lines) - 1] + [[calc[-1][-1]]]
+    assert len(lines) in (len(body), len(body) + 1), (lines, body)
+    for ln in lines[:-1]:  # the arithmetic shown is right, whatever values it uses
+        if "=" in ln:
+            lhs, rhs = ln.split(" = ")
+            assert eval(lhs.replace(" x ", " * ").replace("$", "")) == int(re.findall(r"\d+", rhs)[0]), ln
+    for k, (ln, w) in enumerate(zip(lines, want), start=1):
+        if [int(x) for x in re.findall(r"\d+", ln)] != w:
+            return str(k)
+    return "none"
+
+
+def _predicate(it):
+    cond = it.meta["condition"]
+    assert f"range({it.meta['start']}, {it.meta['stop']})" in it.prompt and f"`{cond}`" in it.prompt
+    return [x for x in range(it.meta["start"], it.meta["stop"]) if eval(cond, {"x": x})]
+
+
+def solve_predicate_count(it):
+    return str(len(_predicate(it)))
+
+
+def solve_predicate_values(it):
+    return ", ".join(map(str, _predicate(it)))
+
+
+def solve_table_recall(it):
+    table = TABLES[it.meta["table"]]["entries"]
+    rows = [r for r in table if r["key"] == it.meta["key"]]
+    assert len(rows) == 1 and rows[0]["key"] in it.prompt
+    gold = rows[0]["answer"]
+    forms = set(it.aliases) | {it.answer}
+    assert gold in forms  # the table's answer text is always accepted
+    assert it.choices == [] and it.answer_type == "string"
+    # the canonical name is the answer without its symbol or call parentheses
+    m = re.fullmatch(r"(.+) \((.+)\)", gold)
+    return m.group(1) if m else gold[:-2] if gold.endswith("()") else gold
 
 
 SOLVERS = {
@@ -655,6 +724,13 @@ SOLVERS = {
     "general.time_difference": solve_time_difference,
     "math.theorem_recall": solve_table_choice,
     "math.formula_recall": solve_table_choice,
+    "math.theorem_name": solve_table_recall,
+    "physics.unit_name": solve_table_recall,
+    "coding.builtin_name": solve_table_recall,
+    "general.capital_name": solve_table_recall,
+    "math.problem_drift": solve_problem_drift,
+    "coding.predicate_count": solve_predicate_count,
+    "coding.predicate_values": solve_predicate_values,
     "physics.si_units": solve_table_choice,
     "physics.laws": solve_table_choice,
     "coding.complexity": solve_table_choice,
@@ -712,3 +788,34 @@ def test_every_knowledge_table_cites_its_source():
             for key in ("aliases", "equivalents"):
                 assert all(isinstance(x, str) and x for x in row.get(key, [])), (name, row["key"])
             assert row["answer"] not in row.get("equivalents", []), (name, row["key"])
+
+
+REFERENCES = json.loads((ROOT / "tests" / "python" / "data" / "table_references.json").read_text(encoding="utf-8"))
+
+
+def test_every_table_is_checked_against_values_transcribed_from_its_source():
+    """Issue 11, req. 7: data/table_references.json holds values transcribed from each table's cited source
+    (SI Brochure tables, the World Factbook, CLRS, the Python docs, Abramowitz & Stegun, MathWorld, Halliday);
+    every table has a sample there and every sampled entry equals the table's."""
+    refs = REFERENCES["tables"]
+    assert set(refs) == set(TABLES), set(TABLES) ^ set(refs)
+    for name, rows in refs.items():
+        assert len(rows) >= 5, name
+        table = TABLES[name]["entries"]
+        for ref in rows:
+            assert isinstance(ref.get("source"), str) and len(ref["source"]) > 10, ref
+            if "key_contains" in ref:  # a statement table: the named entry's statement holds the phrase
+                row = [r for r in table if r["answer"] == ref["answer"]]
+                assert len(row) == 1 and ref["key_contains"] in row[0]["key"], (name, ref)
+                continue
+            row = [r for r in table if r["key"] == ref["key"]]
+            assert len(row) == 1, (name, ref["key"])
+            assert ref["answer"] in [row[0]["answer"], *row[0].get("aliases", [])], (name, ref, row[0]["answer"])
+
+
+def test_a_changed_table_entry_is_caught_by_the_reference_check():
+    table = TABLES["physics_units"]["entries"]
+    wrong = [dict(r, answer="joule (J)") if r["key"] == "force" else r for r in table]
+    ref = [x for x in REFERENCES["tables"]["physics_units"] if x["key"] == "force"][0]
+    row = [r for r in wrong if r["key"] == "force"][0]
+    assert ref["answer"] not in [row["answer"], *row.get("aliases", [])]

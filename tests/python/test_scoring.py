@@ -137,8 +137,10 @@ def _perturb(it) -> list[str]:
     """Wrong answers for an item: off by one, another option, a changed or swapped list element."""
     t = getattr(it.answer_type, "name", str(it.answer_type)).split(".")[-1]
     a = it.answer
+    if t == "integer" and a == "none":  # a diagnostic item without an error
+        return ["1", "3"]
     if t == "integer":
-        return [str(int(a) + 1), str(int(a) - 1)]
+        return [str(int(a) + 1), str(int(a) - 1)] + (["none"] if it.skill == "diagnostic" else [])
     if t == "number":
         x = float(eval(a.replace("^", "**"))) if "/" in a else float(a)
         return [repr(x + 10 * max(it.tolerance, 1e-9) * max(1.0, abs(x)) + 1e-6 * max(1.0, abs(x)))]

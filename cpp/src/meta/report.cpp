@@ -90,11 +90,8 @@ namespace metaprobe::meta {
 // The generation fields came later than schema version 1: reports without them read with the defaults.
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ItemResult, id, cell, mode, output, extracted, correct,
                                                 generated_tokens, loglikelihoods, finish_reason, think_tokens,
-                                                think_closed, samples, correct_samples)
+                                                think_closed, samples, correct_samples, phrasing, noop)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PassAtK, k, value)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(CellAccuracy, cell, accuracy)
-NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Behaviour, cells, overall, items, pass_at_k, prompt_tokens,
-                                                generated_tokens, positions_processed)
 // Records whose later fields (added within schema version 1) may be absent: every original field is required,
 // the later ones read as their defaults (NaN) when absent. METAPROBE_JSON_FIELDS lists them once for both
 // directions.
@@ -113,6 +110,11 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Behaviour, cells, overall, items
     LATER(METAPROBE_GET_LATER)                                                 \
   }
 
+#define CELL_ACCURACY_FIELDS(X) X(cell) X(accuracy)
+#define CELL_ACCURACY_LATER(X) X(precision) X(recall) X(f1)  // diagnostic cells' error detection
+METAPROBE_JSON_WITH_LATER(CellAccuracy, CELL_ACCURACY_FIELDS, CELL_ACCURACY_LATER)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Behaviour, cells, overall, items, pass_at_k, prompt_tokens,
+                                                generated_tokens, positions_processed)
 #define CELL_DIVERGENCE_FIELDS(X)                                                                              \
   X(cell) X(items) X(positions) X(kl_ref_stage) X(kl_stage_ref) X(js) X(entropy_ref) X(entropy_stage)        \
   X(entropy_change) X(js_sparsity) X(rank_shift) X(top1_agree) X(position_counts) X(high_js_counts)           \

@@ -634,6 +634,7 @@ class Engine {
     for (int64_t k = 1; k < n; k *= 2) ks.push_back(k);
     ks.push_back(n);
     std::vector<double> pass(ks.size(), 0.0);
+    std::map<probes::Cell, probes::Detection> detection;  // diagnostic cells, first samples
     if (!gen_items_.empty()) {
       std::vector<Read> reads;
       std::vector<const probes::Item*> its;
@@ -655,6 +656,11 @@ class Engine {
         res.output = reads[first].output;
         res.extracted = reads[first].closed ? sc.items[first].extracted : "";
         res.correct = reads[first].closed && sc.items[first].correct;
+        if (items_[i].skill == probes::Skill::diagnostic) {
+          const std::string& st = sc.items[first].strategy;
+          const bool found = reads[first].closed && st != "none" && st != "reasoning_unclosed";
+          probes::add_detection(detection[items_[i].cell()], items_[i], res.extracted, found, res.correct);
+        }
         res.generated_tokens = static_cast<int64_t>(answers[r].samples[0].tokens.size());
         res.finish_reason = answers[r].samples[0].finish_reason;
         res.think_tokens = reads[first].think_tokens;
@@ -696,6 +702,8 @@ class Engine {
       if (!present[i]) continue;
       results[i].id = items_[i].id;
       results[i].cell = items_[i].cell();
+      results[i].phrasing = items_[i].phrasing;
+      results[i].noop = items_[i].noop;
       auto& c = cells[items_[i].cell()];
       c.first.push_back(score[i]);
       c.second += results[i].correct_samples;
@@ -707,7 +715,16 @@ class Engine {
       if (n == 1) return probes::wilson(correct, static_cast<int64_t>(sc.size()), opt_.z);
       return clustered_accuracy(sc, correct, opt_.seed, opt_.z);
     };
-    for (const auto& [cell, cn] : cells) b.cells.push_back({cell, accuracy(cn.first, cn.second)});
+    for (const auto& [cell, cn] : cells) {
+      CellAccuracy ca{cell, accuracy(cn.first, cn.second)};
+      if (auto it = detection.find(cell); it != detection.end()) {
+        probes::finish_detection(it->second);
+        ca.precision = it->second.precision;
+        ca.recall = it->second.recall;
+        ca.f1 = it->second.f1;
+      }
+      b.cells.push_back(ca);
+    }
     b.overall = accuracy(all, all_correct);
     return b;
   }

@@ -318,6 +318,25 @@ Code build_code(const Template& t, const Bug* bug, int d) {
 void gen_buggy_line(SplitMix64& rng, int d, Item& item) {
   // A failing test that no other mutation of the template repairs (Note [unique buggy line]); a bug for
   // which 64 inputs give none is drawn again.
+  const bool clean = draw_no_error(rng);
+  if (clean) {
+    // No bug: the template's correct function and a test it passes.
+    const Template& t = pick_template(rng, d);
+    const Input in = t.gen(rng);
+    const std::string call = call_text(t, in), want = t.correct(in);
+    const Code code = build_code(t, nullptr, d);
+    item.prompt = "Here is a Python function and a test. If a line of the function is buggy (the test `assert " + call +
+                  " == " + want + "` fails because of it), give that line's number (the def line is line 1); if the "
+                  "test passes, answer none.\n```\n" + code.text() + "```";
+    item.answer = std::string(kNoError);
+    item.answer_type = AnswerType::integer;
+    item.reference_solution = call + " returns " + want + ", so the test passes.\n" + kNoErrorAnswerLine;
+    json mutations = json::array();
+    for (const auto& b : t.bugs) mutations.push_back({{"line", code.line_of(b.line)}, {"text", b.text}});
+    item.meta = {{"template", t.name}, {"code", code.text()}, {"fix", ""}, {"test", "assert " + call + " == " + want},
+                 {"mutations", mutations}, {"error", false}};
+    return;
+  }
   const Template* tp = nullptr;
   size_t bug_index = 0;
   Input failing;
@@ -337,9 +356,9 @@ void gen_buggy_line(SplitMix64& rng, int d, Item& item) {
   const size_t line = code.line_of(bug.line);
   const std::string call = call_text(t, failing);
   const std::string fix = t.lines[bug.line];
-  item.prompt = "This Python function has exactly one buggy line. The test `assert " + call + " == " + want +
-                "` fails. Which line contains the bug? Give its line number (the def line is line 1).\n```\n" +
-                code.text() + "```";
+  item.prompt = "Here is a Python function and a test. If a line of the function is buggy (the test `assert " + call +
+                " == " + want + "` fails because of it), give that line's number (the def line is line 1); if the "
+                "test passes, answer none.\n```\n" + code.text() + "```";
   item.answer = to_string(line);
   item.answer_type = AnswerType::integer;
   item.reference_solution = call + " returns " + got + ", expected " + want + ". Line " + item.answer +
@@ -349,32 +368,35 @@ void gen_buggy_line(SplitMix64& rng, int d, Item& item) {
   for (size_t o = 0; o < t.bugs.size(); ++o)
     if (o != bug_index) mutations.push_back({{"line", code.line_of(t.bugs[o].line)}, {"text", t.bugs[o].text}});
   item.meta = {{"template", t.name}, {"code", code.text()}, {"fix", fix}, {"test", "assert " + call + " == " + want},
-               {"mutations", mutations}};
+               {"mutations", mutations}, {"error", true}};
 }
 
 void gen_failing_assert(SplitMix64& rng, int d, Item& item) {
   const size_t n = static_cast<size_t>(2 + d);
+  const bool clean = draw_no_error(rng);
   for (;;) {
     const Template& t = pick_template(rng, d);
     const Bug& bug = t.bugs[static_cast<size_t>(rng.below(t.bugs.size()))];
     std::vector<Input> pass, fail;
     std::vector<std::string> seen;
-    for (int tries = 0; tries < 300 && (pass.size() < n - 1 || fail.empty()); ++tries) {
+    const size_t need_pass = clean ? n : n - 1;
+    for (int tries = 0; tries < 300 && (pass.size() < need_pass || fail.empty()); ++tries) {
       if (tries >= 40 && pass.empty()) break;  // this bug shows on (almost) every input
       Input in = t.gen(rng);
       const std::string call = call_text(t, in);
       if (std::find(seen.begin(), seen.end(), call) != seen.end()) continue;
       seen.push_back(call);
       if (bug.fn(in) == t.correct(in)) {
-        if (pass.size() < n - 1) pass.push_back(in);
+        if (pass.size() < need_pass) pass.push_back(in);
       } else if (fail.empty()) {
         fail.push_back(in);
       }
     }
-    if (pass.size() < n - 1 || fail.empty()) continue;  // this bug shows on (almost) every input: pick another
-    const size_t bad = static_cast<size_t>(rng.below(n));
+    // a bug that shows on (almost) every input (or never): pick another; a clean item's asserts all pass
+    if (pass.size() < need_pass || fail.empty()) continue;
+    const size_t bad = clean ? n : static_cast<size_t>(rng.below(n));
     std::vector<Input> order = pass;
-    order.insert(order.begin() + static_cast<long>(bad), fail[0]);
+    if (!clean) order.insert(order.begin() + static_cast<long>(bad), fail[0]);
     const Code code = build_code(t, &bug, d);
     std::string asserts, sol;
     json aj = json::array();
@@ -385,12 +407,12 @@ void gen_failing_assert(SplitMix64& rng, int d, Item& item) {
       aj.push_back("assert " + call + " == " + want);
       sol += "(" + to_string(i + 1) + ") " + call + " returns " + got + (got == want ? ": passes" : ", expected " + want + ": fails") + ".\n";
     }
-    item.prompt = "Here is a Python function and a list of tests. Exactly one assert fails. Which one? Give its "
-                  "number.\n```\n" + code.text() + "```" + asserts;
-    item.answer = to_string(bad + 1);
+    item.prompt = "Here is a Python function and a list of tests. At most one assert fails. Which one? Give its "
+                  "number, or none if they all pass.\n```\n" + code.text() + "```" + asserts;
+    item.answer = clean ? std::string(kNoError) : to_string(bad + 1);
     item.answer_type = AnswerType::integer;
     item.reference_solution = sol + "Answer: " + item.answer;
-    item.meta = {{"template", t.name}, {"code", code.text()}, {"asserts", aj}};
+    item.meta = {{"template", t.name}, {"code", code.text()}, {"asserts", aj}, {"error", !clean}};
     return;
   }
 }

@@ -192,8 +192,11 @@ void make_table_choice(SplitMix64& rng, int difficulty, Item& item, std::string_
   if (n_same > 0) {
     take(same, n_same);
     take(other, 3);
+  } else if (difficulty == 1) {
+    // difficulty 1: far distractors only, from other groups (the easiest discrimination)
+    take(other, 3);
   } else {
-    // difficulty 1-2: distractors from the whole table, same group or not
+    // difficulty 2: distractors from the whole table, same group or not
     std::vector<size_t> all = same;
     all.insert(all.end(), other.begin(), other.end());
     rng.shuffle(all);
@@ -239,3 +242,63 @@ void make_table_choice(SplitMix64& rng, int difficulty, Item& item, std::string_
 
 }  // namespace detail
 }  // namespace metaprobe::probes
+
+namespace metaprobe::probes::detail {
+
+namespace {
+
+// The forms of a table answer a free answer may take: "newton (N)" -> {"newton", "N", "newton (N)"},
+// "len()" -> {"len", "len()"}; the first is the canonical name.
+std::vector<std::string> answer_forms(const std::string& answer) {
+  std::vector<std::string> out;
+  const auto open = answer.rfind(" (");
+  if (!answer.empty() && answer.back() == ')' && open != std::string::npos && open > 0) {
+    out.push_back(answer.substr(0, open));
+    out.push_back(answer.substr(open + 2, answer.size() - open - 3));
+  } else if (answer.size() > 2 && answer.compare(answer.size() - 2, 2, "()") == 0) {
+    out.push_back(answer.substr(0, answer.size() - 2));
+  }
+  out.push_back(answer);
+  return out;
+}
+
+}  // namespace
+
+void make_table_recall(SplitMix64& rng, int difficulty, Item& item, std::string_view table_name,
+                       std::string_view question, std::string_view group_word) {
+  const auto& rows = table(table_name);
+  const size_t gold = static_cast<size_t>(rng.below(rows.size()));
+  const TableEntry& g = rows[gold];
+  std::vector<std::string> forms = answer_forms(g.answer);
+  for (const auto& a : g.aliases)
+    for (auto& f : answer_forms(a))
+      if (std::find(forms.begin(), forms.end(), f) == forms.end()) forms.push_back(std::move(f));
+  std::string q(question);
+  q.replace(q.find("{}"), 2, g.key);
+  std::string cue;
+  if (difficulty <= 2) cue = " (" + std::string(group_word) + ": " + g.group;
+  if (difficulty == 1) cue += "; the answer starts with '" + forms[0].substr(0, 1) + "'";
+  if (difficulty <= 2) cue += ")";
+  std::string lures;
+  std::vector<std::string> lure_keys;
+  if (difficulty >= 4) {
+    // interference: facts of other entries of the same group, with other answers
+    std::vector<size_t> same;
+    for (size_t i = 0; i < rows.size(); ++i)
+      if (i != gold && rows[i].group == g.group && rows[i].answer != g.answer) same.push_back(i);
+    rng.shuffle(same);
+    for (size_t k = 0; k < same.size() && k < static_cast<size_t>(difficulty - 3); ++k) {
+      lures += "For " + rows[same[k]].key + ", the answer would be " + answer_forms(rows[same[k]].answer)[0] + ". ";
+      lure_keys.push_back(rows[same[k]].key);
+    }
+  }
+  item.prompt = lures + q + cue + " Answer from memory with the name only.";
+  item.answer = forms[0];
+  item.answer_type = AnswerType::string;
+  item.aliases.assign(forms.begin() + 1, forms.end());
+  item.equivalents = g.equivalents;
+  item.reference_solution = "It is " + g.answer + ".\nAnswer: " + item.answer;
+  item.meta = {{"table", std::string(table_name)}, {"key", g.key}, {"group", g.group}, {"lures", lure_keys}};
+}
+
+}  // namespace metaprobe::probes::detail

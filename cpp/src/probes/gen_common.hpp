@@ -5,8 +5,10 @@
 #include <string_view>
 #include <vector>
 
+#include <metaprobe/probes/generate.hpp>
 #include <metaprobe/probes/item.hpp>
 #include <metaprobe/probes/rng.hpp>
+#include <metaprobe/probes/scoring.hpp>
 
 namespace metaprobe::probes::detail {
 
@@ -28,6 +30,12 @@ std::string join_ints(const std::vector<int64_t>& values, std::string_view sep =
 /// "A", "B", ... for a choice index.
 std::string choice_letter(int index);
 
+/// Whether a diagnostic item has no error (gold kNoError): drawn first, with probability 2/5, so that 30-50%
+/// of a diagnostic cell's items test that a model can also say "none" (Note [no-error items], gen_diagnostic.cpp).
+inline bool draw_no_error(SplitMix64& rng) { return rng.chance(2, 5); }
+/// The reference solution's last line for an item without an error.
+inline constexpr const char* kNoErrorAnswerLine = "Answer: none";
+
 /// One row of a knowledge table (data/probes/*.json): the subject asked about, its answer, its group.
 struct TableEntry {
   std::string key;
@@ -42,11 +50,25 @@ const std::vector<TableEntry>& table(std::string_view name);
 std::vector<std::string> table_names();
 
 /// Fills a 4-way multiple-choice item from `table`: a uniformly drawn entry, three distractors with other
-/// answers from the same table, of which max(0, difficulty − 2) (capped at 3) come from the entry's group;
+/// answers from the same table: at difficulty 1 all from other groups, at 2 from the whole table, above that
+/// max(0, difficulty − 2) (capped at 3) from the entry's group;
 /// never an answer listed in the entry's `equivalents` (nor one whose own `equivalents` list the gold).
 /// `question` holds "{}" where the entry's key goes.
 void make_table_choice(SplitMix64& rng, int difficulty, Item& item, std::string_view table_name,
                        std::string_view question, std::string_view solution_lead);
+
+/// Fills a closed-book free-recall item (string answer) from `table`: a uniformly drawn entry; the answer is
+/// the entry's name ("newton" of "newton (N)", "len" of "len()"), the other forms and the entry's aliases are
+/// aliases. Difficulty: d1 gives the group and the answer's first letter, d2 the group, d3 no cue, d4-d5 add
+/// one or two facts of other entries of the group as interference. `question` holds "{}".
+void make_table_recall(SplitMix64& rng, int difficulty, Item& item, std::string_view table_name,
+                       std::string_view question, std::string_view group_word);
+
+/// Rewrites the family's question fragments of `prompt` into phrasing 1..kPhrasings-1 (0 leaves it); false
+/// when the prompt holds none of them (surface.cpp).
+bool rephrase(std::string& prompt, std::string_view family, int phrasing);
+/// Draws the item's phrasing and NoOp clause (Note [surface variety] in surface.cpp) and applies them.
+void apply_surface(Item& item, const SurfaceOptions& surface);
 
 // Generators, one per family (gen_*.cpp).
 void gen_prime_factorisation(SplitMix64&, int, Item&);
@@ -66,6 +88,10 @@ void gen_complexity(SplitMix64&, int, Item&);
 void gen_python_builtins(SplitMix64&, int, Item&);
 void gen_passage_fact(SplitMix64&, int, Item&);
 void gen_capitals(SplitMix64&, int, Item&);
+void gen_theorem_name(SplitMix64&, int, Item&);
+void gen_unit_name(SplitMix64&, int, Item&);
+void gen_builtin_name(SplitMix64&, int, Item&);
+void gen_capital_name(SplitMix64&, int, Item&);
 
 void gen_recurrence(SplitMix64&, int, Item&);
 void gen_grid_walk(SplitMix64&, int, Item&);
@@ -82,6 +108,8 @@ void gen_spectral_lines(SplitMix64&, int, Item&);
 void gen_punnett(SplitMix64&, int, Item&);
 void gen_loop_count(SplitMix64&, int, Item&);
 void gen_loop_outputs(SplitMix64&, int, Item&);
+void gen_predicate_count(SplitMix64&, int, Item&);
+void gen_predicate_values(SplitMix64&, int, Item&);
 void gen_count_words(SplitMix64&, int, Item&);
 void gen_list_words(SplitMix64&, int, Item&);
 
@@ -91,6 +119,7 @@ void gen_unit_error(SplitMix64&, int, Item&);
 void gen_dimension_check(SplitMix64&, int, Item&);
 void gen_buggy_line(SplitMix64&, int, Item&);
 void gen_failing_assert(SplitMix64&, int, Item&);
+void gen_problem_drift(SplitMix64&, int, Item&);
 void gen_receipt_error(SplitMix64&, int, Item&);
 void gen_schedule_contradiction(SplitMix64&, int, Item&);
 

@@ -568,3 +568,135 @@ void gen_list_words(SplitMix64& rng, int d, Item& item) {
 }
 
 }  // namespace metaprobe::probes::detail
+
+namespace metaprobe::probes::detail {
+
+// Note [predicate enumeration]: the coding cell's enumeration is a search over an input domain, not a program
+// trace: which x in range(a, b) make a Python condition True. The answer follows from checking every case
+// (counting or listing them), which is what enumeration asks; loop_count / loop_outputs, which only run a
+// program, are simulation items. Difficulty: one atom over 10-20 values (d1), two joined by `and` (d2), `or`
+// over a wider range (d3), three atoms with `not` (d4), four atoms over up to 90 values (d5).
+namespace {
+
+struct Atom {
+  int kind = 0;  // 0 x % m == r, 1 x % m != r, 2 x > c, 3 x <= c, 4 x % 10 == r, 5 (x // k) % 2 == 1
+  int64_t m = 2, r = 0;
+  std::string text() const {
+    switch (kind) {
+      case 0: return "x % " + std::to_string(m) + " == " + std::to_string(r);
+      case 1: return "x % " + std::to_string(m) + " != " + std::to_string(r);
+      case 2: return "x > " + std::to_string(r);
+      case 3: return "x <= " + std::to_string(r);
+      case 4: return "x % 10 == " + std::to_string(r);
+      default: return "(x // " + std::to_string(m) + ") % 2 == 1";
+    }
+  }
+  bool eval(int64_t x) const {  // x >= 0: Python's % and // agree with C++'s here
+    switch (kind) {
+      case 0: return x % m == r;
+      case 1: return x % m != r;
+      case 2: return x > r;
+      case 3: return x <= r;
+      case 4: return x % 10 == r;
+      default: return (x / m) % 2 == 1;
+    }
+  }
+};
+
+struct Predicate {
+  int64_t lo = 0, hi = 10;  // range(lo, hi)
+  std::vector<Atom> atoms;
+  std::vector<std::string> ops;  // between atoms: "and" / "or"
+  bool negate_first = false;
+  std::string text() const {
+    std::string out;
+    for (size_t i = 0; i < atoms.size(); ++i) {
+      if (i) out += " " + ops[i - 1] + " ";
+      out += i == 0 && negate_first ? "not (" + atoms[i].text() + ")" : atoms[i].text();
+    }
+    return out;
+  }
+  // Python precedence: not > and > or. Evaluated as or-of-and-groups.
+  bool eval(int64_t x) const {
+    bool any = false, group = true;
+    for (size_t i = 0; i < atoms.size(); ++i) {
+      bool v = atoms[i].eval(x);
+      if (i == 0 && negate_first) v = !v;
+      if (i > 0 && ops[i - 1] == "or") {
+        any = any || group;
+        group = true;
+      }
+      group = group && v;
+    }
+    return any || group;
+  }
+  std::vector<int64_t> matches() const {
+    std::vector<int64_t> out;
+    for (int64_t x = lo; x < hi; ++x)
+      if (eval(x)) out.push_back(x);
+    return out;
+  }
+};
+
+Atom random_atom(SplitMix64& rng, int64_t lo, int64_t hi) {
+  Atom a;
+  a.kind = static_cast<int>(rng.below(6));
+  a.m = rng.uniform(2, 7);
+  if (a.kind <= 1) a.r = rng.uniform(0, a.m - 1);
+  if (a.kind == 2 || a.kind == 3) a.r = rng.uniform(lo + 1, hi - 2);
+  if (a.kind == 4) a.r = rng.uniform(0, 9);
+  if (a.kind == 5) a.m = rng.uniform(2, 5);
+  return a;
+}
+
+Predicate random_predicate(SplitMix64& rng, int d, size_t max_matches) {
+  static const std::array<std::array<int64_t, 2>, 6> width = {{{0, 0}, {10, 20}, {12, 30}, {20, 45}, {25, 60}, {40, 90}}};
+  for (;;) {
+    Predicate p;
+    const auto di = static_cast<size_t>(d);
+    p.lo = rng.uniform(0, 30);
+    p.hi = p.lo + rng.uniform(width[di][0], width[di][1]);
+    const size_t n_atoms = d == 1 ? 1 : d <= 3 ? 2 : d == 4 ? 3 : 4;
+    for (size_t i = 0; i < n_atoms; ++i) p.atoms.push_back(random_atom(rng, p.lo, p.hi));
+    for (size_t i = 1; i < n_atoms; ++i) p.ops.push_back(d == 2 ? "and" : d == 3 ? "or" : rng.chance(1, 2) ? "and" : "or");
+    p.negate_first = d >= 4 && rng.chance(1, 2);
+    const auto m = p.matches();
+    // every atom must matter somewhere in the range, and the answer must be neither empty nor everything
+    if (m.empty() || m.size() > max_matches || static_cast<int64_t>(m.size()) == p.hi - p.lo) continue;
+    return p;
+  }
+}
+
+json predicate_meta(const Predicate& p) {
+  return {{"condition", p.text()}, {"start", p.lo}, {"stop", p.hi}};
+}
+
+}  // namespace
+
+void gen_predicate_count(SplitMix64& rng, int d, Item& item) {
+  const Predicate p = random_predicate(rng, d, 1000);
+  const auto m = p.matches();
+  item.prompt = "For how many integers x in range(" + std::to_string(p.lo) + ", " + std::to_string(p.hi) +
+                ") is the Python condition `" + p.text() + "` True?";
+  item.answer = std::to_string(m.size());
+  item.answer_type = AnswerType::integer;
+  item.reference_solution = "Checking every x from " + std::to_string(p.lo) + " to " + std::to_string(p.hi - 1) +
+                            ", it holds for " + (m.size() <= 12 ? join_ints(m) : std::to_string(m.size()) + " values") +
+                            ".\nAnswer: " + item.answer;
+  item.meta = predicate_meta(p);
+}
+
+void gen_predicate_values(SplitMix64& rng, int d, Item& item) {
+  const Predicate p = random_predicate(rng, d, 16);
+  const auto m = p.matches();
+  item.prompt = "List, in increasing order, every integer x in range(" + std::to_string(p.lo) + ", " +
+                std::to_string(p.hi) + ") for which the Python condition `" + p.text() + "` is True.";
+  item.answer = join_ints(m);
+  item.answer_type = AnswerType::list;
+  item.ordered = true;
+  item.reference_solution = "Checking every x from " + std::to_string(p.lo) + " to " + std::to_string(p.hi - 1) +
+                            ": " + join_ints(m) + ".\nAnswer: " + item.answer;
+  item.meta = predicate_meta(p);
+}
+
+}  // namespace metaprobe::probes::detail

@@ -107,3 +107,25 @@ void gen_passage_fact(SplitMix64& rng, int d, Item& item) {
 }
 
 }  // namespace metaprobe::probes::detail
+
+namespace metaprobe::probes::detail {
+
+// Closed-book free recall beside the 4-way choice families: the same tables, no options to recognise.
+void gen_theorem_name(SplitMix64& rng, int d, Item& item) {
+  make_table_recall(rng, d, item, "math_theorems", "Name the theorem that states the following: {}", "area");
+}
+
+void gen_unit_name(SplitMix64& rng, int d, Item& item) {
+  make_table_recall(rng, d, item, "physics_units", "What is the name of the SI unit of {}?", "field");
+}
+
+void gen_builtin_name(SplitMix64& rng, int d, Item& item) {
+  make_table_recall(rng, d, item, "coding_python", "Which Python built-in function or method does the following: {}?",
+                    "kind");
+}
+
+void gen_capital_name(SplitMix64& rng, int d, Item& item) {
+  make_table_recall(rng, d, item, "general_capitals", "What is the capital of {}?", "continent");
+}
+
+}  // namespace metaprobe::probes::detail

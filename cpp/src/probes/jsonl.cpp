@@ -11,6 +11,7 @@
 
 #include <metaprobe/atomic_file.hpp>
 #include <metaprobe/error.hpp>
+#include <metaprobe/probes/generate.hpp>
 
 namespace metaprobe::probes {
 namespace {
@@ -54,7 +55,7 @@ int64_t get_int(const json& v, std::string_view where, const char* field) {
 const std::set<std::string, std::less<>>& known_keys() {
   static const std::set<std::string, std::less<>> keys = {
       "id", "skill", "domain", "family", "difficulty", "prompt", "answer", "answer_type", "tolerance",
-      "ordered", "choices", "gold_index", "reference_solution", "meta", "aliases", "equivalents"};
+      "ordered", "choices", "gold_index", "reference_solution", "meta", "aliases", "equivalents", "phrasing", "noop"};
   return keys;
 }
 
@@ -102,6 +103,8 @@ json to_json(const Item& item) {
   j["reference_solution"] = item.reference_solution;
   if (!item.aliases.empty()) j["aliases"] = item.aliases;
   if (!item.equivalents.empty()) j["equivalents"] = item.equivalents;
+  if (item.phrasing != 0) j["phrasing"] = item.phrasing;  // canonical items keep their earlier bytes
+  if (item.noop) j["noop"] = true;
   j["meta"] = item.meta;
   return j;
 }
@@ -161,6 +164,16 @@ Item item_from_json(const json& j, std::string_view where) {
       if (!c.is_string()) fail(where, "choices", std::string("expected an array of strings, found a ") + kind(c));
       item.choices.push_back(c.get<std::string>());
     }
+  }
+  if (auto it = j.find("phrasing"); it != j.end()) {
+    const int64_t p = get_int(*it, where, "phrasing");
+    if (p < 0 || p >= kPhrasings)
+      fail(where, "phrasing", "got " + std::to_string(p) + ", expected an integer in 0.." + std::to_string(kPhrasings - 1));
+    item.phrasing = static_cast<int>(p);
+  }
+  if (auto it = j.find("noop"); it != j.end()) {
+    if (!it->is_boolean()) fail(where, "noop", std::string("expected a boolean, got ") + kind(*it));
+    item.noop = it->get<bool>();
   }
   if (auto it = j.find("gold_index"); it != j.end()) {
     item.gold_index = static_cast<int>(get_int(*it, where, "gold_index"));

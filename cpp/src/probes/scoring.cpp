@@ -1,6 +1,7 @@
 // Answer checking by type, Wilson intervals, aggregation, and multiple choice from log-likelihoods.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include <metaprobe/error.hpp>
 #include <metaprobe/probes/scoring.hpp>
@@ -344,6 +345,10 @@ bool answers_match(const Item& item, std::string_view extracted) {
     case AnswerType::integer:
     case AnswerType::number: {
       check_tolerance(item);
+      // A diagnostic item without an error (Note [no-error answers] in scoring_extract.cpp).
+      if (item.skill == Skill::diagnostic && item.answer == kNoError)
+        return extracted == kNoError || says_no_error(extracted);
+      if (item.skill == Skill::diagnostic && (extracted == kNoError || says_no_error(extracted))) return false;
       Number gold = gold_number(item);
       if (number_matches(item, gold, extracted)) return true;
       for (const auto& a : item.aliases) {
@@ -368,6 +373,23 @@ bool answers_match(const Item& item, std::string_view extracted) {
   }
   throw InvalidArgument(item_name(item) + ": invalid answer_type " +
                         std::to_string(static_cast<int>(item.answer_type)));
+}
+
+void add_detection(Detection& d, const Item& item, std::string_view extracted, bool found, bool correct) {
+  ++d.n;
+  const bool error = item.answer != kNoError;
+  const bool flagged = found && !extracted.empty() && extracted != kNoError;
+  d.errors += error;
+  d.flagged += flagged;
+  d.true_positives += error && flagged && correct;
+}
+
+void finish_detection(Detection& d) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  d.precision = d.flagged > 0 ? static_cast<double>(d.true_positives) / static_cast<double>(d.flagged) : nan;
+  d.recall = d.errors > 0 ? static_cast<double>(d.true_positives) / static_cast<double>(d.errors) : nan;
+  // 2PR/(P+R) = 2tp/(flagged + errors): defined (0) also when nothing was flagged but errors exist.
+  d.f1 = d.flagged + d.errors > 0 ? 2.0 * static_cast<double>(d.true_positives) / static_cast<double>(d.flagged + d.errors) : nan;
 }
 
 bool check(const Item& item, std::string_view output) { return check(item, output, default_extract_options()); }

@@ -521,6 +521,82 @@ std::string option_answer(const OptionMatch& m) { return *m.opt->text; }
 // A choice answer inside a marker's span: the exact text of an option or alias, a letter that stands alone
 // ("B", "(B)", "B. Paris"), an option's text anywhere in the span (the earliest), a lone leading letter
 // ("B is right"), or a standalone letter outside the options' own texts. Sets the answer ("B" or a text).
+// ---------------------------------------------------------------------------------------------------------
+// "No error" answers of diagnostic items.
+//
+// Note [no-error answers]: a diagnostic item may have no error at all (gold kNoError). Models say so in
+// many words: "none", "No error", "There is no mistake", "All steps are correct", "Correct". A marker span
+// that *starts* with such a phrase answers kNoError, unless it goes on with "but" / "except" (a hedge that
+// names a step after all); otherwise the span's number is the answer. Without a marker, a final paragraph
+// whose last such phrase comes after its last digit answers kNoError (only unambiguous phrases there:
+// "Step 3 is correct." names a step).
+
+bool word_end(std::string_view s, std::size_t i) { return i >= s.size() || !is_alpha(s[i]); }
+
+}  // namespace
+
+bool detail::says_no_error(std::string_view span) {
+  std::size_t i = 0;
+  while (i < span.size() && (span[i] == '*' || span[i] == ' ' || span[i] == '"' || span[i] == '`' || span[i] == '(' ||
+                             span[i] == '$' || span[i] == '\\' || span[i] == '{')) {
+    if (span[i] == '\\') {  // \text{none}
+      std::size_t j = i + 1;
+      while (j < span.size() && is_alpha(span[j])) ++j;
+      i = j;
+      continue;
+    }
+    ++i;
+  }
+  static constexpr std::string_view kLeads[] = {
+      "none", "no error", "no errors", "no mistake", "no mistakes", "no wrong", "no incorrect", "no step",
+      "no line", "no sentence", "no equation", "no assert", "no contradiction", "no inconsistency", "nothing",
+      "there is no", "there are no", "there's no", "there were no", "all steps are correct", "all correct",
+      "all are correct", "all of them are correct", "every step is correct", "everything is correct",
+      "all lines are correct", "all the steps are correct", "the solution is correct", "it is correct",
+      "correct", "n/a", "not applicable"};
+  for (std::string_view lead : kLeads) {
+    if (!matches_ci(span, i, lead) || !word_end(span, i + lead.size())) continue;
+    for (std::string_view hedge : {" but ", " except ", " however"})
+      for (std::size_t k = i; k + hedge.size() <= span.size(); ++k)
+        if (matches_ci(span, k, hedge)) return false;
+    return true;
+  }
+  return false;
+}
+
+namespace {
+
+std::size_t final_paragraph(std::string_view s);
+
+bool ends_saying_no_error(std::string_view s) {
+  {  // a last line that is a no-error answer without any number ("none", "No error.", "Correct")
+    std::string_view t = trim(s);
+    const std::size_t nl = t.rfind('\n');
+    std::string_view last = nl == npos ? t : t.substr(nl + 1);
+    bool digit = false;
+    for (char c : last) digit = digit || is_digit(c);
+    if (!digit && says_no_error(last)) return true;
+  }
+  static constexpr std::string_view kPhrases[] = {
+      "no error", "no mistake", "nothing is wrong", "nothing wrong", "all steps are correct",
+      "all the steps are correct", "every step is correct", "everything is correct", "no step is wrong",
+      "no step is incorrect", "no contradiction", "all lines are correct", "none of the", "there is no wrong",
+      "no line is wrong", "no inconsistency", "all of the steps are correct", "all the equations are",
+      "all equations are", "every equation is", "all asserts pass", "every assert passes", "all tests pass"};
+  const std::size_t from = final_paragraph(s);
+  std::size_t best = npos;
+  for (std::string_view ph : kPhrases) {
+    std::size_t p = rfind_ci(s, ph, s.size());
+    if (p != npos && p >= from && (p == 0 || !is_alpha(s[p - 1])) && (best == npos || p > best)) best = p;
+  }
+  if (best == npos) return false;
+  for (std::size_t k = best; k < s.size(); ++k)
+    if (is_digit(s[k])) return false;
+  for (std::size_t k = from; k < best; ++k)  // "Step 3 is wrong; no error elsewhere" names a step
+    if (is_digit(s[k])) return false;
+  return true;
+}
+
 struct Ctx;
 bool choice_from_span(std::string_view span, const Ctx& cx, std::string& answer);
 
@@ -532,6 +608,7 @@ struct Ctx {
   AnswerType type;
   const std::vector<std::string>& choices;
   const std::vector<std::string>* aliases = nullptr;
+  bool none_ok = false;  // a diagnostic item: "none" / "no error" is an answer (kNoError)
   // The compact option texts, built on first use (most choice answers are a bare letter).
   mutable bool built = false;
   mutable std::vector<OptionText> opts;
@@ -606,6 +683,10 @@ bool accept(std::string_view span, const Ctx& cx, bool strict, std::string& answ
   switch (cx.type) {
     case AnswerType::integer:
     case AnswerType::number:
+      if (cx.none_ok && says_no_error(span)) {
+        answer = kNoError;
+        return true;
+      }
       return number_in_span(span, strict, answer);
     case AnswerType::choice:
       return choice_from_span(span, cx, answer);
@@ -896,6 +977,10 @@ Extraction run(std::string_view output, Ctx& cx, const ExtractOptions& options, 
   switch (cx.type) {
     case AnswerType::integer:
     case AnswerType::number:
+      if (cx.none_ok && allowed[kLastLine] && ends_saying_no_error(s)) {
+        ex.answer = kNoError;
+        return fire(kLastLine);
+      }
       if (allowed[kLastNumber] && try_last_number(s, ex.answer)) return fire(kLastNumber);
       break;
     case AnswerType::choice: {
@@ -944,6 +1029,7 @@ Extraction extract(std::string_view output, AnswerType type, const std::vector<s
 
 Extraction extract(const Item& item, std::string_view output, const ExtractOptions& options) {
   Ctx cx(item.answer_type, item.choices);
+  cx.none_ok = item.skill == Skill::diagnostic;
   const Mask allowed = &options == &default_options() ? Mask().set() : mask_of(options);
   return run(output, cx, options, allowed, item.aliases.empty() ? nullptr : &item.aliases);
 }

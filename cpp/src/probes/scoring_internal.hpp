@@ -58,6 +58,10 @@ std::string strip_wrappers(std::string_view s);
 /// `limit` bytes; npos when it does not close within them.
 std::size_t closing_brace(std::string_view s, std::size_t open, std::size_t limit);
 
+/// Whether an answer span says there is no error ("none", "No error.", "All steps are correct"; not when it
+/// goes on with "but" / "except"): the kNoError answer of a diagnostic item (Note [no-error answers]).
+bool says_no_error(std::string_view span);
+
 /// `s` without leading and trailing ASCII whitespace.
 std::string_view trim(std::string_view s);
 

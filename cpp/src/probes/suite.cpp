@@ -1,5 +1,6 @@
 #include <metaprobe/probes/suite.hpp>
 
+#include <map>
 #include <set>
 
 #include <metaprobe/error.hpp>
@@ -7,15 +8,30 @@
 #include <metaprobe/probes/jsonl.hpp>
 #include <metaprobe/probes/rng.hpp>
 
+#include "gen_common.hpp"
+
 namespace metaprobe::probes {
 
 namespace {
-// Redraws of an item whose prompt repeats an earlier one of its cell; past them a family's parameter
-// space at that difficulty is exhausted and the repeat stays (docs/probes.md, "Suites").
+// Redraws of an item whose prompt repeats an earlier one of the suite before its family's capacity is
+// counted; when the capacity covers the request, up to kRedrawsPerCapacity × capacity more (a nearly
+// exhausted space needs many draws to find its last prompts, as in coupon collecting).
 constexpr uint64_t kMaxRedraws = 32;
+constexpr uint64_t kRedrawsPerCapacity = 16;
 }  // namespace
 
-std::vector<Item> generate(const SuiteSpec& spec) {
+int64_t family_capacity(std::string_view family, int difficulty, uint64_t seed, int64_t draws) {
+  if (draws < 1) throw InvalidArgument("draws: got " + std::to_string(draws) + ", expected >= 1");
+  // distinct task contents: the canonical phrasing (phrasings multiply prompts, not tasks)
+  SurfaceOptions canonical;
+  canonical.phrasing = Phrasing::canonical;
+  std::set<std::string, std::less<>> prompts;
+  for (int64_t k = 0; k < draws; ++k)
+    prompts.insert(generate_item(family, difficulty, seed, static_cast<uint64_t>(k), canonical).prompt);
+  return static_cast<int64_t>(prompts.size());
+}
+
+std::vector<Item> generate(const SuiteSpec& spec, std::vector<SupplyShortfall>* shortfalls) {
   if (spec.n_per_cell < 0) {
     throw InvalidArgument("n_per_cell: got " + std::to_string(spec.n_per_cell) + ", expected >= 0");
   }
@@ -33,6 +49,11 @@ std::vector<Item> generate(const SuiteSpec& spec) {
   if (domains.empty()) domains.assign(kAllDomains.begin(), kAllDomains.end());
   // Cells always come in grid order, whatever order the spec lists them in; duplicates collapse.
   std::vector<Item> items;
+  std::set<std::string, std::less<>> seen;  // every (canonical) prompt of the suite so far
+  SurfaceOptions canonical;
+  canonical.phrasing = Phrasing::canonical;
+  if (!(spec.surface.noop_share >= 0 && spec.surface.noop_share <= 1))
+    throw InvalidArgument("noop_share: got " + std::to_string(spec.surface.noop_share) + ", expected a share in [0, 1]");
   items.reserve(static_cast<size_t>(spec.n_per_cell) * skills.size() * domains.size());
   for (Skill s : kAllSkills) {
     bool want_s = false;
@@ -44,18 +65,48 @@ std::vector<Item> generate(const SuiteSpec& spec) {
       if (!want_d) continue;
       const auto fams = families(Cell{s, d});
       const size_t nf = fams.size(), nd = spec.difficulties.size();
-      // Note [no duplicate prompts]: a small parameter space at low difficulty repeats prompts; an item
-      // whose prompt an earlier item of the cell already has is drawn again under index k + r·2^40
-      // (r = 1..kMaxRedraws), which keeps suites nested (an item depends on the earlier ones only).
-      std::set<std::string, std::less<>> seen;
+      // items of each (family, difficulty) this cell asks for, for the shortfall message
+      std::map<std::pair<size_t, int>, int64_t> requested;
+      for (int i = 0; i < spec.n_per_cell; ++i)
+        ++requested[{static_cast<size_t>(i) % nf, spec.difficulties[(static_cast<size_t>(i) / nf) % nd]}];
+      std::map<std::pair<size_t, int>, size_t> shortfall_at;  // index into *shortfalls
       for (int i = 0; i < spec.n_per_cell; ++i) {
         const size_t k = static_cast<size_t>(i) / nf;  // index within the family
-        const auto& fam = fams[static_cast<size_t>(i) % nf];
+        const size_t f = static_cast<size_t>(i) % nf;
+        const auto& fam = fams[f];
         const int difficulty = spec.difficulties[k % nd];
-        Item item = generate_item(fam.name, difficulty, spec.seed, k);
-        for (uint64_t r = 1; r <= kMaxRedraws && seen.count(item.prompt) > 0; ++r)
-          item = generate_item(fam.name, difficulty, spec.seed, k + (r << 40));
+        // Note [no duplicate prompts]: a small parameter space at low difficulty repeats prompts; an item
+        // whose prompt an earlier item of the suite already has is drawn again under index k + r·2^40
+        // (r = 1, 2, …), which keeps suites nested (an item depends on the earlier ones only).
+        Item item = generate_item(fam.name, difficulty, spec.seed, k, canonical);
+        uint64_t r = 1;
+        for (; r <= kMaxRedraws && seen.count(item.prompt) > 0; ++r)
+          item = generate_item(fam.name, difficulty, spec.seed, k + (r << 40), canonical);
+        if (seen.count(item.prompt) > 0) {
+          const int64_t want = requested[{f, difficulty}];
+          const int64_t cap = family_capacity(fam.name, difficulty, spec.seed);
+          if (want <= cap) {
+            const uint64_t more = kMaxRedraws + kRedrawsPerCapacity * static_cast<uint64_t>(cap);
+            for (; r <= more && seen.count(item.prompt) > 0; ++r)
+              item = generate_item(fam.name, difficulty, spec.seed, k + (r << 40), canonical);
+          }
+          if (seen.count(item.prompt) > 0) {
+            if (spec.on_short_supply == ShortSupply::raise)
+              throw InvalidArgument(
+                  "n_per_cell: family '" + fam.name + "' at difficulty " + std::to_string(difficulty) + " has " +
+                  std::to_string(cap) + " distinct prompts (its capacity over " + std::to_string(kCapacityDraws) +
+                  " draws under seed " + std::to_string(spec.seed) + ") but the suite asks for " + std::to_string(want) +
+                  " of them; expected at most " + std::to_string(cap) +
+                  " (ask fewer items per cell, add difficulties, or set on_short_supply to warn to keep the repeats)");
+            if (shortfalls) {
+              auto [it, fresh] = shortfall_at.try_emplace({f, difficulty}, shortfalls->size());
+              if (fresh) shortfalls->push_back({fam.name, difficulty, want, cap, 0});
+              ++(*shortfalls)[it->second].repeats;
+            }
+          }
+        }
         seen.insert(item.prompt);
+        detail::apply_surface(item, spec.surface);  // repeats are of tasks: phrasings do not make new ones
         items.push_back(std::move(item));
       }
     }

@@ -1,5 +1,7 @@
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <set>
 
 #include <metaprobe/error.hpp>
@@ -71,6 +73,8 @@ TEST_CASE("the grid has at least two families per cell, forty in all", "[probes]
   }
   REQUIRE(names.size() == families().size());
   REQUIRE(family_info("math.lattice_paths").skill == Skill::enumeration);
+  REQUIRE(family_info("coding.loop_count").skill == Skill::simulation);  // it runs a program (issue 11)
+  REQUIRE(families(Cell{Skill::enumeration, Domain::coding}).front().name == "coding.predicate_count");
   REQUIRE_THROWS_WITH(family_info("math.nope"), Catch::Contains("'math.nope'"));
 }
 
@@ -106,7 +110,7 @@ TEST_CASE("items are deterministic in (family, version, seed, index, difficulty)
 TEST_CASE("the default suite is pinned by its golden hash", "[probes][gen]") {
   const auto items = generate(SuiteSpec{});
   REQUIRE(items.size() == 1000);
-  REQUIRE(suite_hash(items) == "f063534f419d4b45");
+  REQUIRE(suite_hash(items) == "a31dcb168afebca2");
   SECTION("every cell is present with n_per_cell items and all its families") {
     std::map<Cell, int> per_cell;
     std::set<std::string> fams, ids;
@@ -227,4 +231,130 @@ TEST_CASE("prompt templates", "[probes][prompt]") {
     REQUIRE_THROWS_WITH(render(it, {"xml", 0, 0}), Catch::Contains("'xml'") && Catch::Contains("few_shot"));
     REQUIRE_THROWS_WITH(render(it, {"few_shot", -1, 0}), Catch::Contains("k: got -1"));
   }
+}
+
+TEST_CASE("supply: capacity, short supply raises or warns, no prompt repeats in a suite", "[probes][gen]") {
+  SECTION("capacity is the number of distinct prompts and bad arguments name themselves") {
+    REQUIRE(family_capacity("math.lattice_paths", 1) == 25);  // the 5 x 5 grids of difficulty 1
+    REQUIRE(family_capacity("math.theorem_name", 3) == static_cast<int64_t>(50));
+    REQUIRE(family_capacity("general.shopping_total", 3, 0, 300) == 300);
+    REQUIRE_THROWS_WITH(family_capacity("math.lattice_paths", 1, 0, 0), Catch::Contains("draws: got 0"));
+    REQUIRE_THROWS_WITH(family_capacity("math.nope", 1), Catch::Contains("'math.nope'"));
+  }
+  SuiteSpec s;
+  s.skills = {Skill::enumeration};
+  s.domains = {Domain::math};
+  s.n_per_cell = 240;
+  SECTION("raise names family, difficulty, requested and capacity") {
+    REQUIRE_THROWS_AS(generate(s), metaprobe::InvalidArgument);
+    REQUIRE_THROWS_WITH(generate(s), Catch::Contains("family 'math.stars_and_bars' at difficulty 2 has 20 distinct prompts") &&
+                                         Catch::Contains("asks for 40 of them; expected at most 20"));
+  }
+  SECTION("warn keeps the repeats and reports each family and difficulty once") {
+    s.on_short_supply = ShortSupply::warn;
+    s.surface.phrasing = Phrasing::canonical;  // repeats are of tasks; compare them in one phrasing
+    std::vector<SupplyShortfall> shortfalls;
+    const auto items = generate(s, &shortfalls);
+    REQUIRE(items.size() == 240);
+    REQUIRE(shortfalls.size() == 3);
+    int64_t repeats = 0;
+    for (const auto& f : shortfalls) {
+      REQUIRE(f.requested > f.capacity);
+      repeats += f.repeats;
+    }
+    std::set<std::string> prompts;
+    for (const auto& it : items) prompts.insert(it.prompt);
+    REQUIRE(static_cast<int64_t>(prompts.size()) == 240 - repeats);
+    const auto lattice = std::find_if(shortfalls.begin(), shortfalls.end(),
+                                      [](const SupplyShortfall& f) { return f.family == "math.lattice_paths"; });
+    REQUIRE(lattice != shortfalls.end());
+    REQUIRE(lattice->difficulty == 1);
+    REQUIRE(lattice->capacity == 25);
+    REQUIRE(lattice->requested == 40);
+  }
+  SECTION("a suite of every cell and level holds no prompt twice") {
+    SuiteSpec all;
+    all.n_per_cell = 100;
+    all.difficulties = {1, 2, 3, 4, 5};
+    std::set<std::string> prompts;
+    const auto items = generate(all);
+    for (const auto& it : items) prompts.insert(it.prompt);
+    REQUIRE(prompts.size() == items.size());
+  }
+}
+
+TEST_CASE("diagnostics: items without an error, and detection precision / recall / F1", "[probes][gen][scoring]") {
+  for (const auto& f : families()) {
+    if (f.skill != Skill::diagnostic) continue;
+    int none = 0;
+    for (int k = 0; k < 200; ++k) {
+      const Item it = generate_item(f.name, 1 + k % 5, 3, static_cast<uint64_t>(k));
+      none += it.answer == kNoError;
+      REQUIRE(it.prompt.find("xactly one") == std::string::npos);
+      REQUIRE(check(it, it.reference_solution));
+      REQUIRE(check(it, "Answer: none") == (it.answer == kNoError));
+    }
+    INFO(f.name);
+    REQUIRE(none >= 60);   // 30%
+    REQUIRE(none <= 100);  // 50%
+  }
+  SECTION("precision, recall and F1 from flagged locations") {
+    Item err;
+    err.skill = Skill::diagnostic;
+    err.answer = "3";
+    err.answer_type = AnswerType::integer;
+    Item clean = err;
+    clean.answer = std::string(kNoError);
+    Detection d;
+    add_detection(d, err, "3", true, true);      // tp
+    add_detection(d, err, "2", true, false);     // flagged the wrong line: fp and fn
+    add_detection(d, err, "none", true, false);  // missed: fn
+    add_detection(d, clean, "none", true, true);  // tn
+    add_detection(d, clean, "1", true, false);   // fp
+    add_detection(d, clean, "", false, false);   // no answer: not flagged
+    finish_detection(d);
+    REQUIRE(d.n == 6);
+    REQUIRE(d.errors == 3);
+    REQUIRE(d.flagged == 3);
+    REQUIRE(d.true_positives == 1);
+    REQUIRE(d.precision == Approx(1.0 / 3));
+    REQUIRE(d.recall == Approx(1.0 / 3));
+    REQUIRE(d.f1 == Approx(1.0 / 3));
+    Detection empty;
+    finish_detection(empty);
+    REQUIRE(std::isnan(empty.precision));
+    REQUIRE(std::isnan(empty.f1));
+  }
+}
+
+TEST_CASE("surface variety: phrasings keep the task, canonical pins them, NoOp is optional", "[probes][gen]") {
+  SurfaceOptions canonical;
+  canonical.phrasing = Phrasing::canonical;
+  SurfaceOptions noop;
+  noop.noop_share = 1.0;
+  for (const auto& f : families()) {
+    std::set<int> phrasings;
+    for (uint64_t k = 0; k < 30; ++k) {
+      const Item v = generate_item(f.name, 1 + static_cast<int>(k % 5), 4, k);
+      const Item c = generate_item(f.name, 1 + static_cast<int>(k % 5), 4, k, canonical);
+      const Item n = generate_item(f.name, 1 + static_cast<int>(k % 5), 4, k, noop);
+      phrasings.insert(v.phrasing);
+      REQUIRE(c.phrasing == 0);
+      REQUIRE(v.id == c.id);
+      REQUIRE(v.answer == c.answer);
+      REQUIRE(v.meta == c.meta);
+      REQUIRE((v.prompt != c.prompt) == (v.phrasing != 0));
+      REQUIRE(n.noop);
+      REQUIRE(n.prompt.size() > v.prompt.size());
+      REQUIRE(n.prompt.compare(n.prompt.size() - v.prompt.size(), v.prompt.size(), v.prompt) == 0);
+    }
+    INFO(f.name);
+    REQUIRE(phrasings.size() == 3);
+  }
+  SurfaceOptions bad;
+  bad.noop_share = 1.5;
+  REQUIRE_THROWS_WITH(generate_item("math.recurrence", 1, 0, 0, bad), Catch::Contains("noop_share: got 1.5"));
+  SuiteSpec s;
+  s.surface = bad;
+  REQUIRE_THROWS_WITH(generate(s), Catch::Contains("noop_share: got 1.5"));
 }

@@ -8,6 +8,9 @@ when its style was written and checked by reading the file; the items are stored
 corpus does not move when generators change. Rerun only to extend the corpus:
 
     python tests/python/data/make_graded_outputs.py   # needs an importable metaprobe
+
+``--extend`` only appends: rows for families the file lacks and for diagnostic items without an error (gold
+"none"), keeping every existing row and its verdict.
 """
 from __future__ import annotations
 
@@ -111,6 +114,11 @@ def styles(it, rng: random.Random):
             out.append(("sentence", f"According to the passage, the answer is a {it.answer}.", True))
             out.append(("sentence_wrong", f"According to the passage, the answer is {w}.", False))
             out.append(("negated", f"It is not {it.answer}.", False))
+        elif it.family.endswith("_name"):  # closed-book recall: a sentence, and another form of the answer
+            out.append(("sentence", f"From memory: it is {it.answer}.", True))
+            out.append(("sentence_wrong", f"From memory: it is {w}.", False))
+            if it.aliases:
+                out.append(("alias", f"Answer: {it.aliases[0]}", True))
         else:
             out.append(("sentence", f"The slice evaluates to `'{it.answer}'`.", True))
             out.append(("sentence_wrong", f"The slice evaluates to `'{w}'`.", False))
@@ -212,6 +220,59 @@ HAND: dict[str, list[tuple[str, str, bool]]] = {
 }
 
 
+# Diagnostic items without an error (gold "none"), and an error item answered "none" (issue 11, req. 5).
+NONE_STYLES: list[tuple[str, str, bool]] = [
+    ("none_colon", "I checked every step against the one before it; each one is right.\n\nAnswer: none", True),
+    ("no_error_sentence", "Every line checks out, so there is no error.", True),
+    ("boxed_none", "All consistent.\n\n$\\boxed{\\text{None}}$", True),
+    ("all_correct", "**Answer:** All steps are correct.", True),
+    ("no_error_bold", "**No error** — everything follows.", True),
+    ("flags_one", "The second one looks off to me.\n\nAnswer: 2", False),
+    ("think_cutoff_none", "<think>Checking the first... fine. The second... fine. So there is no error", False),
+    ("hedge_but", "Answer: No error in the first lines, but line 3 is wrong.", False),
+]
+ERROR_SAYS_NONE: list[tuple[str, str, bool]] = [
+    ("says_none", "Everything adds up as far as I can tell.\n\nAnswer: none", False),
+    ("no_error_sentence_wrong", "I could not find anything wrong: there is no error.", False),
+]
+
+
+def extend() -> None:
+    """Appends rows for families the corpus lacks and for diagnostic items without an error; the rows
+    already in the file (and their hand-checked verdicts) stay as they are."""
+    rng = random.Random(20261202)
+    rows = [json.loads(line) for line in OUT.open(encoding="utf-8") if line.strip()]
+    have = {r["item"]["family"] for r in rows}
+    suite = probes.generate(n_per_cell=24, difficulties=[1, 2, 3], seed=7)
+    new = []
+    done_none: set[str] = set()
+    done_err: set[str] = set()
+    for it in suite:
+        item = it.to_dict()
+        item.pop("meta", None)
+        if it.family not in have and it.answer != "none":
+            have.add(it.family)
+            for k, (style, output, verdict) in enumerate(styles(it, rng)):
+                new.append({"case": f"{it.family}#{k}", "style": style, "item": item, "output": output,
+                            "gold": gold_surface(it), "human": verdict})
+        if it.skill != "diagnostic":
+            continue
+        if it.answer == "none" and it.family not in done_none:
+            done_none.add(it.family)
+            for k, (style, output, verdict) in enumerate(NONE_STYLES):
+                new.append({"case": f"{it.family}#none{k}", "style": style, "item": item, "output": output,
+                            "gold": "none", "human": verdict})
+        elif it.answer != "none" and it.family not in done_err:
+            done_err.add(it.family)
+            for k, (style, output, verdict) in enumerate(ERROR_SAYS_NONE):
+                new.append({"case": f"{it.family}#says_none{k}", "style": style, "item": item, "output": output,
+                            "gold": it.answer, "human": verdict})
+    with OUT.open("a", encoding="utf-8") as f:
+        for r in new:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    print(len(new), "rows appended")
+
+
 def main() -> None:
     rng = random.Random(20261201)
     suite = probes.generate(n_per_cell=2, difficulties=[1, 2, 3], seed=7)
@@ -236,4 +297,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    extend() if sys.argv[1:] == ["--extend"] else main()

@@ -34,6 +34,8 @@ struct ItemResult {
   bool think_closed = true;            ///< false: a reasoning block was opened and never closed (no answer)
   int64_t samples = 1;                 ///< completions drawn (RunOptions::n_samples)
   int64_t correct_samples = 0;         ///< of which correct; the item's score is correct_samples / samples
+  int phrasing = 0;                    ///< the item's phrasing (probes::Item::phrasing)
+  bool noop = false;                   ///< whether its prompt carries a NoOp clause (probes::Item::noop)
 };
 
 /// The unbiased pass@k estimate (Chen et al. 2021) of a stage, averaged over items.
@@ -42,10 +44,16 @@ struct PassAtK {
   double value = 0;
 };
 
-/// Accuracy of one cell with its Wilson interval.
+/// Accuracy of one cell with its Wilson interval; diagnostic cells also error detection (probes::Detection:
+/// a model flags an item when it names a location; precision, recall and F1 of the right locations, from
+/// the first sample of generate-mode items). NaN elsewhere and where undefined.
 struct CellAccuracy {
   probes::Cell cell;
   probes::Accuracy accuracy;
+  // added within schema version 1: older reports read NaN
+  double precision = std::numeric_limits<double>::quiet_NaN();
+  double recall = std::numeric_limits<double>::quiet_NaN();
+  double f1 = std::numeric_limits<double>::quiet_NaN();
 };
 
 /// A stage's behavioural profile: accuracy per cell of the grid (cells with items only) and overall.

@@ -26,11 +26,30 @@ std::vector<FamilyInfo> families(const Cell& cell);
 /// The family with this name; throws InvalidArgument naming the value.
 const FamilyInfo& family_info(std::string_view name);
 
+/// Phrasings of every family's question (0 is the canonical one).
+inline constexpr int kPhrasings = 3;
+
+/// Which phrasing items get.
+enum class Phrasing {
+  varied,     ///< drawn per item from the kPhrasings, seeded by the item id (the default)
+  canonical,  ///< always phrasing 0, so a study can hold the surface form fixed
+};
+
+/// The surface form of generated prompts: phrasing and NoOp distractor clauses (GSM-Symbolic). Neither changes
+/// the task content or the gold answer, which depend on (family, version, seed, index, difficulty) only.
+struct SurfaceOptions {
+  Phrasing phrasing = Phrasing::varied;
+  /// Share of items that get an irrelevant but plausible sentence of their domain in front of the prompt.
+  double noop_share = 0.0;
+};
+
 /// The stable item id: FNV-1a 64 (hex) of "family|version|seed|index|difficulty".
 std::string item_id(std::string_view family, int version, uint64_t seed, uint64_t index, int difficulty);
 
-/// Generates one item: the same (family, version, seed, index, difficulty) gives a byte-identical item.
-/// Throws InvalidArgument for an unknown family or a difficulty outside 1..5.
-Item generate_item(std::string_view family, int difficulty, uint64_t seed, uint64_t index);
+/// Generates one item: the same (family, version, seed, index, difficulty) and surface options give a
+/// byte-identical item. Throws InvalidArgument for an unknown family, a difficulty outside 1..5 or a
+/// noop_share outside [0, 1].
+Item generate_item(std::string_view family, int difficulty, uint64_t seed, uint64_t index,
+                   const SurfaceOptions& surface = {});
 
 }  // namespace metaprobe::probes

@@ -39,6 +39,10 @@ struct Item {
   std::vector<std::string> aliases;
   /// Answers equivalent to the gold one that generators never offer as distractors (JSONL only records them).
   std::vector<std::string> equivalents;
+  /// Which of the family's phrasings the prompt uses (0 = canonical; docs/probes.md, "Surface variety").
+  int phrasing = 0;
+  /// Whether an irrelevant NoOp sentence was put in front of the prompt (SurfaceOptions::noop_share).
+  bool noop = false;
   nlohmann::json meta = nlohmann::json::object();   ///< the generator's parameters
   nlohmann::json extra = nlohmann::json::object();  ///< unknown JSONL fields, kept on read/write
 

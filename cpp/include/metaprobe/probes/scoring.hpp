@@ -22,6 +22,10 @@ inline constexpr std::array<std::string_view, 11> kStrategies = {
     "boxed",       "gsm8k",      "the_answer_is", "answer_colon",       "emphasis", "last_number",
     "choice_letter", "choice_text", "last_line",   "reasoning_unclosed", "none"};
 
+/// The gold answer of a diagnostic item without an error, and the answer extracted when a model says there
+/// is none ("No error", "All steps are correct", "none"; docs/probes.md, "Diagnostics without an error").
+inline constexpr std::string_view kNoError = "none";
+
 /// The answer found in a model output and the strategy that found it.
 /// Reasoning blocks (ExtractOptions::reasoning_tags) are removed first; then among the markers "boxed"
 /// (\boxed{x}), "gsm8k" (#### x), "the_answer_is" and "answer_colon" (Answer: x) the one whose position is
@@ -108,6 +112,23 @@ Scores score(const std::vector<Item>& items, const std::vector<std::string>& out
 /// InvalidArgument.
 Scores score(const std::vector<const Item*>& items, const std::vector<std::string_view>& outputs,
              const ExtractOptions& options = default_extract_options());
+
+/// Error detection of diagnostic items, as error localisation is scored in the literature: a model *flags*
+/// an item when it names a location (any answer but kNoError, found); flagged items with the right location
+/// are true positives. precision = tp / flagged, recall = tp / errors (items whose gold is a location),
+/// f1 their harmonic mean; NaN where a denominator is 0.
+struct Detection {
+  int64_t n = 0;        ///< items counted
+  int64_t errors = 0;   ///< items with an error (gold is a location)
+  int64_t flagged = 0;  ///< items where the model named a location
+  int64_t true_positives = 0;
+  double precision = 0, recall = 0, f1 = 0;
+};
+
+/// Adds one diagnostic item's verdict to running counts (call finish_detection once at the end).
+void add_detection(Detection& d, const Item& item, std::string_view extracted, bool found, bool correct);
+/// Fills precision, recall and f1 from the counts.
+void finish_detection(Detection& d);
 
 /// Multiple-choice prediction from per-choice log-likelihoods, as lm-evaluation-harness: pred = argmax ll
 /// (acc), pred_norm = argmax ll / len(choice) in Unicode code points (acc_norm); ties go to the first.
