@@ -98,6 +98,10 @@ class DemoConfig:
     max_new_tokens: int = 0                #: 0: the longest reference solution / teacher trace + 16 (from data)
     batch_size: int = 16
     collapse_delta: float = 0.1
+    #: "native": stages are TinyLMs run by the C++ engine; "hf": every stage is its Hugging Face checkpoint
+    #: directory loaded with transformers and wrapped by ``metaprobe.backends.hf``, exactly as a user's model
+    #: (slower: Python-side generation)
+    backend: str = "native"
     # statistics
     n_boot: int = 2000
     confidence: float = 0.95
@@ -139,6 +143,8 @@ class DemoConfig:
             raise InvalidArgumentError(f"target_gain: got {self.target_gain}, expected a value in (0, 1]")
         if not 0 < self.confidence < 1:
             raise InvalidArgumentError(f"confidence: got {self.confidence}, expected a value in (0, 1)")
+        if self.backend not in ("native", "hf"):
+            raise InvalidArgumentError(f"backend: got {self.backend!r}, expected 'native' or 'hf'")
 
 
 @dataclass
@@ -406,8 +412,23 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
         options = MetaOptions(max_new_tokens=max_new, stop=(), target_cells=(cfg.target,),
                               collapse_delta=cfg.collapse_delta, batch_size=cfg.batch_size,
                               reference_mode="exact", divergence_on="gold")
-        mp = MetaProbe(suite, reference="base", options=options, tokenizer="char")
-        mp.add_stage("base", arm="base", step=0, source=base, checkpoint=base_path)
+        hf_dir = lambda *parts: os.path.join(out, "hf", *parts)  # noqa: E731
+        if cfg.backend == "hf":
+            # The path of a user's Hugging Face models: transformers loads each checkpoint directory and
+            # metaprobe.backends.hf serves the engine's generate/score requests.
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            from . import backends
+
+            def source(directory: str) -> Any:
+                model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True).eval()
+                return backends.hf(model, AutoTokenizer.from_pretrained(directory, local_files_only=True))
+
+            mp = MetaProbe(suite, reference="base", options=options)
+            mp.add_stage("base", arm="base", step=0, source=source(hf_dir("base")), checkpoint=base_path)
+        else:
+            mp = MetaProbe(suite, reference="base", options=options, tokenizer="char")
+            mp.add_stage("base", arm="base", step=0, source=base, checkpoint=base_path)
         matched: Dict[int, Dict[str, str]] = {}
         stage_seed: Dict[str, int] = {}
         for s, res in arms["seeds"].items():
@@ -419,7 +440,12 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
                 for i in idx:
                     step, path = r["curve"][i][0], r["paths"][i]
                     name = f"{arm}-s{s}-{step:04d}"
-                    mp.add_stage(name, arm=arm, step=step, loader=lambda p=path: TinyLM.load(p), checkpoint=path)
+                    if cfg.backend == "hf":
+                        d = hf_dir(f"seed-{s}", arm, f"step-{step:04d}")
+                        mp.add_stage(name, arm=arm, step=step, loader=lambda d=d: source(d), checkpoint=path,
+                                     tokenizer=AutoTokenizer.from_pretrained(d, local_files_only=True))
+                    else:
+                        mp.add_stage(name, arm=arm, step=step, loader=lambda p=path: TinyLM.load(p), checkpoint=path)
                     r["probed"].append(name)
                     stage_seed[name] = s
                 matched[s][arm] = r["probed"][-1]

@@ -317,3 +317,24 @@ def test_every_checkpoint_opens_with_transformers(fast_run):
     text = hf_tok.decode(model.generate(**hf_tok("Question: What is 7 + 5?\nAnswer:", return_tensors="pt"),
                                         max_new_tokens=16)[0], skip_special_tokens=True)
     assert text.startswith("Question: What is 7 + 5?\nAnswer:")
+
+
+def test_hf_backend_gives_the_native_meta_probe(tmp_path):
+    # backend="hf": every stage is its transformers checkpoint behind metaprobe.backends.hf, as a user's model
+    # would be; the answers are the native engine's and the divergences agree to float32 rounding.
+    pytest.importorskip("transformers")
+    cfg = demo.DemoConfig.fast(base_steps=12, train_per_cell=8, eval_per_cell=1, dev_items=4, sft_max_steps=2,
+                               rl_max_steps=2, eval_every=2, max_new_tokens=16, d_model=32, d_ff=64, seed=5,
+                               n_seeds=1, n_boot=100)
+    a = demo.run_demo(tmp_path / "native", config=cfg, progress=False)
+    b = demo.run_demo(tmp_path / "hf", config=replace(cfg, backend="hf"), progress=False)
+    assert a.report.stage_names == b.report.stage_names
+    for sa, sb in zip(a.report.stages_raw, b.report.stages_raw):
+        out_a = [(i["id"], i["output"], i["correct"]) for i in sa["behaviour"]["items"]]
+        out_b = [(i["id"], i["output"], i["correct"]) for i in sb["behaviour"]["items"]]
+        assert out_a == out_b, sa["info"]["name"]
+        if sa["divergence"]:
+            assert sb["divergence"]["total"]["kl_ref_stage"] == pytest.approx(
+                sa["divergence"]["total"]["kl_ref_stage"], rel=1e-5)
+    with pytest.raises(metaprobe.InvalidArgumentError, match="backend: got 'vllm'"):
+        demo.DemoConfig(backend="vllm").check()
