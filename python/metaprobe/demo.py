@@ -74,21 +74,21 @@ class DemoConfig:
     dev_items: int = 40                    #: held-out target dev set (seed + 2) that decides the matched gain
     target: str = "diagnostic/math"        #: "skill/domain" of the post-training slice
     # base pre-training (C++ SFT over the mixture)
-    base_steps: int = 700
+    base_steps: int = 400
     base_batch: int = 8
     base_lr: float = 3e-3
     base_loss_on: str = "completion"
     # matched gain
     target_gain: float = 0.25              #: arms stop at base dev accuracy + target_gain (capped at 1)
-    eval_every: int = 5                    #: steps between checkpoints / dev evaluations
+    eval_every: int = 4                    #: steps between checkpoints / dev evaluations
     # SFT arm (off-policy teacher traces)
-    sft_max_steps: int = 60
+    sft_max_steps: int = 40
     sft_batch: int = 8
     sft_lr: float = 1e-3
     # RL arm (GRPO, on-policy)
-    rl_max_steps: int = 60
+    rl_max_steps: int = 32
     rl_prompts_per_step: int = 4
-    rl_group_size: int = 8
+    rl_group_size: int = 6
     rl_lr: float = 3e-4
     rl_temperature: float = 0.7            #: sampling at 0.7 keeps the tiny model's answers parseable
     rl_kl_coef: float = 0.0
@@ -115,7 +115,7 @@ class DemoConfig:
     def fast(cls, **overrides: Any) -> "DemoConfig":
         """The ``--fast`` preset (the tests and the notebook run it): fewer items, seeds and steps."""
         base = cls(n_seeds=2, train_per_cell=60, eval_per_cell=10, dev_items=24, base_steps=150,
-                   sft_max_steps=20, rl_max_steps=20, probe_checkpoints=2)
+                   sft_max_steps=20, rl_max_steps=16, probe_checkpoints=2)
         return replace(base, **overrides)
 
     def target_cell(self) -> Tuple[str, str]:
@@ -463,8 +463,13 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
         base_profile = {f"{r.skill}/{r.domain}": float(r.acc) for r in
                         report.profile[report.profile.stage == "base"].itertuples()}
         table = summary_table(report, arms, stage_seed, matched)
+        tgt_suite = [it for it in suite if it.skill == skill and it.domain == domain]
+        paths = {f"{arm}-s{s}-{st:04d}": p for s, res in arms["seeds"].items() for arm in ARMS
+                 for (st, _), p in zip(res[arm]["curve"], res[arm]["paths"])}
+        target_kl = {name: item_kl(base, TinyLM.load(paths[name]), tgt_suite, options.solution_separator)
+                     for m in matched.values() for name in m.values()}
         effects = comparison(report, matched, n_boot=cfg.n_boot, confidence=cfg.confidence,
-                             collapse_delta=cfg.collapse_delta, seed=cfg.seed)
+                             collapse_delta=cfg.collapse_delta, seed=cfg.seed, target_items=target_kl)
         drift = cell_drift(report, matched, n_boot=cfg.n_boot, confidence=cfg.confidence,
                            collapse_delta=cfg.collapse_delta, seed=cfg.seed)
         points = razor_points(report, stage_seed)
@@ -490,6 +495,7 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
                        f"(seed {cfg.seed}, {cfg.n_seeds} arm seeds)", preface=preface)
         _write_text(files["summary.csv"], table.to_csv(index=False, float_format="%.6g"))
         _write_text(files["effects.json"], json.dumps(_finite({"effects": effects, "cell_drift": drift.to_dict("records"),
+                                                               "target_item_kl": target_kl,
                                                                "razor": {"points": points, "fit": fit}}),
                                                       indent=1, allow_nan=False) + "\n")
         result = DemoResult(out=out, config=cfg, report=report, summary=table, effects=effects, drift=drift,
@@ -643,6 +649,29 @@ def format_effects(effects: Sequence[Dict[str, Any]]) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # The comparison at the matched checkpoints
 
+def item_kl(reference: "TinyLM", stage: "TinyLM", items: Sequence[Any], separator: str = " ") -> Tuple[List[float], List[int]]:
+    """Per item, the summed forward KL(reference‖stage) over its reference-solution tokens and their count,
+    teacher-forced exactly as the meta run's ``divergence_on="gold"`` does (BOS + plain prompt, then
+    ``separator + reference_solution``; the positions that predict the solution tokens). The report keeps only
+    per-cell sums; these per-item parts let the target cell's KL be bootstrapped over items: their ratio
+    Σ sums / Σ counts is the report's token-weighted cell value."""
+    from .divergence import divergence
+    from .lm import CharTokenizer
+
+    tok = CharTokenizer()
+    sums, counts = [], []
+    with torch.no_grad():
+        for it in items:
+            prompt = tok.encode(_plain_prompt(it))  # BOS + prompt
+            sol = tok.encode(separator + it.reference_solution, add_special_tokens=False)
+            ids = torch.tensor([prompt + sol], dtype=torch.long)
+            rows = slice(len(prompt) - 1, len(prompt) - 1 + len(sol))
+            kl = divergence(reference(ids)[0, rows].double(), stage(ids)[0, rows].double(), metrics="kl_pq")
+            sums.append(float(kl["kl_pq"].sum()))
+            counts.append(len(sol))
+    return sums, counts
+
+
 def _correct(report: "Report", stage: str) -> Dict[str, Tuple[str, float]]:
     b = report.stage(stage)["behaviour"]
     return {it["id"]: (f"{it['cell']['skill']}/{it['cell']['domain']}", float(bool(it["correct"])))
@@ -657,10 +686,21 @@ def _cell_div(report: "Report", stage: str, metric: str) -> Dict[str, float]:
             if c["positions"] and c[metric] is not None}
 
 
-def _units(report: "Report", matched: Dict[int, Dict[str, str]], metric: str) -> Dict[str, Any]:
-    """Per arm, an array [seeds, units] of what each unit contributes to ``metric`` at the matched checkpoints,
-    and the unit name."""
+def _units(report: "Report", matched: Dict[int, Dict[str, str]], metric: str,
+           target_items: Optional[Dict[str, Tuple[List[float], List[int]]]] = None) -> Dict[str, Any]:
+    """Per arm, an array [seeds, units] of what each unit contributes to ``metric`` at the matched checkpoints
+    (and, for ratio metrics, the weights its mean divides by), and the unit name."""
     import numpy as np
+
+    if metric == "kl_target" and target_items is not None:
+        out: Dict[str, Any] = {"unit": "items"}
+        for arm in ARMS:
+            parts = [target_items[matched[s][arm]] for s in sorted(matched)]
+            sums = np.asarray([p[0] for p in parts], dtype=np.float64)
+            counts = np.asarray([p[1] for p in parts], dtype=np.float64)
+            out[arm] = sums / np.maximum(counts, 1.0)  # per-item mean KL, weighted by its token count
+            out[arm + "_w"] = counts
+        return out
 
     target = set(report.target_cells)
     ref = _correct(report, report.reference)
@@ -721,37 +761,49 @@ def _boot_indices(rng: Any, n_seeds: int, n_units: int, n_boot: int) -> Tuple[An
 
 
 def comparison(report: "Report", matched: Dict[int, Dict[str, str]], *, n_boot: int = 2000,
-               confidence: float = 0.95, collapse_delta: float = 0.1, seed: int = 0) -> List[Dict[str, Any]]:
+               confidence: float = 0.95, collapse_delta: float = 0.1, seed: int = 0,
+               target_items: Optional[Dict[str, Tuple[List[float], List[int]]]] = None) -> List[Dict[str, Any]]:
     """SFT versus RL at the matched checkpoints (``matched[seed] = {"sft": stage, "rl": stage}``), pooled over
     seeds: per metric each arm's mean and SFT − RL, each with a percentile bootstrap interval at
     ``confidence`` that resamples seeds, then units within each drawn seed (items for accuracy changes, cells
     for divergences; the update norm has one unit per seed). The same draws serve SFT, RL and their difference
     (paired). ``dropped_cells`` counts the cells whose accuracy fell by at least ``collapse_delta`` from the
-    base, recomputed in every replicate from resampled items of each cell."""
+    base, recomputed in every replicate from resampled items of each cell. ``target_items`` (stage →
+    :func:`item_kl` of its target-cell items) makes the target-cell KL a ratio over items (Σ KL / Σ tokens of
+    the drawn items) instead of one cell per seed."""
     import numpy as np
 
     out: List[Dict[str, Any]] = []
     rng = np.random.Generator(np.random.PCG64(int(seed)))
     for metric in ("target_change", "off_target_change", "kl_off_target", "js_off_target", "kl_target",
                    "rel_update"):
-        u = _units(report, matched, metric)
+        u = _units(report, matched, metric, target_items)
         a, b = u["sft"], u["rl"]
+        wa, wb = u.get("sft_w", np.ones_like(a)), u.get("rl_w", np.ones_like(b))
         rows, cols = _boot_indices(rng, a.shape[0], a.shape[1], n_boot)
-        pick = lambda x: x[rows[:, :, None], cols].mean(axis=(1, 2))  # noqa: E731
-        ba, bb = pick(a), pick(b)
-        out.append(_record(metric, u["unit"], a, b, ba, bb, confidence))
+
+        def pick(x: Any, w: Any) -> Any:
+            # weighted mean of the drawn units (weights 1: the plain mean; token counts: the ratio estimator)
+            return (x * w)[rows[:, :, None], cols].sum(axis=(1, 2)) / w[rows[:, :, None], cols].sum(axis=(1, 2))
+
+        ba, bb = pick(a, wa), pick(b, wb)
+        out.append(_record(metric, u["unit"], a, b, ba, bb, confidence,
+                           float((a * wa).sum() / wa.sum()), float((b * wb).sum() / wb.sum())))
     out.append(_dropped_cells(report, matched, n_boot, confidence, collapse_delta, rng))
     return out
 
 
-def _record(metric: str, unit: str, a: Any, b: Any, ba: Any, bb: Any, confidence: float) -> Dict[str, Any]:
+def _record(metric: str, unit: str, a: Any, b: Any, ba: Any, bb: Any, confidence: float,
+            mean_a: Optional[float] = None, mean_b: Optional[float] = None) -> Dict[str, Any]:
     label, worse, verb, fmt = _EFFECTS[metric]
+    mean_a = float(a.mean()) if mean_a is None else mean_a
+    mean_b = float(b.mean()) if mean_b is None else mean_b
     sl, sh = _interval(ba, confidence)
     rl, rh = _interval(bb, confidence)
     lo, hi = _interval(ba - bb, confidence)
     return {"metric": metric, "label": label, "unit": unit, "n_units": int(a.shape[1]), "n_seeds": int(a.shape[0]),
-            "sft": float(a.mean()), "sft_lo": sl, "sft_hi": sh, "rl": float(b.mean()), "rl_lo": rl, "rl_hi": rh,
-            "diff": float(a.mean() - b.mean()), "lo": lo, "hi": hi, "confidence": confidence,
+            "sft": mean_a, "sft_lo": sl, "sft_hi": sh, "rl": mean_b, "rl_lo": rl, "rl_hi": rh,
+            "diff": mean_a - mean_b, "lo": lo, "hi": hi, "confidence": confidence,
             "worse_sign": worse, "verb": verb, "fmt": fmt}
 
 

@@ -338,3 +338,23 @@ def test_hf_backend_gives_the_native_meta_probe(tmp_path):
                 sa["divergence"]["total"]["kl_ref_stage"], rel=1e-5)
     with pytest.raises(metaprobe.InvalidArgumentError, match="backend: got 'vllm'"):
         demo.DemoConfig(backend="vllm").check()
+
+
+def test_target_kl_parts_add_up_to_the_reported_cell(fast_run):
+    # item_kl's per-item sums and token counts: their ratio is the report's token-weighted target-cell KL.
+    report = Report.load(os.path.join(fast_run["out"], "report.json"))
+    parts = _effects(fast_run)["target_item_kl"]
+    eff = {e["metric"]: e for e in _effects(fast_run)["effects"]}
+    assert eff["kl_target"]["unit"] == "items" and eff["kl_target"]["n_units"] == demo.DemoConfig.fast().eval_per_cell
+    for name, (sums, counts) in parts.items():
+        cell = next(c for c in report.stage(name)["divergence"]["cells"]
+                    if f"{c['cell']['skill']}/{c['cell']['domain']}" == "diagnostic/math")
+        assert sum(counts) == cell["positions"]
+        # float32 logits in other batch compositions: equal to rounding
+        assert sum(sums) / sum(counts) == pytest.approx(cell["kl_ref_stage"], rel=1e-3, abs=1e-7)
+    for arm in ARMS:
+        cells = [next(c for c in report.stage(res[arm]["probed"][-1])["divergence"]["cells"]
+                      if f"{c['cell']['skill']}/{c['cell']['domain']}" == "diagnostic/math")
+                 for res in _training(fast_run)["seeds"].values()]
+        pooled = sum(c["kl_ref_stage"] * c["positions"] for c in cells) / sum(c["positions"] for c in cells)
+        assert eff["kl_target"][arm] == pytest.approx(pooled, rel=1e-3)
