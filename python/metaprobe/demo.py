@@ -71,22 +71,22 @@ class DemoConfig:
     difficulties: Tuple[int, ...] = (1,)
     train_per_cell: int = 150              #: training pool items per cell (generated with seed + 1)
     eval_per_cell: int = 40                #: probe items per cell for the meta-probe (seed)
-    dev_items: int = 40                    #: held-out target dev set (seed + 2) that decides the matched gain
+    dev_items: int = 32                    #: held-out target dev set (seed + 2) that decides the matched gain
     target: str = "diagnostic/math"        #: "skill/domain" of the post-training slice
     # base pre-training (C++ SFT over the mixture)
-    base_steps: int = 400
+    base_steps: int = 350
     base_batch: int = 8
     base_lr: float = 3e-3
     base_loss_on: str = "completion"
     # matched gain
-    target_gain: float = 0.25              #: arms stop at base dev accuracy + target_gain (capped at 1)
+    target_gain: float = 0.2               #: arms stop at base dev accuracy + target_gain (capped at 1)
     eval_every: int = 4                    #: steps between checkpoints / dev evaluations
     # SFT arm (off-policy teacher traces)
-    sft_max_steps: int = 40
+    sft_max_steps: int = 32
     sft_batch: int = 8
     sft_lr: float = 1e-3
     # RL arm (GRPO, on-policy)
-    rl_max_steps: int = 32
+    rl_max_steps: int = 24
     rl_prompts_per_step: int = 4
     rl_group_size: int = 6
     rl_lr: float = 3e-4
@@ -94,7 +94,7 @@ class DemoConfig:
     rl_kl_coef: float = 0.0
     rl_inner_steps: int = 1
     # meta-probe
-    probe_checkpoints: int = 3             #: per arm and seed, evenly spaced up to the matched one (included)
+    probe_checkpoints: int = 1             #: per arm and seed, evenly spaced up to the matched one (included)
     max_new_tokens: int = 0                #: 0: the longest reference solution / teacher trace + 16 (from data)
     batch_size: int = 16
     collapse_delta: float = 0.1
@@ -114,8 +114,8 @@ class DemoConfig:
     @classmethod
     def fast(cls, **overrides: Any) -> "DemoConfig":
         """The ``--fast`` preset (the tests and the notebook run it): fewer items, seeds and steps."""
-        base = cls(n_seeds=2, train_per_cell=60, eval_per_cell=10, dev_items=24, base_steps=150,
-                   sft_max_steps=20, rl_max_steps=16, probe_checkpoints=2)
+        base = cls(n_seeds=2, train_per_cell=60, eval_per_cell=10, dev_items=20, base_steps=150,
+                   sft_max_steps=16, rl_max_steps=12)
         return replace(base, **overrides)
 
     def target_cell(self) -> Tuple[str, str]:
@@ -325,7 +325,11 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
         longest_ref = max(len(it.reference_solution) for it in list(suite) + target_items)
         longest_teacher = max(len(c) for _, c in teacher)
         max_new = cfg.max_new_tokens or max(longest_ref, longest_teacher) + 16
-        dev_new = cfg.max_new_tokens or longest_teacher + 16
+        # Each arm's dev answers are cut where its own training text ends (+16): the teacher's traces for SFT,
+        # the reference solutions for RL (whose samples keep the base's style); a longer cut only adds the cost of
+        # answers that loop.
+        dev_new = {"sft": cfg.max_new_tokens or longest_teacher + 16,
+                   "rl": cfg.max_new_tokens or max(len(it.reference_solution) for it in target_items) + 16}
         rl_new = cfg.max_new_tokens or max(len(it.reference_solution) for it in target_items) + 16
         say(f"probe suite: {len(suite)} items; training pool: {len(mixture)} items ({len(target_items)} in the "
             f"target slice {cfg.target}); target dev set: {len(dev_items)} items")
@@ -343,7 +347,7 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
         base_path = os.path.join(out, "base.safetensors")
         base.save(base_path)
         base.save_pretrained(os.path.join(out, "hf", "base"))  # opens with transformers (docs/demo.md)
-        base_dev = _greedy_accuracy(base, dev_items, dev_prompts, dev_new, cfg.batch_size)
+        base_dev = _greedy_accuracy(base, dev_items, dev_prompts, dev_new["rl"], cfg.batch_size)
         threshold = min(1.0, base_dev + cfg.target_gain)
         timings["base"] = time.perf_counter() - t0
         say(f"base: {base.num_parameters()} parameters, {cfg.base_steps} steps, loss "
@@ -373,7 +377,7 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
                 path = os.path.join(folder, f"step-{k:04d}.safetensors")
                 model.save(path)
                 model.save_pretrained(os.path.join(out, "hf", f"seed-{s}", arm, f"step-{k:04d}"))
-                acc = _greedy_accuracy(model, dev_items, dev_prompts, dev_new, cfg.batch_size)
+                acc = _greedy_accuracy(model, dev_items, dev_prompts, dev_new[arm], cfg.batch_size)
                 curve.append((k, acc))
                 paths.append(path)
                 return acc < threshold - 1e-12  # matched gain reached: stop
