@@ -498,10 +498,9 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
         report.to_html(files["report.html"], title=f"metaprobe demo: SFT vs RL on {cfg.target} at a matched gain "
                        f"(seed {cfg.seed}, {cfg.n_seeds} arm seeds)", preface=preface)
         _write_text(files["summary.csv"], table.to_csv(index=False, float_format="%.6g"))
-        _write_text(files["effects.json"], json.dumps(_finite({"effects": effects, "cell_drift": drift.to_dict("records"),
-                                                               "target_item_kl": target_kl,
-                                                               "razor": {"points": points, "fit": fit}}),
-                                                      indent=1, allow_nan=False) + "\n")
+        evidence = {"effects": effects, "cell_drift": drift.to_dict("records"), "target_item_kl": target_kl,
+                    "razor": {"points": points, "fit": fit}}
+        _write_text(files["effects.json"], json.dumps(_finite(evidence), indent=1, allow_nan=False) + "\n")
         result = DemoResult(out=out, config=cfg, report=report, summary=table, effects=effects, drift=drift,
                             findings=found, arms=arms, files=files, timings=timings, base_profile=base_profile)
         _write_text(files["summary.txt"], result.summary_text() + "\n")
@@ -653,7 +652,8 @@ def format_effects(effects: Sequence[Dict[str, Any]]) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # The comparison at the matched checkpoints
 
-def item_kl(reference: "TinyLM", stage: "TinyLM", items: Sequence[Any], separator: str = " ") -> Tuple[List[float], List[int]]:
+def item_kl(reference: "TinyLM", stage: "TinyLM", items: Sequence[Any],
+            separator: str = " ") -> Tuple[List[float], List[int]]:
     """Per item, the summed forward KL(reference‖stage) over its reference-solution tokens and their count,
     teacher-forced exactly as the meta run's ``divergence_on="gold"`` does (BOS + plain prompt, then
     ``separator + reference_solution``; the positions that predict the solution tokens). The report keeps only
