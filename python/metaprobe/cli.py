@@ -38,7 +38,8 @@ def _demo_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the probes, the models and the training (default 0)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads (default 1, the fastest for these tiny models on a shared machine)")
-    p.add_argument("--target", default=None, help="target slice 'skill/domain' (default: diagnostic/math)")
+    p.add_argument("--target", default=None,
+                   help="target slice 'skill/domain' (default: fact_retrieval/physics; with --fast diagnostic/math)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines; only the summary")
     return p
 
