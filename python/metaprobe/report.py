@@ -388,9 +388,12 @@ class Report:
         return pd.DataFrame(rows)
 
     # --- HTML ------------------------------------------------------------------------------------------------
-    def to_html(self, path: PathLike, plots: bool = True, title: str = "metaprobe report") -> None:
-        """Writes ONE self-contained HTML file: the tables and the plots as embedded PNGs (no network, no scripts)."""
-        parts = [f"<h1>{html.escape(title)}</h1>",
+    def to_html(self, path: PathLike, plots: bool = True, title: str = "metaprobe report",
+                preface: str = "") -> None:
+        """Writes ONE self-contained HTML file: the tables and the plots as embedded PNGs (no network, no scripts).
+        ``preface``: HTML placed right after the title, before every table (e.g. a study's answer, as the demo's
+        report leads with its comparison); the caller escapes it."""
+        parts = [f"<h1>{html.escape(title)}</h1>", preface,
                  f"<p>reference <b>{html.escape(self.reference)}</b> · {self.data['n_items']} items · "
                  f"target cells {html.escape(', '.join(self.target_cells))} · metaprobe "
                  f"{html.escape(self.data['metaprobe_version'])} · {html.escape(self.data['created'])} · "

@@ -38,5 +38,5 @@ def test_tour_notebook_executes(tmp_path, monkeypatch):
     assert not errors
     files = set(os.listdir(tmp_path / "tour"))
     assert {"report.json", "report.html", "base.safetensors", "plots"} <= files
-    summary = "".join(o.get("text", "") for c in nb.cells if "format_summary" in c.source for o in c.outputs)
-    assert "acc tgt" in summary and "drifted more off target" in summary
+    summary = "".join(o.get("text", "") for c in nb.cells if "format_effects" in c.source for o in c.outputs)
+    assert "SFT - RL" in summary and "off-target accuracy change" in summary and "95% interval" in summary
