@@ -34,6 +34,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -66,7 +67,7 @@ class DemoConfig:
     n_layers: int = 2
     n_heads: int = 4
     d_ff: int = 384
-    max_len: int = 768                     #: the longest difficulty-1 prompt + teacher trace is ~720 characters
+    max_len: int = 0                       #: positions; 0 = from the data (longest training text or prompt + answer)
     # data
     difficulties: Tuple[int, ...] = (1,)
     train_per_cell: int = 150              #: training pool items per cell (generated with seed + 1)
@@ -216,6 +217,30 @@ def _progress(enabled: bool, total: int, desc: str):
     return progress_bar(total=total, desc=desc, unit="phase")
 
 
+def _training_pool(**generate_args: Any) -> Tuple["probes.ProbeSet", int]:
+    """``probes.generate`` for a training or dev pool, which may ask a small family for more items than it has
+    distinct prompts: repeats are harmless there (the prompts that also occur in the held-out suite are dropped
+    by the caller), so they are kept and counted instead of raised (``on_short_supply="warn"``)."""
+    from . import probes
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", probes.ProbeSupplyWarning)
+        pool = probes.generate(on_short_supply="warn", **generate_args)
+    short = sum(1 for w in caught if issubclass(w.category, probes.ProbeSupplyWarning))
+    for w in caught:
+        if not issubclass(w.category, probes.ProbeSupplyWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return pool, short  # short: (family, difficulty) pairs whose prompts repeat
+
+
+def _positions_needed(texts: Sequence[Tuple[str, str]], suite: Any, max_new: int) -> int:
+    """The model's position count from the data, rounded up to a multiple of 64: every training text (prompt +
+    completion, with BOS and EOS) and every probe prompt followed by ``max_new`` generated tokens must fit
+    (one character is one token). Derived, not fixed, because a change of the probe phrasings changes it."""
+    longest = max(max(len(p) + len(c) for p, c in texts), max(len(_plain_prompt(it)) for it in suite) + max_new)
+    return -(-(longest + 2) // 64) * 64
+
+
 def _plain_prompt(item: Any) -> str:
     from . import probes
 
@@ -313,14 +338,14 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
         diffs = list(cfg.difficulties)
         suite = probes.generate(n_per_cell=cfg.eval_per_cell, difficulties=diffs, seed=cfg.seed)
         suite.to_jsonl(os.path.join(out, "probes.jsonl"))
-        pool = probes.generate(n_per_cell=cfg.train_per_cell, difficulties=diffs, seed=cfg.seed + 1)
+        pool, pool_short = _training_pool(n_per_cell=cfg.train_per_cell, difficulties=diffs, seed=cfg.seed + 1)
         eval_prompts = set(it.prompt for it in suite)
         pool_items = [it for it in pool if it.prompt not in eval_prompts]
         mixture = [(_plain_prompt(it), " " + it.reference_solution) for it in pool_items]
         target_items = [it for it in pool_items if it.skill == skill and it.domain == domain]
         seen = eval_prompts | set(it.prompt for it in target_items)
-        dev_pool = probes.generate(skills=skill, domains=domain, n_per_cell=4 * cfg.dev_items, difficulties=diffs,
-                                   seed=cfg.seed + 2)
+        dev_pool, _ = _training_pool(skills=skill, domains=domain, n_per_cell=4 * cfg.dev_items, difficulties=diffs,
+                                     seed=cfg.seed + 2)
         dev_items = [it for it in dev_pool if it.prompt not in seen][:cfg.dev_items]
         dev_prompts = [_plain_prompt(it) for it in dev_items]
         teacher = [(_plain_prompt(it), " " + teacher_solution(it)) for it in target_items]
@@ -335,7 +360,8 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
                    "rl": cfg.max_new_tokens or max(len(it.reference_solution) for it in target_items) + 16}
         rl_new = cfg.max_new_tokens or max(len(it.reference_solution) for it in target_items) + 16
         say(f"probe suite: {len(suite)} items; training pool: {len(mixture)} items ({len(target_items)} in the "
-            f"target slice {cfg.target}); target dev set: {len(dev_items)} items")
+            f"target slice {cfg.target}; {pool_short} family/difficulty pairs repeat prompts); target dev set: "
+            f"{len(dev_items)} items")
         timings["data"] = time.perf_counter() - t0
         if bar is not None:
             bar.set_postfix_str("base"), bar.update(1)
@@ -343,7 +369,7 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
         # 2. base model from scratch
         t0 = time.perf_counter()
         base = TinyLM(d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_ff=cfg.d_ff,
-                      max_len=cfg.max_len, seed=cfg.seed)
+                      max_len=cfg.max_len or _positions_needed(mixture + teacher, suite, max_new), seed=cfg.seed)
         base_hist = base.sft(mixture, steps=cfg.base_steps, batch_size=cfg.base_batch, lr=cfg.base_lr,
                              warmup=max(1, cfg.base_steps // 20), loss_on=cfg.base_loss_on, seed=cfg.seed,
                              progress=progress)
