@@ -102,7 +102,7 @@ def case_tensor_stats(path: str, reps: int, threads: int) -> dict:
         "case": "tensor_stats", "threads": threads, "reps": reps, "tensors": len(names), "bytes": nbytes,
         "dtype": "bf16", "wall_s": o, "naive_wall_s": b, "gbytes_per_s": nbytes / o / 1e9,
         "naive_gbytes_per_s": nbytes / b / 1e9, "speedup": b / o, "target_speedup": 5.0, "target_gbytes_per_s": 8.0,
-        "version": metaprobe.__version__,
+        "version": metaprobe.__version__, "load_avg_1m": os.getloadavg()[0],
     }
 
 
