@@ -91,9 +91,9 @@ at::Tensor sketch_matrix(const at::Tensor& w, const SpectralOptions& o, const ch
 // M), and σ_i² ≤ s_i² + ε² with ε = ||(I − QQᵀ) M||₂ (MᵀM = BᵀB + EᵀE), which ties the indices together:
 // ε, estimated by residual_bound(), is what catches a singular value the basis missed entirely. M V is the
 // next iteration's product anyway (range(V_B) = range(MᵀQ)), so the residuals cost only thin products.
-// Rounding: the products run in the sketch precision, so η_i has a floor of roughly √n·eps·σ_1; a value
-// counts as certified when η_i <= max(tolerance·s_i, floor_rel·s_1), floor_rel = 10·√max(rows, cols)·eps,
-// i.e. values that are zero at that precision (rank-deficient matrices) are certified to it.
+// Rounding: the products run in the sketch precision, so η_i has a floor of roughly √n·eps·σ_1. A value
+// above f = floor_rel·s_1, floor_rel = 10·√max(rows, cols)·eps, is certified when η_i <= tolerance·s_i; a
+// value at or below f is zero at that precision (rank-deficient matrices) and is certified when η_i <= f.
 TopKSvd randomized_top_k(const at::Tensor& m, int64_t k, const SpectralOptions& o) {
   const int64_t small = std::min(m.size(0), m.size(1));
   const int64_t l = std::min(small, k + o.oversampling);
@@ -121,7 +121,8 @@ TopKSvd randomized_top_k(const at::Tensor& m, int64_t k, const SpectralOptions& 
     const at::Tensor t = at::mm(y, ub.narrow(1, 0, k)) - v.narrow(1, 0, k) * sk;
     const at::Tensor eta = ((r.square().sum(0) + t.square().sum(0)) * 0.5).sqrt();
     const double s1 = s[0].item<double>();
-    const bool met = (eta <= at::clamp_min(o.tolerance * sk, floor_rel * s1)).all().item<bool>();
+    const double floor_abs = floor_rel * s1;
+    const bool met = at::where(sk > floor_abs, eta <= o.tolerance * sk, eta <= floor_abs).all().item<bool>();
     if (met || it >= o.power_iterations) {
       out.U = uk.contiguous();
       out.S = sk.contiguous();

@@ -55,7 +55,7 @@ struct Spectrum {
   double error_bound = 0;           // randomized: estimated ||(I - QQ^T) W||_2, bounds |sigma_i - sigma~_i|
   std::vector<double> value_bounds; // randomized: residual bound of each value (TopKSvd::value_bounds); exact: 0
   int64_t iterations = 0;           // randomized: subspace iterations run (also when it fell back to "svd")
-  bool converged = true;            // randomized: each value_bounds[i] <= max(tolerance * value, float floor)
+  bool converged = true;            // randomized: each bound met tolerance (docs/params.md, "Top-k")
 };
 
 /// Result of the WeightWatcher-style continuous power-law fit (Clauset xmin scan).
