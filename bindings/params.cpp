@@ -171,6 +171,8 @@ SpectralOptions spectral_options(const py::dict& o) {
     else if (key == "error_probes") s.error_probes = py::cast<int64_t>(v);
     else if (key == "rank_eps") s.rank_eps = py::cast<double>(v);
     else if (key == "sketch_float32") s.sketch_float32 = py::cast<bool>(v);
+    else if (key == "tolerance") s.tolerance = py::cast<double>(v);
+    else if (key == "exact_fallback") s.exact_fallback = py::cast<bool>(v);
     else if (key == "evals_thresh") s.evals_thresh = py::cast<double>(v);
     else if (key == "min_evals") s.min_evals = py::cast<int64_t>(v);
     else if (key == "small_n") s.small_n = py::cast<int64_t>(v);
@@ -178,7 +180,8 @@ SpectralOptions spectral_options(const py::dict& o) {
     else if (key == "randomize_seed") s.randomize_seed = py::cast<uint64_t>(v);
     else throw InvalidArgument("spectral option '" + key + "': unknown, expected one of k, flatten, method, "
                                "gram_max_side, gram_min_ratio, oversampling, power_iterations, seed, "
-                               "error_probes, rank_eps, sketch_float32, evals_thresh, min_evals, small_n, "
+                               "error_probes, tolerance, exact_fallback, rank_eps, sketch_float32, evals_thresh, "
+                               "min_evals, small_n, "
                                "randomize, randomize_seed");
   }
   return s;
@@ -392,6 +395,31 @@ void bind_params(py::module_& m) {
         at::Tensor values = at::empty({static_cast<int64_t>(s.values.size())}, at::kDouble);
         std::copy(s.values.begin(), s.values.end(), values.data_ptr<double>());
         return py::make_tuple(values, s.method, s.error_bound);
+      },
+      py::arg("w"), py::arg("options"));
+  p.def(
+      "top_k_singular_values",
+      [](const at::Tensor& w, const py::dict& opts) {
+        const SpectralOptions o = spectral_options(opts);
+        Spectrum s;
+        {
+          py::gil_scoped_release nogil;
+          s = singular_values(w, o);
+        }
+        auto tensor = [](const std::vector<double>& v) {
+          at::Tensor t = at::empty({static_cast<int64_t>(v.size())}, at::kDouble);
+          std::copy(v.begin(), v.end(), t.data_ptr<double>());
+          return t;
+        };
+        py::dict d;
+        d["values"] = tensor(s.values);
+        d["value_bounds"] = s.value_bounds.empty() ? at::zeros({static_cast<int64_t>(s.values.size())}, at::kDouble)
+                                                   : tensor(s.value_bounds);
+        d["error_bound"] = s.error_bound;
+        d["method"] = s.method;
+        d["iterations"] = s.iterations;
+        d["converged"] = s.converged;
+        return d;
       },
       py::arg("w"), py::arg("options"));
   p.def(

@@ -36,6 +36,7 @@ __all__ = [
     "update_stats",
     "spectral_stats",
     "singular_values",
+    "top_k_singular_values",
     "update_spectral_stats",
     "fit_power_law",
     "parse_name",
@@ -79,6 +80,7 @@ def _check_int(value: Any, key: str) -> int:
 _SPECTRAL_OPTION_CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "flatten": _checks.flag,
     "sketch_float32": _checks.flag,
+    "exact_fallback": _checks.flag,
     "randomize": _checks.flag,
     "randomize_seed": lambda value, key: _checks.integer(value, key, 0, _checks.UINT64_MAX),
     "method": _checks.string,
@@ -90,6 +92,7 @@ _SPECTRAL_OPTION_CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "small_n": _check_int,
     "seed": lambda value, key: _checks.integer(value, key, 0, _checks.UINT64_MAX),
     "gram_min_ratio": _checks.real,
+    "tolerance": _checks.real,
     "rank_eps": _checks.real,
     "evals_thresh": _checks.real,
 }
@@ -129,6 +132,19 @@ def singular_values(w: torch.Tensor, k: Optional[int] = None, **options: Any) ->
     """Singular values of ``w`` in descending order (float64 [n]), the method used and the error bound."""
     values, method, bound = _p.singular_values(_checks.tensor(w, "w"), _spectral_options(k, **options))
     return values, method, bound
+
+
+def top_k_singular_values(w: torch.Tensor, k: int, **options: Any) -> dict[str, Any]:
+    """The top ``k`` singular values of ``w`` with their certificates (docs/params.md, "Top-k").
+
+    Returns ``values`` (float64 [k], descending), ``value_bounds`` (float64 [k]: ``w`` has a singular value
+    within ``value_bounds[i]`` of ``values[i]``; zeros when exact), ``error_bound`` (estimate of
+    ||(I - QQᵀ) w||₂), ``method`` ('randomized' or 'svd'), ``iterations`` and ``converged``. Randomized
+    subspace iteration stops once every bound is at most ``tolerance`` (default 1e-3) times its value; if that
+    is not reached within ``power_iterations`` (default 6) the exact SVD is used (``exact_fallback=False``
+    keeps the randomized values, with ``converged=False``). Other options as for :func:`spectral_stats`.
+    """
+    return dict(_p.top_k_singular_values(_checks.tensor(w, "w"), _spectral_options(k, **options)))
 
 
 def update_spectral_stats(w0: torch.Tensor, w1: torch.Tensor, k: int = 16, **options: Any) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 #pragma once
 // Internal: the one fan-out over independent work items that the numeric kernels share.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <thread>
@@ -60,6 +61,35 @@ void parallel_for(std::int64_t n, std::int64_t grain, const F& f) {
       if (e) std::rethrow_exception(e);
     }
   }
+}
+
+// Dynamic form of parallel_for for items of uneven cost on a shared machine: up to at::get_num_threads()
+// workers (fewer when n / chunk is small) each build their scratch state once with setup() and then claim
+// chunks of `chunk` consecutive items from a shared counter, calling body(state, begin, end) on each. A
+// worker whose core is taken by another process simply claims fewer chunks, where a static split would make
+// the whole call wait for its slowest share. Which worker runs an item varies from call to call, so callers
+// must make each item's result depend on the item alone (per-item outputs; scratch contents never carried
+// from one item to the next); then results are bitwise independent of the thread count and the schedule.
+template <typename Setup, typename Body>
+void parallel_claim(std::int64_t n, std::int64_t chunk, const Setup& setup, const Body& body) {
+  if (n <= 0) return;
+  chunk = std::max<std::int64_t>(chunk, 1);
+  const std::int64_t chunks = (n + chunk - 1) / chunk;
+  const std::int64_t workers = std::min<std::int64_t>(std::max(1, at::get_num_threads()), chunks);
+  std::atomic<std::int64_t> next{0};
+  auto work = [&](std::int64_t, std::int64_t) {
+    auto state = setup();
+    for (;;) {
+      const std::int64_t b = next.fetch_add(chunk, std::memory_order_relaxed);
+      if (b >= n) break;
+      body(state, b, std::min(n, b + chunk));
+    }
+  };
+  if (workers <= 1) {
+    work(0, 1);
+    return;
+  }
+  parallel_for(workers, 1, work);
 }
 
 }  // namespace metaprobe::detail

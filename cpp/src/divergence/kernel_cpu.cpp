@@ -1,19 +1,25 @@
 // The fused CPU kernel. Per row pair, three passes over blocks of kBlock elements: (1) max, argmax block and
 // NaN check; (2) exp(z/T − M) stored into a per-thread buffer, its sum, and the rank counts; (3) the metric
 // sums, which need no transcendental except one log per element for JS. Only pass 1 reads the row from
-// memory; passes 2 and 3 hit cache. Vectorised with Eigen's packet primitives (its pexp/plog are SIMD).
+// memory; passes 2 and 3 hit cache. Vectorised with Eigen's packet primitives (its pexp/plog are SIMD);
+// bfloat16 and float16 inputs are widened in registers as each packet is loaded (see Note [conversion]).
 //
 // Determinism: every row is processed by one thread with a fixed block/packet order that depends only on V
-// (the exp buffer and the conversion buffers are aligned, the input is read with unaligned loads), so a row's
-// values are bitwise the same for any thread count and any batch it sits in.
+// (the exp buffer is aligned, the input is read with unaligned loads), so a row's values are bitwise the
+// same for any thread count, any schedule and any batch it sits in. Rows are claimed dynamically by torch's
+// intra-op workers (detail::parallel_claim); no state passes from one row to the next.
+//
+// Note [conversion]: the kernel never writes a float copy of a bfloat16/float16 row. A full block is read
+// straight from the input, and each packet is widened as it is loaded (bfloat16: zero-extend and shift by 16,
+// three instructions; float16: one F16C vcvtph2ps). Only a block whose length is not a multiple of the packet
+// width is copied, in its input type, into a small buffer padded with −inf, which adds nothing to any sum,
+// count or maximum. The widening is exact, so results equal those of a float32 copy bit for bit.
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <memory>
-#include <exception>
-#include <thread>
 #include <type_traits>
 #include <vector>
 
@@ -57,40 +63,39 @@ template <typename T> std::unique_ptr<T[], AlignedFree> aligned_buffer(std::int6
 
 inline std::int64_t round_up(std::int64_t n, std::int64_t m) { return (n + m - 1) / m * m; }
 
-inline void convert(const c10::BFloat16* s, std::int64_t n, float* d) {
-  const auto* u = reinterpret_cast<const std::uint16_t*>(s);
-  for (std::int64_t i = 0; i < n; ++i) {
-    const std::uint32_t b = static_cast<std::uint32_t>(u[i]) << 16;
-    std::memcpy(d + i, &b, sizeof(float));
-  }
-}
-
-inline void convert(const c10::Half* s, std::int64_t n, float* d) {
-  std::int64_t i = 0;
-#if defined(__F16C__) && defined(__AVX__)
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i))));
-  }
-#endif
-  for (; i < n; ++i) d[i] = static_cast<float>(s[i]);
-}
-
 template <typename T> inline T to_compute(T v) { return v; }
 inline float to_compute(c10::BFloat16 v) { return static_cast<float>(v); }
 inline float to_compute(c10::Half v) { return static_cast<float>(v); }
 
-// A pointer to n elements of the row as T, readable up to round_up(n, lanes) (padded with −inf, which adds
-// nothing to any sum, count or maximum).
-template <typename T, typename In>
-inline const T* load_block(const In* src, std::int64_t n, T* tmp) {
-  const std::int64_t np = round_up(n, kLanes<T>);
+// One packet of T from kLanes<T> consecutive In values, widened in registers (Note [conversion]).
+template <typename T, typename In> inline Pk<T> ld(const In* x) {
   if constexpr (std::is_same_v<In, T>) {
-    if (np == n) return src;
-    std::copy(src, src + n, tmp);
+    return ploadu<Pk<T>>(x);
+#if defined(__AVX2__)
+  } else if constexpr (std::is_same_v<In, c10::BFloat16> && std::is_same_v<T, float> && kLanes<T> == 8) {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+#endif
+#if defined(__F16C__) && defined(__AVX__)
+  } else if constexpr (std::is_same_v<In, c10::Half> && std::is_same_v<T, float> && kLanes<T> == 8) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x)));
+#endif
   } else {
-    convert(src, n, tmp);
+    alignas(64) T tmp[kLanes<T>];
+    for (int i = 0; i < kLanes<T>; ++i) tmp[i] = to_compute(x[i]);
+    return pload<Pk<T>>(tmp);
   }
-  for (std::int64_t i = n; i < np; ++i) tmp[i] = -std::numeric_limits<T>::infinity();
+}
+
+// A pointer to n elements of the row, readable as packets of T up to round_up(n, lanes): the input itself
+// when n is a multiple of the packet width, else a copy in tmp (input type) padded with −inf, which adds
+// nothing to any sum, count or maximum.
+template <typename T, typename In>
+inline const In* load_block(const In* src, std::int64_t n, In* tmp) {
+  const std::int64_t np = round_up(n, kLanes<T>);
+  if (np == n) return src;
+  std::copy(src, src + n, tmp);
+  for (std::int64_t i = n; i < np; ++i) tmp[i] = In(-std::numeric_limits<float>::infinity());
   return tmp;
 }
 
@@ -112,7 +117,7 @@ struct Scratch {
 // Pass 1. Returns 0 or the BadRow reason (NaN, +inf, no finite logit, max/T overflows); *in_q says which
 // tensor.
 template <typename T, typename In>
-int pass_max(const In* zp, const In* zq, std::int64_t V, T inv_t, bool want_arg_p, bool want_arg_q, T* tp, T* tq,
+int pass_max(const In* zp, const In* zq, std::int64_t V, T inv_t, bool want_arg_p, bool want_arg_q, In* tp, In* tq,
              RowState<T>& st, bool* in_q) {
   using P = Pk<T>;
   constexpr int L = kLanes<T>;
@@ -123,13 +128,13 @@ int pass_max(const In* zp, const In* zq, std::int64_t V, T inv_t, bool want_arg_
   std::int64_t blk_p = 0, blk_q = 0;
   for (std::int64_t off = 0; off < V; off += kBlock) {
     const std::int64_t n = std::min(kBlock, V - off), np = round_up(n, L);
-    const T* xp = load_block<T>(zp + off, n, tp);
-    const T* xq = load_block<T>(zq + off, n, tq);
+    const In* xp = load_block<T>(zp + off, n, tp);
+    const In* xq = load_block<T>(zq + off, n, tq);
     P mp0 = vninf, mp1 = vninf, mq0 = vninf, mq1 = vninf;
     std::int64_t i = 0;
     for (; i + 2 * L <= np; i += 2 * L) {
-      const P a0 = ploadu<P>(xp + i), a1 = ploadu<P>(xp + i + L);
-      const P b0 = ploadu<P>(xq + i), b1 = ploadu<P>(xq + i + L);
+      const P a0 = ld<T>(xp + i), a1 = ld<T>(xp + i + L);
+      const P b0 = ld<T>(xq + i), b1 = ld<T>(xq + i + L);
       mp0 = pmax(mp0, a0);
       mp1 = pmax(mp1, a1);
       mq0 = pmax(mq0, b0);
@@ -138,7 +143,7 @@ int pass_max(const In* zp, const In* zq, std::int64_t V, T inv_t, bool want_arg_
       nan_q = por(nan_q, por(pcmp_lt_or_nan(b0, vninf), pcmp_lt_or_nan(b1, vninf)));
     }
     for (; i < np; i += L) {
-      const P a0 = ploadu<P>(xp + i), b0 = ploadu<P>(xq + i);
+      const P a0 = ld<T>(xp + i), b0 = ld<T>(xq + i);
       mp0 = pmax(mp0, a0);
       mq0 = pmax(mq0, b0);
       nan_p = por(nan_p, pcmp_lt_or_nan(a0, vninf));
@@ -154,10 +159,10 @@ int pass_max(const In* zp, const In* zq, std::int64_t V, T inv_t, bool want_arg_
   if (int r = check(nq_, max_q)) { *in_q = true; return r; }
   st.max_p = max_p;
   st.max_q = max_q;
-  auto first_max = [&](const In* z, std::int64_t off, T mx, T* tmp) {
+  auto first_max = [&](const In* z, std::int64_t off, T mx, In* tmp) {
     const std::int64_t n = std::min(kBlock, V - off);
-    const T* x = load_block<T>(z + off, n, tmp);
-    for (std::int64_t i = 0; i < n; ++i) if (x[i] == mx) return off + i;
+    const In* x = load_block<T>(z + off, n, tmp);
+    for (std::int64_t i = 0; i < n; ++i) if (to_compute(x[i]) == mx) return off + i;
     return off;  // unreachable: the block holds its maximum
   };
   if (want_arg_p) st.arg_p = first_max(zp, blk_p, max_p, tp);
@@ -167,7 +172,7 @@ int pass_max(const In* zp, const In* zq, std::int64_t V, T inv_t, bool want_arg_
 
 // Pass 2: exponentials into ep/eq, their sums, and the rank counts (#{z > threshold}).
 template <bool kRank, bool kTarget, typename T, typename In>
-void pass_exp(const In* zp, const In* zq, std::int64_t V, T inv_t, T* ep, T* eq, T* tp, T* tq, T thr_rank, T thr_tp,
+void pass_exp(const In* zp, const In* zq, std::int64_t V, T inv_t, T* ep, T* eq, In* tp, In* tq, T thr_rank, T thr_tp,
               T thr_tq, RowState<T>& st) {
   using P = Pk<T>;
   constexpr int L = kLanes<T>;
@@ -177,12 +182,12 @@ void pass_exp(const In* zp, const In* zq, std::int64_t V, T inv_t, T* ep, T* eq,
   double sp = 0, sq = 0, c0 = 0, c1 = 0, c2 = 0;
   for (std::int64_t off = 0; off < V; off += kBlock) {
     const std::int64_t n = std::min(kBlock, V - off), np = round_up(n, L);
-    const T* xp = load_block<T>(zp + off, n, tp);
-    const T* xq = load_block<T>(zq + off, n, tq);
+    const In* xp = load_block<T>(zp + off, n, tp);
+    const In* xq = load_block<T>(zq + off, n, tq);
     for (std::int64_t i0 = 0; i0 < np; i0 += kFlush * L) {
     P ap = pzero(one), aq = pzero(one), k0 = pzero(one), k1 = pzero(one), k2 = pzero(one);
     for (std::int64_t i = i0, i1 = std::min(np, i0 + kFlush * L); i < i1; i += L) {
-      const P rp = ploadu<P>(xp + i), rq = ploadu<P>(xq + i);
+      const P rp = ld<T>(xp + i), rq = ld<T>(xq + i);
       const P a = psub(pmul(rp, vinv), vmp), b = psub(pmul(rq, vinv), vmq);
       const P ea = pand(pexp(a), pcmp_lt(vzero_at, a));
       const P eb = pand(pexp(b), pcmp_lt(vzero_at, b));
@@ -232,9 +237,12 @@ enum JsMode { kNoJs = 0, kJsGeneral = 1, kJsHalf = 2 };
 
 // Pass 3: the metric sums (see Partial in internal.hpp). kJsHalf (float, β = 1/2) uses
 // JS_v = ½[(hi + lo) log(1 − w/2) + lo |δ|], hi/lo = max/min(x, y), w = (hi − lo)/hi, since m/hi = 1 − w/2.
-template <bool kKL, int kJS, typename T, typename In>
-void pass_metrics(const In* zp, const In* zq, std::int64_t V, T inv_t, T beta, const T* ep, const T* eq, T* tp,
-                  T* tq, RowState<T>& st) {
+// kKL: kNoKl, kKlForward (Σ ea(a − b) and the p>0, q=0 count only: KL(p‖q), or JS at β = 0) or kKlAll.
+enum KlMode { kNoKl = 0, kKlForward = 1, kKlAll = 2 };
+
+template <int kKL, int kJS, typename T, typename In>
+void pass_metrics(const In* zp, const In* zq, std::int64_t V, T inv_t, T beta, const T* ep, const T* eq, In* tp,
+                  In* tq, RowState<T>& st) {
   using P = Pk<T>;
   constexpr int L = kLanes<T>;
   const P vinv = pset1<P>(inv_t), vmp = pset1<P>(st.shift_p), vmq = pset1<P>(st.shift_q);
@@ -247,23 +255,25 @@ void pass_metrics(const In* zp, const In* zq, std::int64_t V, T inv_t, T beta, c
   double acc[7] = {0, 0, 0, 0, 0, 0, 0};
   for (std::int64_t off = 0; off < V; off += kBlock) {
     const std::int64_t n = std::min(kBlock, V - off), np = round_up(n, L);
-    const T* xp = load_block<T>(zp + off, n, tp);
-    const T* xq = load_block<T>(zq + off, n, tq);
+    const In* xp = load_block<T>(zp + off, n, tp);
+    const In* xq = load_block<T>(zq + off, n, tq);
     for (std::int64_t i0 = 0; i0 < np; i0 += kFlush * L) {
     P s1 = zero, s2 = zero, s3 = zero, s4 = zero, s5 = zero, i1 = zero, i2 = zero;
     for (std::int64_t i = i0, iend = std::min(np, i0 + kFlush * L); i < iend; i += L) {
-      const P a = pmax(psub(pmul(ploadu<P>(xp + i), vinv), vmp), vf);
-      const P b = pmax(psub(pmul(ploadu<P>(xq + i), vinv), vmq), vf);
+      const P a = pmax(psub(pmul(ld<T>(xp + i), vinv), vmp), vf);
+      const P b = pmax(psub(pmul(ld<T>(xq + i), vinv), vmq), vf);
       const P ea = pload<P>(ep + off + i), eb = pload<P>(eq + off + i);
       const P d = psub(a, b);
-      if constexpr (kKL) {
-        s1 = pmadd(ea, d, s1);
-        s2 = pmadd(eb, d, s2);
-        s3 = pmadd(ea, a, s3);
-        s4 = pmadd(eb, b, s4);
+      if constexpr (kKL != kNoKl) {
         const P a_live = pcmp_lt(vf, a), b_live = pcmp_lt(vf, b);
+        s1 = pmadd(ea, d, s1);
         i1 = padd(i1, pand(pandnot(a_live, b_live), one));
-        i2 = padd(i2, pand(pandnot(b_live, a_live), one));
+        if constexpr (kKL == kKlAll) {
+          s2 = pmadd(eb, d, s2);
+          s3 = pmadd(ea, a, s3);
+          s4 = pmadd(eb, b, s4);
+          i2 = padd(i2, pand(pandnot(b_live, a_live), one));
+        }
       }
       if constexpr (kJS == kJsHalf) {
         const P x = pmul(ea, vcp), y = pmul(eb, vcq);
@@ -282,12 +292,14 @@ void pass_metrics(const In* zp, const In* zq, std::int64_t V, T inv_t, T beta, c
         s5 = padd(s5, t);
       }
     }
-    if constexpr (kKL) {
+    if constexpr (kKL != kNoKl) {
       acc[0] += static_cast<double>(predux(s1));
+      acc[5] += static_cast<double>(predux(i1));
+    }
+    if constexpr (kKL == kKlAll) {
       acc[1] += static_cast<double>(predux(s2));
       acc[2] += static_cast<double>(predux(s3));
       acc[3] += static_cast<double>(predux(s4));
-      acc[5] += static_cast<double>(predux(i1));
       acc[6] += static_cast<double>(predux(i2));
     }
     if constexpr (kJS == kJsHalf) acc[4] += 0.5 * static_cast<double>(predux(s5));
@@ -330,7 +342,12 @@ std::int64_t run(const at::Tensor& p_in, const at::Tensor& q_in, const Plan& pla
   const In* qb = q.data_ptr<In>();
   const std::int64_t nk = static_cast<std::int64_t>(plan.kept.size());
   std::vector<signed char> reasons(static_cast<std::size_t>(nk), 0);
-  const bool kl = plan.need_kl_group(), js = plan.need_js_sum();
+  const bool js = plan.need_js_sum();
+  // The forward KL sums alone serve KL(p‖q) and JS at β = 0; any other KL-group metric needs all four.
+  const auto& pm = plan.metrics;
+  const bool kl_all = pm.has(Metric::kl_qp) || pm.has(Metric::entropy_p) || pm.has(Metric::entropy_q) ||
+                      pm.has(Metric::cross_entropy_pq) || (pm.has(Metric::js) && plan.beta == 1.0);
+  const int kl_mode = !plan.need_kl_group() ? kNoKl : kl_all ? kKlAll : kKlForward;
   const bool arg_p = plan.need_argmax_p(), arg_q = plan.need_argmax_q();
   const bool rank = plan.metrics.has(Metric::rank_shift);
   const bool target = plan.metrics.has(Metric::target_rank_p) || plan.metrics.has(Metric::target_rank_q);
@@ -338,14 +355,25 @@ std::int64_t run(const at::Tensor& p_in, const at::Tensor& q_in, const Plan& pla
   const T inv_t = static_cast<T>(plan.inv_temperature);
   const T beta = static_cast<T>(plan.beta);
   const std::int64_t* tgt = plan.has_targets ? plan.targets.data_ptr<std::int64_t>() : nullptr;
-  // A thread gets at least ~64k elements per input, so tiny calls run inline.
+  // Rows are claimed in chunks of at least ~64k elements per input, so tiny calls run inline and the claims'
+  // atomic increments cost nothing next to the rows.
   const std::int64_t grain = std::max<std::int64_t>(1, (std::int64_t{1} << 16) / V);
   const T nan = std::numeric_limits<T>::quiet_NaN();
 
-  metaprobe::detail::parallel_for(nk, grain, [&](std::int64_t begin, std::int64_t end) {
+  // Per worker: the two exp rows (2 · V compute elements) and two tail buffers, allocated once per call.
+  struct Buffers {
+    std::unique_ptr<T[], AlignedFree> ep, eq;
+    std::unique_ptr<In[], AlignedFree> tp, tq;
+  };
+  auto setup = [&] {
     const std::int64_t vb = round_up(V, kBlock);
-    auto ep = aligned_buffer<T>(vb), eq = aligned_buffer<T>(vb);
-    auto tp = aligned_buffer<T>(kBlock), tq = aligned_buffer<T>(kBlock);
+    return Buffers{aligned_buffer<T>(vb), aligned_buffer<T>(vb), aligned_buffer<In>(kBlock), aligned_buffer<In>(kBlock)};
+  };
+  metaprobe::detail::parallel_claim(nk, grain, setup, [&](Buffers& buf, std::int64_t begin, std::int64_t end) {
+    auto& ep = buf.ep;
+    auto& eq = buf.eq;
+    auto& tp = buf.tp;
+    auto& tq = buf.tq;
     for (std::int64_t k = begin; k < end; ++k) {
       const std::int64_t row = plan.kept[static_cast<std::size_t>(k)];
       std::int64_t op = 0, oq = 0;
@@ -366,18 +394,21 @@ std::int64_t run(const at::Tensor& p_in, const at::Tensor& q_in, const Plan& pla
       const T zqy = y >= 0 ? to_compute(zq[y]) : nan;
       T* e1 = ep.get();
       T* e2 = eq.get();
-      T* t1 = tp.get();
-      T* t2 = tq.get();
+      In* t1 = tp.get();
+      In* t2 = tq.get();
       if (rank && target) pass_exp<true, true>(zp, zq, V, inv_t, e1, e2, t1, t2, thr_rank, zpy, zqy, st);
       else if (rank) pass_exp<true, false>(zp, zq, V, inv_t, e1, e2, t1, t2, thr_rank, zpy, zqy, st);
       else if (target) pass_exp<false, true>(zp, zq, V, inv_t, e1, e2, t1, t2, thr_rank, zpy, zqy, st);
       else pass_exp<false, false>(zp, zq, V, inv_t, e1, e2, t1, t2, thr_rank, zpy, zqy, st);
-      switch ((kl ? 3 : 0) + js_mode) {
-        case 1: pass_metrics<false, kJsGeneral>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
-        case 2: pass_metrics<false, kJsHalf>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
-        case 3: pass_metrics<true, kNoJs>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
-        case 4: pass_metrics<true, kJsGeneral>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
-        case 5: pass_metrics<true, kJsHalf>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
+      switch (kl_mode * 3 + js_mode) {
+        case 1: pass_metrics<kNoKl, kJsGeneral>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
+        case 2: pass_metrics<kNoKl, kJsHalf>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
+        case 3: pass_metrics<kKlForward, kNoJs>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
+        case 4: pass_metrics<kKlForward, kJsGeneral>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
+        case 5: pass_metrics<kKlForward, kJsHalf>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
+        case 6: pass_metrics<kKlAll, kNoJs>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
+        case 7: pass_metrics<kKlAll, kJsGeneral>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
+        case 8: pass_metrics<kKlAll, kJsHalf>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
         default: break;
       }
       finish_row(plan, static_cast<double>(st.shift_p), static_cast<double>(st.shift_q), st.sum_p, st.sum_q,

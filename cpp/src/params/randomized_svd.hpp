@@ -15,8 +15,10 @@ namespace metaprobe::params::detail {
 at::Tensor sketch_matrix(const at::Tensor& w, const SpectralOptions& options, const char* argument);
 
 /// Top-k singular triplets (float64) of the matrix m (float32 or float64; see sketch_matrix) by randomized
-/// subspace iteration with options.oversampling extra columns and options.power_iterations iterations, and
-/// the a-posteriori bound of ||(I − QQᵀ) m||₂ in error_bound. Needs k + oversampling < min(rows, cols).
+/// subspace iteration with options.oversampling extra columns, at most options.power_iterations iterations
+/// (fewer once every residual bound meets options.tolerance; converged says whether it did), the per-value
+/// residual bounds and the a-posteriori estimate of ||(I − QQᵀ) m||₂ in error_bound. Needs
+/// k + oversampling < min(rows, cols). Never falls back to the exact SVD itself (the caller does).
 TopKSvd randomized_top_k(const at::Tensor& m, int64_t k, const SpectralOptions& options);
 
 }  // namespace metaprobe::params::detail

@@ -36,6 +36,9 @@ void check_options(const SpectralOptions& o) {
   if (o.power_iterations < 0) {
     throw InvalidArgument("power_iterations: " + std::to_string(o.power_iterations) + ", expected >= 0");
   }
+  if (!(o.tolerance >= 0)) {
+    throw InvalidArgument("tolerance: " + std::to_string(o.tolerance) + ", expected >= 0 (relative residual bound)");
+  }
   if (o.error_probes < 1) {
     throw InvalidArgument("error_probes: " + std::to_string(o.error_probes) + ", expected >= 1");
   }
@@ -70,6 +73,12 @@ std::vector<double> to_vector_desc(const at::Tensor& s) {
   return v;
 }
 
+// The elements of a 1-D tensor as doubles, in their order.
+std::vector<double> to_vector(const at::Tensor& s) {
+  at::Tensor c = s.to(at::kDouble).contiguous();
+  return std::vector<double>(c.data_ptr<double>(), c.data_ptr<double>() + c.numel());
+}
+
 std::vector<double> exact_values(const at::Tensor& m, const SpectralOptions& o, std::string& method) {
   const int64_t rows = m.size(0), cols = m.size(1), small = std::min(rows, cols);
   if (small == 0) {
@@ -99,19 +108,33 @@ TopKSvd top_k_double(const at::Tensor& m, int64_t k, const SpectralOptions& o, b
   const int64_t small = std::min(m.size(0), m.size(1));
   TopKSvd out;
   const int64_t l = std::min(small, k + o.oversampling);
-  if (exact || l >= small) {
+  auto exact_svd = [&] {
     const at::Tensor md = m.to(at::kDouble);
     auto [u, s, vh] = at::linalg_svd(md, false);
     out.U = u.narrow(1, 0, k).contiguous();
     out.S = s.narrow(0, 0, k).contiguous();
     out.V = vh.narrow(0, 0, k).t().contiguous();
+    out.value_bounds = at::zeros({k}, at::kDouble);
     out.method = "svd";
+    out.error_bound = 0;
+  };
+  if (exact || l >= small) {
+    exact_svd();
     return out;
   }
   // The sketch products dominate the cost; for an input that was at most float32 they lose nothing
-  // essential in float32 (the error bound measures the result either way). randomized_svd.cpp.
+  // essential in float32 (the bounds measure the result either way). randomized_svd.cpp.
   const bool f32 = o.sketch_float32 && (low_precision_input || m.scalar_type() == at::kFloat);
-  return detail::randomized_top_k(f32 ? m.to(at::kFloat) : m.to(at::kDouble), k, o);
+  out = detail::randomized_top_k(f32 ? m.to(at::kFloat) : m.to(at::kDouble), k, o);
+  if (!out.converged && o.exact_fallback) {
+    // The bound cannot certify the requested accuracy (a flat or clustered top spectrum, or values below the
+    // sketch precision): pay for the exact values rather than return uncertified ones.
+    const int64_t iterations = out.iterations;
+    exact_svd();
+    out.iterations = iterations;
+    out.converged = false;
+  }
+  return out;
 }
 
 // True when a top-k request on an r x c matrix takes the randomized path (not the exact SVD).
@@ -165,6 +188,9 @@ static Spectrum spectrum_of(const at::Tensor& m, at::ScalarType source, const Sp
     sp.method = t.method;
     sp.complete = false;
     sp.error_bound = t.error_bound;
+    sp.value_bounds = to_vector(t.value_bounds);  // aligned with values (S is descending)
+    sp.iterations = t.iterations;
+    sp.converged = t.converged;
     return sp;
   }
   sp.values = exact_values(m, options, sp.method);
@@ -416,7 +442,11 @@ SubspaceAngles angles_double(const at::Tensor& a, const at::Tensor& b, int64_t k
   const int64_t small = std::min(a.size(0), a.size(1));
   const bool exact = small <= 1024 || 4 * k >= small;
   SpectralOptions ro = o;
+  // The angles need the vectors, whose error is the bound over the gap: run every iteration, and keep the
+  // randomized result (the exact branch above already covers the cases where the SVD is affordable).
   ro.power_iterations = std::max<int64_t>(o.power_iterations, 6);
+  ro.tolerance = 0;
+  ro.exact_fallback = false;
   TopKSvd ta = top_k_double(a, k, ro, exact);
   TopKSvd tb = top_k_double(b, k, ro, exact);
   angles_from(principal_cosines(ta.U, tb.U), out.left_max_deg, out.left_mean_deg);

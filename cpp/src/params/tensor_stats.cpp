@@ -1,22 +1,27 @@
-// One-pass per-tensor and pairwise statistics. The data is split into fixed blocks of kBlock elements;
-// each block is widened once (in registers: bf16 by a shift, no float copy of the tensor) into a small
-// cache-resident double buffer, its exact mean taken with the sums, min, max and zero count in a first SIMD
-// sweep, and its central moments summed in double in a second sweep over the buffer (so memory is read
-// once). Blocks are merged with Pebay's pairwise update formulas in a fixed order (blocks within a
-// super-block, then super-blocks), so the result does not depend on the number of threads. A float64 block
-// whose magnitudes would overflow (or underflow) the fourth powers is scaled by a power of two first, and
-// the moments carry that exponent, so [1e308, 1e308] has mean 1e308, not inf.
+// One-pass per-tensor and pairwise statistics. The data is split into fixed blocks of kBlock elements.
+// A block's exact mean is taken with the sums, min, max and zero count in a first SIMD sweep, and its central
+// moments are summed in double in a second sweep that hits L1, so memory is read once. bf16 blocks are read
+// straight from the tensor in both sweeps and widened in registers (Note [bf16 in registers]); other types
+// are widened once into a small cache-resident double buffer; nothing makes a float copy of the tensor.
+// Blocks are merged with Pebay's pairwise update formulas in a fixed order (blocks within a super-block,
+// then super-blocks), so the result does not depend on the number of threads. A float64 block whose
+// magnitudes would overflow (or underflow) the fourth powers is scaled by a power of two first, and the
+// moments carry that exponent, so [1e308, 1e308] has mean 1e308, not inf.
 #include <metaprobe/params/tensor_stats.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string>
 #include <type_traits>
 #include <vector>
 
 #include <Eigen/Core>
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
 
 #include <metaprobe/error.hpp>
 
@@ -230,9 +235,128 @@ Moments finish_block(double* buf, int64_t n, const BlockSums& b, Moments m) {
   return m;
 }
 
+#if defined(__AVX2__)
+// Note [bf16 in registers]: a bfloat16 block is read straight from the tensor by both sweeps (the second
+// hits L1: a block is 4 KiB), eight values per step widened in registers (zero-extend, shift by 16: exact
+// float32, then two exact float32 -> float64 conversions). The lanes and chains are those of block_sums and
+// block_central over a widened buffer (elements 0-3 of a step in chain 0, 4-7 in chain 1), so the result is
+// bitwise the same as widening into the buffer first; only the buffer's store and reload are gone.
+inline void load8_bf16(const uint16_t* p, PD& lo, PD& hi) {
+  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m256 f = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  lo = _mm256_cvtps_pd(_mm256_castps256_ps128(f));
+  hi = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
+}
+
+inline double bf16_value(uint16_t u) {
+  const uint32_t bits = static_cast<uint32_t>(u) << 16;
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return static_cast<double>(f);
+}
+
+static_assert(kChains == 2 && kPD == 4, "load8_bf16 feeds two chains of four doubles");
+
+BlockSums block_sums_bf16(const uint16_t* p, int64_t len) {
+  const PD zero = pset1<PD>(0.0), one = pset1<PD>(1.0);
+  PD s[kChains], a[kChains], mn[kChains], mx[kChains], z[kChains];
+  for (int j = 0; j < kChains; ++j) {
+    s[j] = a[j] = z[j] = zero;
+    mn[j] = pset1<PD>(std::numeric_limits<double>::infinity());
+    mx[j] = pset1<PD>(-std::numeric_limits<double>::infinity());
+  }
+  const int64_t body = len / kStep * kStep;
+  for (int64_t i = 0; i < body; i += kStep) {
+    PD x[kChains];
+    load8_bf16(p + i, x[0], x[1]);
+    for (int j = 0; j < kChains; ++j) {
+      s[j] = padd(s[j], x[j]);
+      a[j] = padd(a[j], pabs(x[j]));
+      mn[j] = pmin(mn[j], x[j]);
+      mx[j] = pmax(mx[j], x[j]);
+      z[j] = padd(z[j], pand(pcmp_eq(x[j], zero), one));
+    }
+  }
+  for (int j = 1; j < kChains; ++j) {
+    s[0] = padd(s[0], s[j]);
+    a[0] = padd(a[0], a[j]);
+    mn[0] = pmin(mn[0], mn[j]);
+    mx[0] = pmax(mx[0], mx[j]);
+    z[0] = padd(z[0], z[j]);
+  }
+  BlockSums r;
+  r.sum = predux(s[0]);
+  r.sum_abs = predux(a[0]);
+  r.min = predux_min(mn[0]);
+  r.max = predux_max(mx[0]);
+  r.zeros = static_cast<int64_t>(predux(z[0]));
+  for (int64_t i = body; i < len; ++i) {
+    const double x = bf16_value(p[i]);
+    r.sum += x;
+    r.sum_abs += std::fabs(x);
+    r.min = x < r.min ? x : r.min;
+    r.max = x > r.max ? x : r.max;
+    r.zeros += x == 0.0;
+  }
+  r.finite = std::isfinite(r.sum);
+  return r;
+}
+
+void block_central_bf16(const uint16_t* p, int64_t len, double mean, Moments& m) {
+  const PD vm = pset1<PD>(mean), zero = pset1<PD>(0.0);
+  PD a2[kChains], a3[kChains], a4[kChains];
+  for (int j = 0; j < kChains; ++j) a2[j] = a3[j] = a4[j] = zero;
+  const int64_t body = len / kStep * kStep;
+  for (int64_t i = 0; i < body; i += kStep) {
+    PD x[kChains];
+    load8_bf16(p + i, x[0], x[1]);
+    for (int j = 0; j < kChains; ++j) {
+      const PD d = psub(x[j], vm);
+      const PD d2 = pmul(d, d);
+      a2[j] = padd(a2[j], d2);
+      a3[j] = pmadd(d2, d, a3[j]);
+      a4[j] = pmadd(d2, d2, a4[j]);
+    }
+  }
+  for (int j = 1; j < kChains; ++j) {
+    a2[0] = padd(a2[0], a2[j]);
+    a3[0] = padd(a3[0], a3[j]);
+    a4[0] = padd(a4[0], a4[j]);
+  }
+  m.m2 = predux(a2[0]);
+  m.m3 = predux(a3[0]);
+  m.m4 = predux(a4[0]);
+  for (int64_t i = body; i < len; ++i) {
+    const double d = bf16_value(p[i]) - mean, d2 = d * d;
+    m.m2 += d2;
+    m.m3 += d2 * d;
+    m.m4 += d2 * d2;
+  }
+}
+#endif
+
 // The moments of one block of `len` values (buf has room for kBlock), widened from p.
 template <class S>
 Moments block_moments(const S* p, int64_t len, double* buf) {
+#if defined(__AVX2__)
+  if constexpr (std::is_same_v<S, c10::BFloat16>) {
+    // Finite blocks (all but rare ones) never touch buf (Note [bf16 in registers]); bf16 magnitudes lie
+    // within 2^±133, so finish_block's rescaling never applies to them.
+    const auto* u = reinterpret_cast<const uint16_t*>(p);
+    const BlockSums b = block_sums_bf16(u, len);
+    if (b.finite) {
+      Moments m;
+      m.n = len;
+      m.min = b.min;
+      m.max = b.max;
+      m.zeros = b.zeros;
+      m.mean = b.sum / static_cast<double>(len);
+      m.sum_abs = b.sum_abs;
+      block_central_bf16(u, len, m.mean, m);
+      return m;
+    }
+  }
+#endif
   if constexpr (std::is_same_v<S, c10::BFloat16>) {
     const auto* u = reinterpret_cast<const uint16_t*>(p);
     for (int64_t i = 0; i < len; ++i) {
@@ -272,8 +396,14 @@ Moments moments_of(const S* data, int64_t numel) {
   const int64_t nblocks = (numel + kBlock - 1) / kBlock;
   const int64_t nsuper = (nblocks + kSuperBlocks - 1) / kSuperBlocks;
   std::vector<Moments> partial(static_cast<size_t>(std::max<int64_t>(nsuper, 1)));
-  metaprobe::detail::parallel_for(nsuper, 1, [&](int64_t begin, int64_t end) {
-    alignas(64) double buf[kBlock];
+  // Super-blocks are claimed dynamically (a worker whose core is busy elsewhere takes fewer); each one's
+  // partial lands in its own slot and the slots merge in index order, so the split never shows.
+  struct Buf {
+    alignas(64) double v[kBlock];
+  };
+  metaprobe::detail::parallel_claim(nsuper, 1, [] { return std::make_unique<Buf>(); },
+                                    [&](std::unique_ptr<Buf>& b_, int64_t begin, int64_t end) {
+    double* buf = b_->v;
     for (int64_t s = begin; s < end; ++s) {
       Moments acc;
       const int64_t b_end = std::min(nblocks, (s + 1) * kSuperBlocks);
@@ -380,7 +510,7 @@ PairSums pair_sums(const S0* a, const S1* b, int64_t numel, double atol, double 
   const int64_t nblocks = (numel + kBlock - 1) / kBlock;
   const int64_t nsuper = (nblocks + kSuperBlocks - 1) / kSuperBlocks;
   std::vector<PairSums> partial(static_cast<size_t>(std::max<int64_t>(nsuper, 1)));
-  metaprobe::detail::parallel_for(nsuper, 1, [&](int64_t begin, int64_t end) {
+  metaprobe::detail::parallel_claim(nsuper, 1, [] { return 0; }, [&](int, int64_t begin, int64_t end) {
     for (int64_t s = begin; s < end; ++s) {
       PairSums acc;
       const int64_t off0 = s * kSuperBlocks * kBlock;

@@ -112,6 +112,92 @@ TEST_CASE("randomized top-k singular values", "[params][spectral]") {
   }
 }
 
+namespace {
+
+// u diag(s) vᵀ with Haar-random orthonormal u [m, r], v [n, r] (r = s.numel()), float64.
+at::Tensor with_spectrum(int64_t m, int64_t n, const at::Tensor& s, uint64_t seed) {
+  at::manual_seed(seed);
+  const int64_t r = s.numel();
+  at::Tensor u = std::get<0>(at::linalg_qr(at::randn({m, r}, at::kDouble), "reduced"));
+  at::Tensor v = std::get<0>(at::linalg_qr(at::randn({n, r}, at::kDouble), "reduced"));
+  return at::mm(u * s, v.t());
+}
+
+}  // namespace
+
+TEST_CASE("top-k values carry residual bounds, uncertified ones fall back to the exact SVD", "[params][spectral]") {
+  const int64_t n = 512, k = 16;
+  const at::Tensor idx = at::arange(n, at::kDouble);
+  // Each spectrum, the float32 matrix the call sees, and the float64 reference of that very matrix.
+  auto check = [&](const at::Tensor& w64, double tol, const char* expect_method) {
+    const at::Tensor w = w64.to(at::kFloat);
+    const auto ref = svd_ref(w);
+    SpectralOptions o;
+    o.tolerance = tol;
+    const TopKSvd t = top_k_svd(w, k, o);
+    CHECK(t.method == expect_method);
+    REQUIRE(t.S.numel() == k);
+    REQUIRE(t.value_bounds.numel() == k);
+    // 10·√n·eps(float32)·σ_1: the precision to which the float32 sketch certifies values (zeros included)
+    const double floor = 10 * std::sqrt(static_cast<double>(n)) * 1.1920929e-07 * ref[0];
+    for (int64_t i = 0; i < k; ++i) {
+      const double got = t.S[i].item<double>(), b = t.value_bounds[i].item<double>();
+      CAPTURE(i, got, ref[i], b);
+      CHECK(std::fabs(got - ref[i]) <= std::max(tol * ref[i], floor));
+      // the residual theorem: a singular value within the bound (here the i-th, the spectra have no misses)
+      CHECK(std::fabs(got - ref[i]) <= b + 1e-6 * ref[0]);
+      // values above the float floor meet the relative tolerance itself; zero ones are certified to the floor
+      if (t.method == std::string("randomized")) CHECK(b <= (got > floor ? tol * got : floor) * 1.0000001);
+    }
+    return t;
+  };
+  SECTION("decaying spectrum: a few iterations meet the tolerance") {
+    const TopKSvd t = check(with_spectrum(n, n, at::pow(0.5, idx / 8), 1), 1e-3, "randomized");
+    CHECK(t.converged);
+    CHECK(t.iterations <= 4);
+    check(with_spectrum(n, n, at::pow(0.5, idx / 8), 1), 1e-5, "randomized");
+  }
+  SECTION("flat spectrum: every basis is exact") {
+    check(with_spectrum(n, n, at::ones({n}, at::kDouble), 2), 1e-3, "randomized");
+  }
+  SECTION("clustered top values above a decaying tail") {
+    at::Tensor s = at::cat({1.0 + 1e-7 * at::arange(24, at::kDouble), 0.4 * at::pow(0.5, at::arange(n - 24, at::kDouble) / 6)});
+    check(with_spectrum(n, n, std::get<0>(at::sort(s, 0, true)), 3), 1e-3, "randomized");
+  }
+  SECTION("rank-deficient: values past the rank are zero within the sketch precision") {
+    at::Tensor s = at::cat({at::pow(0.9, at::arange(10, at::kDouble)), at::zeros({n - 10}, at::kDouble)});
+    check(with_spectrum(n, 300, s.narrow(0, 0, 300), 4), 1e-3, "randomized");
+  }
+  SECTION("a Gaussian matrix's top values cannot be certified: exact fallback, or uncertified on request") {
+    at::manual_seed(5);
+    const at::Tensor w = at::randn({n, n}) / std::sqrt(static_cast<double>(n));
+    const TopKSvd t = check(w.to(at::kDouble), 1e-3, "svd");
+    CHECK_FALSE(t.converged);
+    SpectralOptions o;
+    o.exact_fallback = false;
+    const TopKSvd r = top_k_svd(w, k, o);
+    CHECK(r.method == "randomized");
+    CHECK_FALSE(r.converged);
+    CHECK(r.iterations == o.power_iterations);
+    const auto ref = svd_ref(w);
+    for (int64_t i = 0; i < k; ++i) {
+      CHECK(std::fabs(r.S[i].item<double>() - ref[i]) <= r.value_bounds[i].item<double>() + 1e-6 * ref[0]);
+      CHECK(r.S[i].item<double>() <= ref[i] * (1 + 1e-6));  // interlacing: Ritz values from below
+    }
+  }
+  SECTION("singular_values reports the same certificates") {
+    SpectralOptions o;
+    o.k = k;
+    const Spectrum sp = singular_values(with_spectrum(n, n, at::pow(0.5, idx / 8), 1).to(at::kFloat), o);
+    CHECK(sp.method == "randomized");
+    REQUIRE(sp.value_bounds.size() == static_cast<size_t>(k));
+    CHECK(sp.converged);
+    SpectralOptions bad;
+    bad.tolerance = -1;
+    REQUIRE_THROWS_WITH(top_k_svd(at::randn({50, 40}), 3, bad), Contains("tolerance: -1"));
+  }
+}
+
 TEST_CASE("spectral metrics follow their definitions", "[params][spectral]") {
   at::manual_seed(5);
   at::Tensor w = at::randn({256, 64}, at::kDouble) / 16.0;

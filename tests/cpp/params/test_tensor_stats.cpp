@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include <metaprobe/error.hpp>
@@ -257,5 +258,35 @@ TEST_CASE("update_stats matches float64 references", "[params][update_stats]") {
     o.atol = 0;
     o.eta = std::nan("");
     REQUIRE_THROWS_WITH(update_stats(at::zeros({2}), at::zeros({2}), o), Contains("eta: nan"));
+  }
+}
+
+TEST_CASE("bfloat16 blocks widened in registers equal the float32 path bit for bit", "[params][tensor_stats]") {
+  // 2048-element blocks plus a tail of 5 (not a whole 8-element step); zeros, negatives, a wide range, and
+  // one block with a NaN and an inf that takes the buffered rare path.
+  at::manual_seed(21);
+  at::Tensor t = (at::randn({3 * 2048 + 5}) * at::exp(at::randn({3 * 2048 + 5}) * 4)).to(at::kBFloat16);
+  t.narrow(0, 100, 50).zero_();
+  for (bool rare : {false, true}) {
+    DYNAMIC_SECTION((rare ? "with" : "without") << " non-finite values") {
+      if (rare) {
+        t[2048 + 7] = std::numeric_limits<float>::quiet_NaN();
+        t[2048 + 9] = std::numeric_limits<float>::infinity();
+      }
+      const TensorStats a = tensor_stats(t), b = tensor_stats(t.to(at::kFloat));
+      CHECK(a.finite_count == b.finite_count);
+      CHECK(a.nan_count == b.nan_count);
+      CHECK(a.inf_count == b.inf_count);
+      for (auto [x, y] : {std::pair{a.mean, b.mean}, {a.std, b.std}, {a.min, b.min}, {a.max, b.max},
+                          {a.mean_abs, b.mean_abs}, {a.l2_norm, b.l2_norm}, {a.zero_fraction, b.zero_fraction},
+                          {a.skewness, b.skewness}, {a.excess_kurtosis, b.excess_kurtosis},
+                          {a.sum_squares, b.sum_squares}}) {
+        CHECK(std::memcmp(&x, &y, sizeof x) == 0);
+      }
+      const at::Tensor f = t.to(at::kDouble);
+      const at::Tensor fin = f.masked_select(at::isfinite(f));
+      CHECK(a.mean == Approx(fin.mean().item<double>()).epsilon(1e-12));
+      CHECK(a.std == Approx(fin.std(0, /*unbiased=*/false).item<double>()).epsilon(1e-12));
+    }
   }
 }

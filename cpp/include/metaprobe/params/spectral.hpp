@@ -26,7 +26,11 @@ struct SpectralOptions {
   int64_t gram_max_side = 8192;     // Auto uses the Gram matrix only when min(rows, cols) <= this
   double gram_min_ratio = 1e-4;     // Auto falls back to SVD when sigma_min / sigma_max < this
   int64_t oversampling = 10;        // randomized SVD: extra columns of the sketch
-  int64_t power_iterations = 4;     // randomized SVD: subspace iterations (each re-orthonormalised)
+  int64_t power_iterations = 6;     // randomized SVD: most subspace iterations (each re-orthonormalised)
+  double tolerance = 1e-3;          // randomized SVD: stop once every top-k value's residual bound is at most
+                                    // tolerance * value (docs/params.md, "Top-k"); 0: always run them all
+  bool exact_fallback = true;       // randomized SVD: bound still above tolerance after power_iterations ->
+                                    // the exact SVD (method "svd"); false: return the randomized values
   uint64_t seed = 0;                // randomized SVD: Gaussian sketch seed
   int64_t error_probes = 10;        // randomized SVD: Gaussian probes of the a-posteriori error estimate
   bool sketch_float32 = true;       // randomized SVD of a <= 32-bit input: sketch products in float32 (2x
@@ -49,6 +53,9 @@ struct Spectrum {
   std::string method;               // "gram", "svd" or "randomized"
   bool complete = true;             // false for a top-k spectrum
   double error_bound = 0;           // randomized: estimated ||(I - QQ^T) W||_2, bounds |sigma_i - sigma~_i|
+  std::vector<double> value_bounds; // randomized: residual bound of each value (TopKSvd::value_bounds); exact: 0
+  int64_t iterations = 0;           // randomized: subspace iterations run (also when it fell back to "svd")
+  bool converged = true;            // randomized: each bound met tolerance (docs/params.md, "Top-k")
 };
 
 /// Result of the WeightWatcher-style continuous power-law fit (Clauset xmin scan).
@@ -133,11 +140,16 @@ SpectralStats spectral_stats_from(const Spectrum& spectrum, double frobenius_sq,
 struct TopKSvd {
   at::Tensor U, S, V;
   std::string method;               // "svd" (exact) or "randomized"
-  double error_bound = 0;           // randomized: estimated ||(I - QQ^T) W||_2
+  double error_bound = 0;           // randomized: estimated ||(I - QQ^T) W||_2 (sigma_i - S[i] in [0, it])
+  at::Tensor value_bounds;          // randomized: [k] residual radii, W has a singular value within
+                                    // value_bounds[i] of S[i] (docs/params.md, "Top-k"); exact: zeros
+  int64_t iterations = 0;           // randomized: subspace iterations run
+  bool converged = true;            // randomized: the bounds met options.tolerance
 };
 
-/// Top-k singular triplets by randomized SVD (Halko, Martinsson & Tropp 2011, Alg. 4.4 with a posterior
-/// error estimate, eq. 4.3); exact SVD when k + oversampling >= min(rows, cols) or `exact` is set.
+/// Top-k singular triplets by randomized subspace iteration (Halko, Martinsson & Tropp 2011, Alg. 4.4) with a
+/// residual bound per value; exact SVD when `exact` is set, when k + oversampling >= min(rows, cols), or when
+/// the bounds miss options.tolerance after options.power_iterations (options.exact_fallback).
 TopKSvd top_k_svd(const at::Tensor& w, int64_t k, const SpectralOptions& options = {}, bool exact = false);
 
 /// Principal angles (degrees) between the top-k left and right singular subspaces of two matrices.
