@@ -1,6 +1,6 @@
 #pragma once
 // Per-position divergence metrics between two next-token distributions given as logits [..., V]
-// (DESIGN.md, "Metric definitions"; docs/divergence.md).
+// (docs/divergence.md, "Metrics").
 #include <array>
 #include <cstdint>
 #include <string>

@@ -1,5 +1,5 @@
 #pragma once
-// Vocabulary-sharded divergence (the Megatron VocabParallelCrossEntropy pattern, anchors.md §4.4): each rank
+// Vocabulary-sharded divergence (the Megatron VocabParallelCrossEntropy pattern, Megatron-LM core/tensor_parallel/cross_entropy.py): each rank
 // holds logits [..., V_r] for the vocabulary slice [vocab_start, vocab_start + V_r). Per-shard statistics of
 // size O(rows) combine (max, sum, min) into exactly the full-vocabulary result without gathering logits.
 // Order: local_maxima → all-reduce MAX(max) → rescale → all-reduce SUM(sums), MIN(argmax) →
