@@ -137,7 +137,20 @@ struct BlockSums {
   int64_t zeros = 0;
   bool finite = true;
 };
-BlockSums block_sums(const double* buf, int64_t len) {
+// Where a block's values come from: `load` fills kChains packets with the values at [i, i + kStep), `value`
+// gives one value of the scalar tail. The sweeps below are written once over a source, so every source sees
+// the same lanes, chains and order of operations (a bf16 block read in registers is bitwise the same as the
+// same block widened into a buffer first).
+struct DoubleSource {
+  const double* p;
+  void load(int64_t i, PD (&x)[kChains]) const {
+    for (int j = 0; j < kChains; ++j) x[j] = pload<PD>(p + i + j * kPD);
+  }
+  double value(int64_t i) const { return p[i]; }
+};
+
+template <class Source>
+BlockSums block_sums(const Source& src, int64_t len) {
   const PD zero = pset1<PD>(0.0), one = pset1<PD>(1.0);
   PD s[kChains], a[kChains], mn[kChains], mx[kChains], z[kChains];
   for (int j = 0; j < kChains; ++j) {
@@ -147,13 +160,14 @@ BlockSums block_sums(const double* buf, int64_t len) {
   }
   const int64_t body = len / kStep * kStep;
   for (int64_t i = 0; i < body; i += kStep) {
+    PD x[kChains];
+    src.load(i, x);
     for (int j = 0; j < kChains; ++j) {
-      const PD x = pload<PD>(buf + i + j * kPD);
-      s[j] = padd(s[j], x);
-      a[j] = padd(a[j], pabs(x));
-      mn[j] = pmin(mn[j], x);
-      mx[j] = pmax(mx[j], x);
-      z[j] = padd(z[j], pand(pcmp_eq(x, zero), one));
+      s[j] = padd(s[j], x[j]);
+      a[j] = padd(a[j], pabs(x[j]));
+      mn[j] = pmin(mn[j], x[j]);
+      mx[j] = pmax(mx[j], x[j]);
+      z[j] = padd(z[j], pand(pcmp_eq(x[j], zero), one));
     }
   }
   for (int j = 1; j < kChains; ++j) {
@@ -170,7 +184,7 @@ BlockSums block_sums(const double* buf, int64_t len) {
   r.max = predux_max(mx[0]);
   r.zeros = static_cast<int64_t>(predux(z[0]));
   for (int64_t i = body; i < len; ++i) {
-    const double x = buf[i];
+    const double x = src.value(i);
     r.sum += x;
     r.sum_abs += std::fabs(x);
     r.min = x < r.min ? x : r.min;
@@ -182,15 +196,18 @@ BlockSums block_sums(const double* buf, int64_t len) {
   return r;
 }
 
-// Central moments Σ(x−mean)^k, k = 2, 3, 4, of buf[0..len) into m.
-void block_central(const double* buf, int64_t len, double mean, Moments& m) {
+// Central moments Σ(x−mean)^k, k = 2, 3, 4, of the block's `len` values into m.
+template <class Source>
+void block_central(const Source& src, int64_t len, double mean, Moments& m) {
   const PD vm = pset1<PD>(mean), zero = pset1<PD>(0.0);
   PD a2[kChains], a3[kChains], a4[kChains];
   for (int j = 0; j < kChains; ++j) a2[j] = a3[j] = a4[j] = zero;
   const int64_t body = len / kStep * kStep;
   for (int64_t i = 0; i < body; i += kStep) {
+    PD x[kChains];
+    src.load(i, x);
     for (int j = 0; j < kChains; ++j) {
-      const PD d = psub(pload<PD>(buf + i + j * kPD), vm);
+      const PD d = psub(x[j], vm);
       const PD d2 = pmul(d, d);
       a2[j] = padd(a2[j], d2);
       a3[j] = pmadd(d2, d, a3[j]);
@@ -206,12 +223,13 @@ void block_central(const double* buf, int64_t len, double mean, Moments& m) {
   m.m3 = predux(a3[0]);
   m.m4 = predux(a4[0]);
   for (int64_t i = body; i < len; ++i) {
-    const double d = buf[i] - mean, d2 = d * d;
+    const double d = src.value(i) - mean, d2 = d * d;
     m.m2 += d2;
     m.m3 += d2 * d;
     m.m4 += d2 * d2;
   }
 }
+
 
 // Completes a block's moments from its sums; a float64 block of extreme magnitude is rescaled first.
 Moments finish_block(double* buf, int64_t n, const BlockSums& b, Moments m) {
@@ -231,7 +249,7 @@ Moments finish_block(double* buf, int64_t n, const BlockSums& b, Moments m) {
   }
   m.mean = sum / static_cast<double>(n);
   m.sum_abs = sum_abs;
-  block_central(buf, n, m.mean, m);
+  block_central(DoubleSource{buf}, n, m.mean, m);
   return m;
 }
 
@@ -257,82 +275,12 @@ inline double bf16_value(uint16_t u) {
 
 static_assert(kChains == 2 && kPD == 4, "load8_bf16 feeds two chains of four doubles");
 
-BlockSums block_sums_bf16(const uint16_t* p, int64_t len) {
-  const PD zero = pset1<PD>(0.0), one = pset1<PD>(1.0);
-  PD s[kChains], a[kChains], mn[kChains], mx[kChains], z[kChains];
-  for (int j = 0; j < kChains; ++j) {
-    s[j] = a[j] = z[j] = zero;
-    mn[j] = pset1<PD>(std::numeric_limits<double>::infinity());
-    mx[j] = pset1<PD>(-std::numeric_limits<double>::infinity());
-  }
-  const int64_t body = len / kStep * kStep;
-  for (int64_t i = 0; i < body; i += kStep) {
-    PD x[kChains];
-    load8_bf16(p + i, x[0], x[1]);
-    for (int j = 0; j < kChains; ++j) {
-      s[j] = padd(s[j], x[j]);
-      a[j] = padd(a[j], pabs(x[j]));
-      mn[j] = pmin(mn[j], x[j]);
-      mx[j] = pmax(mx[j], x[j]);
-      z[j] = padd(z[j], pand(pcmp_eq(x[j], zero), one));
-    }
-  }
-  for (int j = 1; j < kChains; ++j) {
-    s[0] = padd(s[0], s[j]);
-    a[0] = padd(a[0], a[j]);
-    mn[0] = pmin(mn[0], mn[j]);
-    mx[0] = pmax(mx[0], mx[j]);
-    z[0] = padd(z[0], z[j]);
-  }
-  BlockSums r;
-  r.sum = predux(s[0]);
-  r.sum_abs = predux(a[0]);
-  r.min = predux_min(mn[0]);
-  r.max = predux_max(mx[0]);
-  r.zeros = static_cast<int64_t>(predux(z[0]));
-  for (int64_t i = body; i < len; ++i) {
-    const double x = bf16_value(p[i]);
-    r.sum += x;
-    r.sum_abs += std::fabs(x);
-    r.min = x < r.min ? x : r.min;
-    r.max = x > r.max ? x : r.max;
-    r.zeros += x == 0.0;
-  }
-  r.finite = std::isfinite(r.sum);
-  return r;
-}
-
-void block_central_bf16(const uint16_t* p, int64_t len, double mean, Moments& m) {
-  const PD vm = pset1<PD>(mean), zero = pset1<PD>(0.0);
-  PD a2[kChains], a3[kChains], a4[kChains];
-  for (int j = 0; j < kChains; ++j) a2[j] = a3[j] = a4[j] = zero;
-  const int64_t body = len / kStep * kStep;
-  for (int64_t i = 0; i < body; i += kStep) {
-    PD x[kChains];
-    load8_bf16(p + i, x[0], x[1]);
-    for (int j = 0; j < kChains; ++j) {
-      const PD d = psub(x[j], vm);
-      const PD d2 = pmul(d, d);
-      a2[j] = padd(a2[j], d2);
-      a3[j] = pmadd(d2, d, a3[j]);
-      a4[j] = pmadd(d2, d2, a4[j]);
-    }
-  }
-  for (int j = 1; j < kChains; ++j) {
-    a2[0] = padd(a2[0], a2[j]);
-    a3[0] = padd(a3[0], a3[j]);
-    a4[0] = padd(a4[0], a4[j]);
-  }
-  m.m2 = predux(a2[0]);
-  m.m3 = predux(a3[0]);
-  m.m4 = predux(a4[0]);
-  for (int64_t i = body; i < len; ++i) {
-    const double d = bf16_value(p[i]) - mean, d2 = d * d;
-    m.m2 += d2;
-    m.m3 += d2 * d;
-    m.m4 += d2 * d2;
-  }
-}
+// A bfloat16 block read straight from the tensor (Note [bf16 in registers]).
+struct Bf16Source {
+  const uint16_t* p;
+  void load(int64_t i, PD (&x)[kChains]) const { load8_bf16(p + i, x[0], x[1]); }
+  double value(int64_t i) const { return bf16_value(p[i]); }
+};
 #endif
 
 // The moments of one block of `len` values (buf has room for kBlock), widened from p.
@@ -343,7 +291,7 @@ Moments block_moments(const S* p, int64_t len, double* buf) {
     // Finite blocks (all but rare ones) never touch buf (Note [bf16 in registers]); bf16 magnitudes lie
     // within 2^±133, so finish_block's rescaling never applies to them.
     const auto* u = reinterpret_cast<const uint16_t*>(p);
-    const BlockSums b = block_sums_bf16(u, len);
+    const BlockSums b = block_sums(Bf16Source{u}, len);
     if (b.finite) {
       Moments m;
       m.n = len;
@@ -352,7 +300,7 @@ Moments block_moments(const S* p, int64_t len, double* buf) {
       m.zeros = b.zeros;
       m.mean = b.sum / static_cast<double>(len);
       m.sum_abs = b.sum_abs;
-      block_central_bf16(u, len, m.mean, m);
+      block_central(Bf16Source{u}, len, m.mean, m);
       return m;
     }
   }
@@ -369,7 +317,7 @@ Moments block_moments(const S* p, int64_t len, double* buf) {
     for (int64_t i = 0; i < len; ++i) buf[i] = widen(p[i]);
   }
   Moments m;
-  BlockSums b = block_sums(buf, len);
+  BlockSums b = block_sums(DoubleSource{buf}, len);
   int64_t n = len;
   if (!b.finite) {
     // Rare path: compact the finite values to the front of the buffer and count the others.
@@ -384,7 +332,7 @@ Moments block_moments(const S* p, int64_t len, double* buf) {
         ++m.infs;
       }
     }
-    b = block_sums(buf, n);
+    b = block_sums(DoubleSource{buf}, n);
   }
   m.n = n;
   if (n == 0) return m;
