@@ -383,34 +383,28 @@ void bind_params(py::module_& m) {
         return d;
       },
       py::arg("w"), py::arg("options"));
+  // Both spectrum bindings run the same call; they differ only in how much of the Spectrum they return.
+  static auto spectrum = [](const at::Tensor& w, const py::dict& opts) {
+    const SpectralOptions o = spectral_options(opts);
+    py::gil_scoped_release nogil;
+    return singular_values(w, o);
+  };
+  static auto tensor = [](const std::vector<double>& v) {
+    at::Tensor t = at::empty({static_cast<int64_t>(v.size())}, at::kDouble);
+    std::copy(v.begin(), v.end(), t.data_ptr<double>());
+    return t;
+  };
   p.def(
       "singular_values",
       [](const at::Tensor& w, const py::dict& opts) {
-        const SpectralOptions o = spectral_options(opts);
-        Spectrum s;
-        {
-          py::gil_scoped_release nogil;
-          s = singular_values(w, o);
-        }
-        at::Tensor values = at::empty({static_cast<int64_t>(s.values.size())}, at::kDouble);
-        std::copy(s.values.begin(), s.values.end(), values.data_ptr<double>());
-        return py::make_tuple(values, s.method, s.error_bound);
+        const Spectrum s = spectrum(w, opts);
+        return py::make_tuple(tensor(s.values), s.method, s.error_bound);
       },
       py::arg("w"), py::arg("options"));
   p.def(
       "top_k_singular_values",
       [](const at::Tensor& w, const py::dict& opts) {
-        const SpectralOptions o = spectral_options(opts);
-        Spectrum s;
-        {
-          py::gil_scoped_release nogil;
-          s = singular_values(w, o);
-        }
-        auto tensor = [](const std::vector<double>& v) {
-          at::Tensor t = at::empty({static_cast<int64_t>(v.size())}, at::kDouble);
-          std::copy(v.begin(), v.end(), t.data_ptr<double>());
-          return t;
-        };
+        const Spectrum s = spectrum(w, opts);
         py::dict d;
         d["values"] = tensor(s.values);
         d["value_bounds"] = s.value_bounds.empty() ? at::zeros({static_cast<int64_t>(s.values.size())}, at::kDouble)
