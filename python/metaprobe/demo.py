@@ -49,7 +49,8 @@ if TYPE_CHECKING:
     from .report import Report
 
 __all__ = ["DemoConfig", "DemoResult", "run_demo", "teacher_solution", "summary_table", "format_summary",
-           "comparison", "cell_drift", "findings", "razor_points", "razor_fit", "comparable_report"]
+           "comparison", "cell_drift", "findings", "razor_points", "razor_fit", "comparable_report",
+           "positions_needed"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 ARMS = ("sft", "rl")
@@ -233,11 +234,12 @@ def _training_pool(**generate_args: Any) -> Tuple["probes.ProbeSet", int]:
     return pool, short  # short: (family, difficulty) pairs whose prompts repeat
 
 
-def _positions_needed(texts: Sequence[Tuple[str, str]], suite: Any, max_new: int) -> int:
-    """The model's position count from the data, rounded up to a multiple of 64: every training text (prompt +
-    completion, with BOS and EOS) and every probe prompt followed by ``max_new`` generated tokens must fit
-    (one character is one token). Derived, not fixed, because a change of the probe phrasings changes it."""
-    longest = max(max(len(p) + len(c) for p, c in texts), max(len(_plain_prompt(it)) for it in suite) + max_new)
+def positions_needed(texts: Sequence[Tuple[str, str]], items: Sequence[Any], max_new: int) -> int:
+    """The model's position count (``max_len``) from the data, rounded up to a multiple of 64: every training
+    text (``(prompt, completion)``, with BOS and EOS) and the ``plain`` prompt of every item that will be
+    generated for, followed by ``max_new`` tokens, must fit (one character is one token). Derived, not fixed,
+    because a change of the probe phrasings changes it."""
+    longest = max(max(len(p) + len(c) for p, c in texts), max(len(_plain_prompt(it)) for it in items) + max_new)
     return -(-(longest + 2) // 64) * 64
 
 
@@ -368,8 +370,9 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
 
         # 2. base model from scratch
         t0 = time.perf_counter()
+        max_len = cfg.max_len or positions_needed(mixture + teacher, list(suite) + target_items + dev_items, max_new)
         base = TinyLM(d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads, d_ff=cfg.d_ff,
-                      max_len=cfg.max_len or _positions_needed(mixture + teacher, suite, max_new), seed=cfg.seed)
+                      max_len=max_len, seed=cfg.seed)
         base_hist = base.sft(mixture, steps=cfg.base_steps, batch_size=cfg.base_batch, lr=cfg.base_lr,
                              warmup=max(1, cfg.base_steps // 20), loss_on=cfg.base_loss_on, seed=cfg.seed,
                              progress=progress)
