@@ -3,9 +3,18 @@
 // `bind_<module>(py::module_&)` function called from module.cpp.
 #include <torch/extension.h>
 
+#include <metaprobe/common/enum_names.hpp>
+
 namespace py = pybind11;
 
 namespace metaprobe::bindings {
+/// E's canonical names as a Python tuple, from its C++ name table (the Python layer restates none of them).
+template <typename E>
+py::tuple enum_names_tuple() {
+  py::list names;
+  for (const auto& n : enum_names<E>()) names.append(py::str(n));
+  return py::tuple(names);
+}
 void bind_errors(py::module_& m);
 void bind_lm(py::module_& m);
 void bind_io(py::module_& m);

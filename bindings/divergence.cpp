@@ -46,7 +46,7 @@ sharded::Globals make_globals(const at::Tensor& max, const at::Tensor& sumexp, c
 void bind_divergence(py::module_& m) {
   using namespace pybind11::literals;
   py::list names;
-  for (Metric x : kAllMetrics) names.append(std::string(to_string(x)));
+  for (const auto& n : enum_names<Metric>()) names.append(n);
   m.attr("DIVERGENCE_METRICS") = names;
 
   m.def(

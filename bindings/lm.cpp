@@ -149,6 +149,7 @@ void bind_lm(py::module_& m) {
           py::arg("path"), py::call_guard<py::gil_scoped_release>());
 
   lm.attr("CONFIG_METADATA_KEY") = kConfigMetadataKey;
+  lm.attr("PADDING_SIDES") = enum_names_tuple<PaddingSide>();
 
   lm.def(
       "generate",

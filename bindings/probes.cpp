@@ -92,11 +92,7 @@ std::vector<Item> items_from(const py::iterable& items) {
 // "varied" / "canonical" and a NoOp share as the C++ surface options.
 SurfaceOptions surface_options(const std::string& phrasing, double noop_share) {
   SurfaceOptions s;
-  if (phrasing == "canonical") {
-    s.phrasing = Phrasing::canonical;
-  } else if (phrasing != "varied") {
-    throw InvalidArgument("phrasing: got '" + phrasing + "', expected 'varied' or 'canonical'");
-  }
+  s.phrasing = parse_enum<Phrasing>(phrasing);
   s.noop_share = noop_share;
   return s;
 }
@@ -104,12 +100,10 @@ SurfaceOptions surface_options(const std::string& phrasing, double noop_share) {
 }  // namespace
 
 void bind_probes(py::module_& m) {
-  py::enum_<AnswerType>(m, "AnswerType", "How an item's answer is compared with a model's.")
-      .value("integer", AnswerType::integer)
-      .value("number", AnswerType::number)
-      .value("string", AnswerType::string)
-      .value("choice", AnswerType::choice)
-      .value("list", AnswerType::list);
+  py::enum_<AnswerType> answer_type(m, "AnswerType", "How an item's answer is compared with a model's.");
+  for (AnswerType t : enum_values<AnswerType>()) answer_type.value(std::string(enum_name(t)).c_str(), t);
+  m.attr("SKILLS") = enum_names_tuple<Skill>();
+  m.attr("DOMAINS") = enum_names_tuple<Domain>();
 
   py::class_<Item>(m, "Item",
                    "One probe item (schema: docs/probes.md). skill, domain and answer_type are their JSONL names.")
@@ -175,13 +169,7 @@ void bind_probes(py::module_& m) {
          const std::string& phrasing, double noop_share) {
         SuiteSpec spec;
         spec.surface = surface_options(phrasing, noop_share);
-        if (on_short_supply == "raise") {
-          spec.on_short_supply = ShortSupply::raise;
-        } else if (on_short_supply == "warn") {
-          spec.on_short_supply = ShortSupply::warn;
-        } else {
-          throw InvalidArgument("on_short_supply: got '" + on_short_supply + "', expected 'raise' or 'warn'");
-        }
+        spec.on_short_supply = parse_enum<ShortSupply>(on_short_supply);
         spec.skills.clear();
         spec.domains.clear();
         for (const auto& s : skills) spec.skills.push_back(parse_skill(s));

@@ -84,8 +84,10 @@ class CharTokenizer:
 
     @padding_side.setter
     def padding_side(self, side: str) -> None:
-        if side not in ("right", "left"):
-            raise _core.InvalidArgumentError(f"padding_side: unknown value {side!r}, expected 'right' or 'left'")
+        sides = _core.lm.PADDING_SIDES
+        if side not in sides:
+            raise _core.InvalidArgumentError(f"padding_side: unknown value {side!r}, expected "
+                                             f"{', '.join(map(repr, sides[:-1]))} or {sides[-1]!r}")
         self._padding_side = side
 
     @property

@@ -12,6 +12,8 @@ import math
 import os
 from typing import TYPE_CHECKING, Iterator, Optional, Sequence, Union
 
+from . import _core
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -20,8 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["profile_heatmap", "drift_over_steps", "js_positional_profile", "layer_update_norms",
            "representation_drift", "figures", "save_all", "close"]
 
-SKILLS = ("calculation", "fact_retrieval", "simulation", "enumeration", "diagnostic")
-DOMAINS = ("math", "physics", "coding", "general")
+SKILLS = tuple(_core.SKILLS)    # grid order, from the C++ name tables
+DOMAINS = tuple(_core.DOMAINS)
 
 
 def _plt():

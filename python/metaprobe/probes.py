@@ -38,10 +38,10 @@ __all__ = [
     "Scores",
 ]
 
-#: The five core skills, in grid order.
-SKILLS: tuple[str, ...] = ("calculation", "fact_retrieval", "simulation", "enumeration", "diagnostic")
-#: The four domains, in grid order.
-DOMAINS: tuple[str, ...] = ("math", "physics", "coding", "general")
+#: The five core skills, in grid order (from the C++ name table of ``Skill``).
+SKILLS: tuple[str, ...] = tuple(_core.SKILLS)
+#: The four domains, in grid order (from the C++ name table of ``Domain``).
+DOMAINS: tuple[str, ...] = tuple(_core.DOMAINS)
 #: The prompt templates of :meth:`ProbeSet.render`.
 TEMPLATES: tuple[str, ...] = tuple(_core._probes_template_names())
 

@@ -1,8 +1,9 @@
 #pragma once
-// Internal: locale-independent number formatting for messages and text outputs.
+// Internal: locale-independent number and shape formatting for messages and text outputs.
 #include <charconv>
 #include <cmath>
 #include <string>
+#include <string_view>
 
 namespace metaprobe::detail {
 
@@ -15,6 +16,18 @@ inline std::string format_double(double v) {
   char buf[32];
   const auto res = std::to_chars(buf, buf + sizeof buf, v);
   return std::string(buf, res.ptr);
+}
+
+/// A shape as "[2, 3, 4]" ("[]" for a scalar); `separator` goes between dimensions (", " in messages, ","
+/// in CSV cells). Takes any sequence of integers with size() and operator[] (at::IntArrayRef, std::vector).
+template <typename Sizes>
+std::string format_shape(const Sizes& sizes, std::string_view separator = ", ") {
+  std::string out = "[";
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    if (i != 0) out += separator;
+    out += std::to_string(sizes[i]);
+  }
+  return out + "]";
 }
 
 }  // namespace metaprobe::detail

@@ -9,26 +9,11 @@
 #include <metaprobe/error.hpp>
 
 #include "internal.hpp"
+#include "common/format.hpp"
 
 namespace metaprobe {
 
 namespace {
-constexpr const char* kMetricNames[kNumMetrics] = {
-    "kl_pq",      "kl_qp",       "js",          "entropy_p",     "entropy_q",    "cross_entropy_pq",
-    "top1_agree", "rank_shift",  "logp_target", "logq_target",   "target_rank_p", "target_rank_q"};
-
-std::string all_metric_names() {
-  std::string s;
-  for (std::size_t i = 0; i < kNumMetrics; ++i) s += (i ? ", " : "") + std::string(kMetricNames[i]);
-  return s;
-}
-
-std::string shape_str(at::IntArrayRef s) {
-  std::string o = "[";
-  for (std::size_t i = 0; i < s.size(); ++i) o += (i ? ", " : "") + std::to_string(s[i]);
-  return o + "]";
-}
-
 constexpr std::uint32_t kTargetBits = static_cast<std::uint32_t>(Metric::logp_target) |
                                       static_cast<std::uint32_t>(Metric::logq_target) |
                                       static_cast<std::uint32_t>(Metric::target_rank_p) |
@@ -41,49 +26,10 @@ bool is_info_metric(Metric m) {
 }
 }  // namespace
 
-std::string_view to_string(Metric metric) { return kMetricNames[divergence_detail::col(metric)]; }
-
-Metric parse_metric(std::string_view name) {
-  for (std::size_t i = 0; i < kNumMetrics; ++i) {
-    if (name == kMetricNames[i]) return kAllMetrics[i];
-  }
-  throw InvalidArgument("metrics: unknown metric name '" + std::string(name) + "', expected one of " +
-                        all_metric_names());
-}
-
 MetricSet MetricSet::parse(const std::vector<std::string>& names) {
   MetricSet s;
   for (const auto& n : names) s = s.with(parse_metric(n));
   return s;
-}
-
-Reduction parse_reduction(std::string_view name) {
-  if (name == "none") return Reduction::none;
-  if (name == "row") return Reduction::row;
-  if (name == "mean") return Reduction::mean;
-  throw InvalidArgument("reduction: unknown value '" + std::string(name) + "', expected one of none, row, mean");
-}
-
-std::string_view to_string(Reduction reduction) {
-  switch (reduction) {
-    case Reduction::none: return "none";
-    case Reduction::row: return "row";
-    case Reduction::mean: return "mean";
-  }
-  throw InvalidArgument("reduction: invalid enum value " + std::to_string(static_cast<int>(reduction)));
-}
-
-LogBase parse_log_base(std::string_view name) {
-  if (name == "e" || name == "nats") return LogBase::e;
-  if (name == "2" || name == "bits") return LogBase::two;
-  throw InvalidArgument("base: unknown value '" + std::string(name) + "', expected 'e' (nats) or '2' (bits)");
-}
-
-Backend parse_backend(std::string_view name) {
-  if (name == "auto") return Backend::automatic;
-  if (name == "fused") return Backend::fused;
-  if (name == "composite") return Backend::composite;
-  throw InvalidArgument("backend: unknown value '" + std::string(name) + "', expected auto, fused or composite");
 }
 
 at::Tensor& DivergenceResult::operator[](Metric m) {
@@ -126,7 +72,7 @@ std::string describe_row(const Plan& plan, std::int64_t row) {
     idx[d] = r % plan.lead_shape[d];
     r /= plan.lead_shape[d];
   }
-  return "row " + std::to_string(row) + " (position " + shape_str(idx) + ")";
+  return "row " + std::to_string(row) + " (position " + metaprobe::detail::format_shape(idx) + ")";
 }
 
 void throw_bad_row(const Plan& plan, std::int64_t row, int reason, bool in_q, const char* p_name,
@@ -164,8 +110,8 @@ Plan make_plan(const at::Tensor& p, const at::Tensor& q, const DivergenceOptions
   }
   if (p.dim() < 1) throw InvalidArgument(std::string(p_name) + ": a 0-d tensor, expected logits [..., V]");
   if (p.sizes() != q.sizes()) {
-    throw InvalidArgument(std::string(p_name) + " shape " + shape_str(p.sizes()) + " and " + q_name + " shape " +
-                          shape_str(q.sizes()) + " differ, expected the same shape [..., V]");
+    throw InvalidArgument(std::string(p_name) + " shape " + metaprobe::detail::format_shape(p.sizes()) + " and " + q_name + " shape " +
+                          metaprobe::detail::format_shape(q.sizes()) + " differ, expected the same shape [..., V]");
   }
   for (const auto* t : {&p, &q}) {
     if (!at::isFloatingType(t->scalar_type())) {
@@ -186,7 +132,7 @@ Plan make_plan(const at::Tensor& p, const at::Tensor& q, const DivergenceOptions
   Plan plan;
   plan.vocab = p.size(-1);
   if (plan.vocab == 0) {
-    throw InvalidArgument(std::string(p_name) + ": vocabulary size V = 0 (shape " + shape_str(p.sizes()) +
+    throw InvalidArgument(std::string(p_name) + ": vocabulary size V = 0 (shape " + metaprobe::detail::format_shape(p.sizes()) +
                           "), expected V >= 1");
   }
   plan.lead_shape.assign(p.sizes().begin(), p.sizes().end() - 1);
@@ -210,7 +156,7 @@ void apply_options(const DivergenceOptions& o, Plan& plan) {
     throw InvalidArgument("metrics: unknown metric bits " + std::to_string(o.metrics.bits));
   }
   if (o.metrics.empty()) {
-    throw InvalidArgument("metrics: empty set, expected at least one of " + all_metric_names());
+    throw InvalidArgument("metrics: empty set, expected at least one of " + enum_name_list<Metric>());
   }
   plan.has_targets = o.targets.defined();
   plan.metrics = o.metrics;
@@ -233,8 +179,8 @@ void plan_positions(const DivergenceOptions& o, Plan& plan) {
   at::Tensor keep;  // CPU bool [rows]
   if (o.mask.defined()) {
     if (o.mask.sizes() != lead) {
-      throw InvalidArgument("mask: shape " + shape_str(o.mask.sizes()) + ", expected the leading dims " +
-                            shape_str(lead) + " of the logits");
+      throw InvalidArgument("mask: shape " + metaprobe::detail::format_shape(o.mask.sizes()) + ", expected the leading dims " +
+                            metaprobe::detail::format_shape(lead) + " of the logits");
     }
     const auto mt = o.mask.scalar_type();
     if (mt != at::kBool && !at::isIntegralType(mt, /*includeBool=*/false)) {
@@ -256,8 +202,8 @@ void plan_positions(const DivergenceOptions& o, Plan& plan) {
   }
   if (plan.has_targets) {
     if (o.targets.sizes() != lead) {
-      throw InvalidArgument("targets: shape " + shape_str(o.targets.sizes()) + ", expected the leading dims " +
-                            shape_str(lead) + " of the logits");
+      throw InvalidArgument("targets: shape " + metaprobe::detail::format_shape(o.targets.sizes()) + ", expected the leading dims " +
+                            metaprobe::detail::format_shape(lead) + " of the logits");
     }
     const auto tt = o.targets.scalar_type();
     if (!at::isIntegralType(tt, /*includeBool=*/false)) {

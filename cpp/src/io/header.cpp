@@ -16,26 +16,6 @@
 
 namespace metaprobe::io {
 
-std::string_view to_string(SafetensorsErrorKind kind) {
-  switch (kind) {
-    case SafetensorsErrorKind::HeaderTooSmall: return "HeaderTooSmall";
-    case SafetensorsErrorKind::HeaderTooLarge: return "HeaderTooLarge";
-    case SafetensorsErrorKind::InvalidHeaderLength: return "InvalidHeaderLength";
-    case SafetensorsErrorKind::InvalidHeader: return "InvalidHeader";
-    case SafetensorsErrorKind::InvalidHeaderDeserialization: return "InvalidHeaderDeserialization";
-    case SafetensorsErrorKind::InvalidOffset: return "InvalidOffset";
-    case SafetensorsErrorKind::ValidationOverflow: return "ValidationOverflow";
-    case SafetensorsErrorKind::MisalignedSlice: return "MisalignedSlice";
-    case SafetensorsErrorKind::TensorInvalidInfo: return "TensorInvalidInfo";
-    case SafetensorsErrorKind::MetadataIncompleteBuffer: return "MetadataIncompleteBuffer";
-    case SafetensorsErrorKind::DuplicateTensorName: return "DuplicateTensorName";
-    case SafetensorsErrorKind::InvalidMetadata: return "InvalidMetadata";
-    case SafetensorsErrorKind::TensorNotFound: return "TensorNotFound";
-    case SafetensorsErrorKind::InvalidIndex: return "InvalidIndex";
-  }
-  return "Unknown";
-}
-
 SafetensorsError::SafetensorsError(SafetensorsErrorKind kind, const std::string& message)
     : FormatError(std::string(to_string(kind)) + ": " + message), kind_(kind) {}
 

@@ -3,16 +3,6 @@
 
 namespace metaprobe::lm {
 
-std::string_view to_string(PaddingSide side) {
-  return side == PaddingSide::left ? "left" : "right";
-}
-
-PaddingSide parse_padding_side(std::string_view name) {
-  if (name == "right") return PaddingSide::right;
-  if (name == "left") return PaddingSide::left;
-  throw InvalidArgument("padding_side: unknown value '" + std::string(name) + "', expected 'right' or 'left'");
-}
-
 int64_t CharTokenizer::char_to_id(char c) const {
   const auto u = static_cast<unsigned char>(c);
   if (u == '\n') return kNewline;

@@ -133,16 +133,6 @@ at::Tensor token_logprobs(const at::Tensor& logits, const at::Tensor& targets, d
 
 }  // namespace
 
-std::string_view to_string(LossOn loss_on) {
-  return loss_on == LossOn::all ? "all" : "completion";
-}
-
-LossOn parse_loss_on(std::string_view name) {
-  if (name == "completion") return LossOn::completion;
-  if (name == "all") return LossOn::all;
-  throw InvalidArgument("loss_on: unknown value '" + std::string(name) + "', expected 'completion' or 'all'");
-}
-
 SftResult sft_train(TinyTransformer& model, const std::vector<SftExample>& examples, const SftOptions& options,
                     const SftCallback& on_step) {
   if (examples.empty()) throw InvalidArgument("examples: expected at least one example, got none");

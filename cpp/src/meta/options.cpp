@@ -23,21 +23,6 @@ probes::Cell parse_cell(const std::string& text) {
 
 }  // namespace
 
-std::string to_string(ChoiceMode mode) { return mode == ChoiceMode::generate ? "generate" : "loglikelihood"; }
-std::string to_string(ReferenceMode mode) { return mode == ReferenceMode::exact ? "exact" : "topk_cache"; }
-
-ChoiceMode parse_choice_mode(const std::string& name) {
-  if (name == "generate") return ChoiceMode::generate;
-  if (name == "loglikelihood") return ChoiceMode::loglikelihood;
-  throw InvalidArgument("choice_mode: '" + name + "' is not a choice mode, expected generate or loglikelihood");
-}
-
-ReferenceMode parse_reference_mode(const std::string& name) {
-  if (name == "exact") return ReferenceMode::exact;
-  if (name == "topk_cache") return ReferenceMode::topk_cache;
-  throw InvalidArgument("reference_mode: '" + name + "' is not a reference mode, expected exact or topk_cache");
-}
-
 std::vector<std::string> razor_metric_names() { return {"kl_ref_stage", "kl_stage_ref", "js", "sampled_kl"}; }
 
 void RunOptions::validate() const {
@@ -131,7 +116,7 @@ nlohmann::json options_to_json(const RunOptions& o) {
       {"reference", o.reference},
       {"behaviour", o.behaviour},
       {"prompt", {{"template", o.prompt.template_name}, {"k", o.prompt.k}, {"seed", o.prompt.seed}}},
-      {"choice_mode", to_string(o.choice_mode)},
+      {"choice_mode", o.choice_mode},
       {"choice_delimiter", o.choice_delimiter},
       {"choice_norm", o.choice_norm},
       {"max_new_tokens", o.max_new_tokens},
@@ -151,7 +136,7 @@ nlohmann::json options_to_json(const RunOptions& o) {
       {"divergence", o.divergence},
       {"divergence_on", o.divergence_on},
       {"solution_separator", o.solution_separator},
-      {"reference_mode", to_string(o.reference_mode)},
+      {"reference_mode", o.reference_mode},
       {"cache_k", o.cache_k},
       {"divergence_temperature", o.divergence_temperature},
       {"js_threshold", o.js_threshold},
@@ -162,7 +147,7 @@ nlohmann::json options_to_json(const RunOptions& o) {
       {"update_atol", o.update.atol},
       {"update_eta", o.update.eta},
       {"update_emulate_bf16", o.update_emulate_bf16},
-      {"update_nonfinite", params::to_string(o.update_nonfinite)},
+      {"update_nonfinite", o.update_nonfinite},
       {"target_cells", cells},
       {"target_domain", o.target_domain},
       {"collapse_delta", o.collapse_delta},
@@ -209,7 +194,7 @@ RunOptions options_from_json(const nlohmann::json& j) {
       read(p, "options.prompt.", "k", o.prompt.k);
       read(p, "options.prompt.", "seed", o.prompt.seed);
     }
-    if (j.contains("choice_mode")) o.choice_mode = parse_choice_mode(j.at("choice_mode").get<std::string>());
+    if (j.contains("choice_mode")) o.choice_mode = j.at("choice_mode").get<ChoiceMode>();
     get("choice_delimiter", o.choice_delimiter);
     get("choice_norm", o.choice_norm);
     get("max_new_tokens", o.max_new_tokens);
@@ -217,7 +202,7 @@ RunOptions options_from_json(const nlohmann::json& j) {
     get("z", o.z);
     get("divergence", o.divergence);
     get("solution_separator", o.solution_separator);
-    if (j.contains("reference_mode")) o.reference_mode = parse_reference_mode(j.at("reference_mode").get<std::string>());
+    if (j.contains("reference_mode")) o.reference_mode = j.at("reference_mode").get<ReferenceMode>();
     get("cache_k", o.cache_k);
     get("temperature", o.temperature);
     get("do_sample", o.do_sample);

@@ -9,6 +9,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <metaprobe/common/enum_names.hpp>
+
 namespace metaprobe {
 
 /// One metric the divergence engine can compute; the value is its bit in a MetricSet.
@@ -28,16 +30,27 @@ enum class Metric : std::uint32_t {
 };
 
 inline constexpr std::size_t kNumMetrics = 12;
-/// Every metric, in the canonical order used by names and result fields.
-inline constexpr std::array<Metric, kNumMetrics> kAllMetrics = {
-    Metric::kl_pq,      Metric::kl_qp,       Metric::js,          Metric::entropy_p,
-    Metric::entropy_q,  Metric::cross_entropy_pq, Metric::top1_agree, Metric::rank_shift,
-    Metric::logp_target, Metric::logq_target, Metric::target_rank_p, Metric::target_rank_q};
+METAPROBE_ENUM_NAMES(Metric, "metrics", "unknown metric name '{value}', expected one of {names}",
+                     {Metric::kl_pq, "kl_pq"}, {Metric::kl_qp, "kl_qp"}, {Metric::js, "js"},
+                     {Metric::entropy_p, "entropy_p"}, {Metric::entropy_q, "entropy_q"},
+                     {Metric::cross_entropy_pq, "cross_entropy_pq"}, {Metric::top1_agree, "top1_agree"},
+                     {Metric::rank_shift, "rank_shift"}, {Metric::logp_target, "logp_target"},
+                     {Metric::logq_target, "logq_target"}, {Metric::target_rank_p, "target_rank_p"},
+                     {Metric::target_rank_q, "target_rank_q"})
+/// Every metric, in the canonical order used by names and result fields (the order of the name table).
+inline constexpr std::array<Metric, kNumMetrics> kAllMetrics = enum_values<Metric>();
+static_assert(
+    [] {
+      for (std::size_t i = 0; i < kNumMetrics; ++i)
+        if (static_cast<std::uint32_t>(kAllMetrics[i]) != (1u << i)) return false;
+      return true;
+    }(),
+    "the metric name table lists the metrics in bit order (a metric's column is its bit index)");
 
 /// The snake_case name of a metric ("kl_pq").
-std::string_view to_string(Metric metric);
+inline std::string_view to_string(Metric metric) { return enum_name(metric); }
 /// Parses a metric name; throws InvalidArgument naming the value and the valid names.
-Metric parse_metric(std::string_view name);
+inline Metric parse_metric(std::string_view name) { return parse_enum<Metric>(name); }
 
 /// A set of metrics (a bitmask over Metric).
 struct MetricSet {
@@ -59,15 +72,19 @@ enum class Reduction {
   row,   ///< mean over the kept positions of the last leading dim ([B, T, V] → [B])
   mean,  ///< mean over every kept position → scalar
 };
+METAPROBE_ENUM_NAMES(Reduction, "reduction", "unknown value '{value}', expected one of {names}",
+                     {Reduction::none, "none"}, {Reduction::row, "row"}, {Reduction::mean, "mean"})
 /// Parses "none" | "row" | "mean".
-Reduction parse_reduction(std::string_view name);
+inline Reduction parse_reduction(std::string_view name) { return parse_enum<Reduction>(name); }
 /// The name of a reduction.
-std::string_view to_string(Reduction reduction);
+inline std::string_view to_string(Reduction reduction) { return enum_name(reduction); }
 
 /// Logarithm base of the information metrics (KL, JS, entropies, cross-entropy, log-probabilities).
 enum class LogBase { e, two };
-/// Parses "e" (nats) or "2" (bits).
-LogBase parse_log_base(std::string_view name);
+METAPROBE_ENUM_NAMES(LogBase, "base", "unknown value '{value}', expected one of {names}", {LogBase::e, "e"},
+                     {LogBase::two, "2"}, {LogBase::e, "nats"}, {LogBase::two, "bits"})
+/// Parses "e" or "nats", "2" or "bits".
+inline LogBase parse_log_base(std::string_view name) { return parse_enum<LogBase>(name); }
 
 /// Which implementation computes the metrics.
 enum class Backend {
@@ -75,8 +92,10 @@ enum class Backend {
   fused,      ///< the fused CPU kernel (CPU tensors only)
   composite,  ///< ATen ops chunked over rows (any device); the reference path of CUDA tensors
 };
+METAPROBE_ENUM_NAMES(Backend, "backend", "unknown value '{value}', expected one of {names}",
+                     {Backend::automatic, "auto"}, {Backend::fused, "fused"}, {Backend::composite, "composite"})
 /// Parses "auto" | "fused" | "composite".
-Backend parse_backend(std::string_view name);
+inline Backend parse_backend(std::string_view name) { return parse_enum<Backend>(name); }
 
 /// Options of divergence(). Defaults compute every metric in nats per position.
 struct DivergenceOptions {

@@ -14,6 +14,7 @@
 
 #include <ATen/ATen.h>
 
+#include <metaprobe/common/enum_names.hpp>
 #include <metaprobe/error.hpp>
 #include <metaprobe/io/tensor_source.hpp>
 
@@ -37,8 +38,24 @@ enum class SafetensorsErrorKind {
   InvalidIndex,                  // model.safetensors.index.json is malformed
 };
 
+METAPROBE_ENUM_NAMES(SafetensorsErrorKind, "kind", "unknown kind '{value}', expected one of {names}",
+    {SafetensorsErrorKind::HeaderTooSmall, "HeaderTooSmall"},
+    {SafetensorsErrorKind::HeaderTooLarge, "HeaderTooLarge"},
+    {SafetensorsErrorKind::InvalidHeaderLength, "InvalidHeaderLength"},
+    {SafetensorsErrorKind::InvalidHeader, "InvalidHeader"},
+    {SafetensorsErrorKind::InvalidHeaderDeserialization, "InvalidHeaderDeserialization"},
+    {SafetensorsErrorKind::InvalidOffset, "InvalidOffset"},
+    {SafetensorsErrorKind::ValidationOverflow, "ValidationOverflow"},
+    {SafetensorsErrorKind::MisalignedSlice, "MisalignedSlice"},
+    {SafetensorsErrorKind::TensorInvalidInfo, "TensorInvalidInfo"},
+    {SafetensorsErrorKind::MetadataIncompleteBuffer, "MetadataIncompleteBuffer"},
+    {SafetensorsErrorKind::DuplicateTensorName, "DuplicateTensorName"},
+    {SafetensorsErrorKind::InvalidMetadata, "InvalidMetadata"},
+    {SafetensorsErrorKind::TensorNotFound, "TensorNotFound"},
+    {SafetensorsErrorKind::InvalidIndex, "InvalidIndex"})
+
 /// The kind's name, e.g. "InvalidOffset".
-std::string_view to_string(SafetensorsErrorKind kind);
+inline std::string_view to_string(SafetensorsErrorKind kind) { return enum_name(kind); }
 
 /// A malformed safetensors file or checkpoint index; kind() says which rule it broke.
 class SafetensorsError : public FormatError {

@@ -8,15 +8,19 @@
 
 #include <ATen/ATen.h>
 
+#include <metaprobe/common/enum_names.hpp>
+
 namespace metaprobe::lm {
 
 /// Which side of a batch receives the padding: right for teacher forcing, left for generation.
 enum class PaddingSide { right, left };
+METAPROBE_ENUM_NAMES(PaddingSide, "padding_side", "unknown value '{value}', expected {names_or}",
+                     {PaddingSide::right, "right"}, {PaddingSide::left, "left"})
 
 /// "right" / "left".
-std::string_view to_string(PaddingSide side);
+inline std::string_view to_string(PaddingSide side) { return enum_name(side); }
 /// Parses "right" / "left"; throws InvalidArgument otherwise.
-PaddingSide parse_padding_side(std::string_view name);
+inline PaddingSide parse_padding_side(std::string_view name) { return parse_enum<PaddingSide>(name); }
 
 /// A padded batch: ids and attention_mask are int64 [B, T]; mask is 1 on real tokens and 0 on padding.
 struct TokenBatch {

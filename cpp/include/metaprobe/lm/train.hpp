@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include <metaprobe/common/enum_names.hpp>
 #include <metaprobe/lm/transformer.hpp>
 
 namespace metaprobe::lm {
@@ -28,10 +29,12 @@ struct OptimizerOptions {
 
 /// Which tokens carry the SFT loss.
 enum class LossOn { completion, all };
+METAPROBE_ENUM_NAMES(LossOn, "loss_on", "unknown value '{value}', expected {names_or}",
+                     {LossOn::completion, "completion"}, {LossOn::all, "all"})
 /// "completion" / "all".
-std::string_view to_string(LossOn loss_on);
+inline std::string_view to_string(LossOn loss_on) { return enum_name(loss_on); }
 /// Parses "completion" / "all"; throws InvalidArgument otherwise.
-LossOn parse_loss_on(std::string_view name);
+inline LossOn parse_loss_on(std::string_view name) { return parse_enum<LossOn>(name); }
 
 /// One training example: the model reads BOS + prompt + completion + EOS.
 struct SftExample {

@@ -7,6 +7,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <metaprobe/common/enum_names.hpp>
+
 #include <metaprobe/meta/logit_source.hpp>
 #include <metaprobe/params/tensor_stats.hpp>
 #include <metaprobe/probes/prompt.hpp>
@@ -17,10 +19,14 @@ namespace metaprobe::meta {
 /// How multiple-choice items are answered: by greedy generation like every other item, or by the
 /// log-likelihood of each option after the prompt (lm-evaluation-harness style).
 enum class ChoiceMode { generate, loglikelihood };
+METAPROBE_ENUM_NAMES(ChoiceMode, "choice_mode", "'{value}' is not a choice mode, expected one of {names}",
+                     {ChoiceMode::generate, "generate"}, {ChoiceMode::loglikelihood, "loglikelihood"})
 
 /// How the reference's distributions are held while stages are probed: both models resident (exact), or the
 /// reference's top-k log-probabilities plus tail mass cached once (lower bounds on KL/JS; docs/meta.md).
 enum class ReferenceMode { exact, topk_cache };
+METAPROBE_ENUM_NAMES(ReferenceMode, "reference_mode", "'{value}' is not a reference mode, expected one of {names}",
+                     {ReferenceMode::exact, "exact"}, {ReferenceMode::topk_cache, "topk_cache"})
 
 /// Where the run stands, passed to the progress callback after each unit of work.
 struct RunProgress {
@@ -97,13 +103,13 @@ struct RunOptions {
 };
 
 /// "generate" / "loglikelihood".
-std::string to_string(ChoiceMode mode);
+inline std::string to_string(ChoiceMode mode) { return std::string(enum_name(mode)); }
 /// "exact" / "topk_cache".
-std::string to_string(ReferenceMode mode);
+inline std::string to_string(ReferenceMode mode) { return std::string(enum_name(mode)); }
 /// Parses a choice mode; throws InvalidArgument naming the value.
-ChoiceMode parse_choice_mode(const std::string& name);
+inline ChoiceMode parse_choice_mode(const std::string& name) { return parse_enum<ChoiceMode>(name); }
 /// Parses a reference mode; throws InvalidArgument naming the value.
-ReferenceMode parse_reference_mode(const std::string& name);
+inline ReferenceMode parse_reference_mode(const std::string& name) { return parse_enum<ReferenceMode>(name); }
 
 /// The options as JSON (every field but progress).
 nlohmann::json options_to_json(const RunOptions& options);

@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 
+#include <metaprobe/common/enum_names.hpp>
 #include <metaprobe/error.hpp>
 
 namespace metaprobe::params {
@@ -46,14 +47,15 @@ enum class NonFinitePolicy {
   error,  // compare_checkpoints throws InvalidArgument naming the first such tensor
 };
 
+METAPROBE_ENUM_NAMES(NonFinitePolicy, "nonfinite", "'{value}', expected one of {names}",
+                     {NonFinitePolicy::nan, "nan"}, {NonFinitePolicy::error, "error"})
+
 /// "nan" / "error".
-inline std::string to_string(NonFinitePolicy policy) { return policy == NonFinitePolicy::error ? "error" : "nan"; }
+inline std::string to_string(NonFinitePolicy policy) { return std::string(enum_name(policy)); }
 
 /// The policy named `name`; throws InvalidArgument naming `what` and the valid names.
 inline NonFinitePolicy parse_nonfinite_policy(const std::string& name, const std::string& what = "nonfinite") {
-  if (name == "nan") return NonFinitePolicy::nan;
-  if (name == "error") return NonFinitePolicy::error;
-  throw InvalidArgument(what + ": '" + name + "', expected one of nan, error");
+  return parse_enum<NonFinitePolicy>(name, what);
 }
 
 /// How a tuned tensor w1 differs from its reference w0 (same shape). Over the pairs where both are finite;

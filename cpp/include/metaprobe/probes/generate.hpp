@@ -34,6 +34,8 @@ enum class Phrasing {
   varied,     ///< drawn per item from the kPhrasings, seeded by the item id (the default)
   canonical,  ///< always phrasing 0, so a study can hold the surface form fixed
 };
+METAPROBE_ENUM_NAMES(Phrasing, "phrasing", "got '{value}', expected {names_or}", {Phrasing::varied, "varied"},
+                     {Phrasing::canonical, "canonical"})
 
 /// The surface form of generated prompts: phrasing and NoOp distractor clauses (GSM-Symbolic). Neither changes
 /// the task content or the gold answer, which depend on (family, version, seed, index, difficulty) only.

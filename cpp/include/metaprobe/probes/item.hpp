@@ -12,11 +12,14 @@ namespace metaprobe::probes {
 
 /// How an item's answer is compared with a model's.
 enum class AnswerType { integer, number, string, choice, list };
+METAPROBE_ENUM_NAMES(AnswerType, "answer_type", "unknown name '{value}', expected one of {names}",
+                     {AnswerType::integer, "integer"}, {AnswerType::number, "number"},
+                     {AnswerType::string, "string"}, {AnswerType::choice, "choice"}, {AnswerType::list, "list"})
 
 /// The JSON name of an answer type ("integer", "number", "string", "choice", "list").
-std::string_view to_string(AnswerType type);
+inline std::string_view to_string(AnswerType type) { return enum_name(type); }
 /// Parses an answer-type name; throws InvalidArgument naming the value.
-AnswerType parse_answer_type(std::string_view name);
+inline AnswerType parse_answer_type(std::string_view name) { return parse_enum<AnswerType>(name); }
 
 /// One probe item. Field names match the JSONL keys.
 struct Item {

@@ -16,6 +16,8 @@ enum class ShortSupply {
   raise,  ///< throw InvalidArgument naming family, difficulty, requested and capacity
   warn,   ///< keep the repeated prompts and report a SupplyShortfall
 };
+METAPROBE_ENUM_NAMES(ShortSupply, "on_short_supply", "got '{value}', expected {names_or}",
+                     {ShortSupply::raise, "raise"}, {ShortSupply::warn, "warn"})
 
 /// What to generate. Empty skills or domains mean "all".
 struct SuiteSpec {
