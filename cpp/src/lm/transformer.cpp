@@ -8,15 +8,10 @@
 #include <metaprobe/error.hpp>
 #include <metaprobe/io/safetensors.hpp>
 #include <metaprobe/lm/transformer.hpp>
+#include "common/format.hpp"
 
 namespace metaprobe::lm {
 namespace {
-
-std::string shape_string(at::IntArrayRef sizes) {
-  std::string s = "[";
-  for (size_t i = 0; i < sizes.size(); ++i) s += (i ? ", " : "") + std::to_string(sizes[i]);
-  return s + "]";
-}
 
 void require_positive(const char* field, int64_t value) {
   if (value < 1) {
@@ -55,8 +50,8 @@ std::pair<at::Tensor, at::Tensor> checked_inputs(const at::Tensor& ids, const at
   at::Tensor mask64;
   if (mask.defined()) {
     if (mask.sizes() != ids.sizes()) {
-      throw InvalidArgument("attention_mask: shape " + shape_string(mask.sizes()) + " differs from ids shape " +
-                            shape_string(ids.sizes()));
+      throw InvalidArgument("attention_mask: shape " + metaprobe::detail::format_shape(mask.sizes()) + " differs from ids shape " +
+                            metaprobe::detail::format_shape(ids.sizes()));
     }
     if (at::isComplexType(mask.scalar_type())) {
       throw InvalidArgument("attention_mask: expected 0/1 values, got dtype " +
@@ -252,8 +247,8 @@ void TinyTransformer::load_parameters(const io::TensorSource& source) {
   for (auto& [name, param] : params_) {
     at::Tensor t = source.tensor(name);
     if (t.sizes() != param.sizes()) {
-      throw InvalidArgument("source: tensor '" + name + "' has shape " + shape_string(t.sizes()) + ", expected " +
-                            shape_string(param.sizes()));
+      throw InvalidArgument("source: tensor '" + name + "' has shape " + metaprobe::detail::format_shape(t.sizes()) + ", expected " +
+                            metaprobe::detail::format_shape(param.sizes()));
     }
     if (!at::isFloatingType(t.scalar_type())) {
       throw InvalidArgument("source: tensor '" + name + "' has dtype " + std::string(c10::toString(t.scalar_type())) +

@@ -13,15 +13,10 @@
 #include <metaprobe/error.hpp>
 #include <metaprobe/lm/tokenizer.hpp>
 #include <metaprobe/lm/transformer.hpp>
+#include "common/format.hpp"
 
 namespace metaprobe::meta {
 namespace {
-
-std::string shape_string(const at::Tensor& t) {
-  std::string s = "[";
-  for (int64_t d = 0; d < t.dim(); ++d) s += (d ? ", " : "") + std::to_string(t.size(d));
-  return s + "]";
-}
 
 uint64_t splitmix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ULL;
@@ -140,8 +135,8 @@ std::vector<Completion> LogitSource::generate(const std::vector<GenerateRequest>
     at::Tensor logits = this->logits(ids, mask);
     if (!logits.defined() || logits.dim() != 3 || logits.size(0) != ids.size(0))
       throw InvalidArgument("generate: the logit source returned " +
-                            (logits.defined() ? "shape " + shape_string(logits) : std::string("an undefined tensor")) +
-                            " for ids " + shape_string(ids) + ", expected [B, T, V]");
+                            (logits.defined() ? "shape " + metaprobe::detail::format_shape(logits.sizes()) : std::string("an undefined tensor")) +
+                            " for ids " + metaprobe::detail::format_shape(ids.sizes()) + ", expected [B, T, V]");
     at::Tensor last = logits.select(1, logits.size(1) - 1).to(at::kCPU, at::kDouble).contiguous();
     const int64_t V = last.size(1);
     const double* rows = last.data_ptr<double>();
@@ -162,8 +157,8 @@ at::Tensor LogitSource::score(const at::Tensor& ids, const at::Tensor& attention
   at::Tensor logits = this->logits(ids, attention_mask);
   if (!logits.defined() || logits.dim() != 3 || logits.size(0) != ids.size(0) || logits.size(1) != ids.size(1))
     throw InvalidArgument("score: the logit source returned " +
-                          (logits.defined() ? "shape " + shape_string(logits) : std::string("an undefined tensor")) +
-                          " for ids " + shape_string(ids) + ", expected [B, T, V]");
+                          (logits.defined() ? "shape " + metaprobe::detail::format_shape(logits.sizes()) : std::string("an undefined tensor")) +
+                          " for ids " + metaprobe::detail::format_shape(ids.sizes()) + ", expected [B, T, V]");
   if (logits.is_meta())
     throw Unsupported("score: the logit source returned a tensor on the meta device (no data), expected a real device");
   return logits.index({rows.to(logits.device()), cols.to(logits.device())});
@@ -322,8 +317,8 @@ at::Tensor checked_logits(LogitSource& source, const at::Tensor& ids, const at::
   if (!out.defined())
     throw InvalidArgument("stage '" + stage + "': the logit source returned an undefined tensor, expected logits [B, T, V]");
   if (out.dim() != 3 || out.size(0) != ids.size(0) || out.size(1) != ids.size(1))
-    throw InvalidArgument("stage '" + stage + "': the logit source returned shape " + shape_string(out) +
-                          " for ids " + shape_string(ids) + ", expected [" + std::to_string(ids.size(0)) + ", " +
+    throw InvalidArgument("stage '" + stage + "': the logit source returned shape " + metaprobe::detail::format_shape(out.sizes()) +
+                          " for ids " + metaprobe::detail::format_shape(ids.sizes()) + ", expected [" + std::to_string(ids.size(0)) + ", " +
                           std::to_string(ids.size(1)) + ", V]");
   if (!at::isFloatingType(out.scalar_type()))
     throw InvalidArgument("stage '" + stage + "': the logit source returned dtype " +
@@ -345,7 +340,7 @@ at::Tensor checked_scores(LogitSource& source, const at::Tensor& ids, const at::
     throw Unsupported("stage '" + stage + "': " + what + ": the source returned a tensor on the meta device (no data), "
                       "expected logits on a real device");
   if (out.dim() != 2 || out.size(0) != rows.size(0))
-    throw InvalidArgument("stage '" + stage + "': " + what + ": score() returned shape " + shape_string(out) + " for " +
+    throw InvalidArgument("stage '" + stage + "': " + what + ": score() returned shape " + metaprobe::detail::format_shape(out.sizes()) + " for " +
                           std::to_string(rows.size(0)) + " positions, expected [" + std::to_string(rows.size(0)) + ", V]");
   if (!at::isFloatingType(out.scalar_type()))
     throw InvalidArgument("stage '" + stage + "': " + what + ": score() returned dtype " +

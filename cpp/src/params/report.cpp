@@ -154,12 +154,6 @@ std::string csv_num(double v) {
   return metaprobe::detail::format_double(v);
 }
 
-std::string shape_text(const std::vector<int64_t>& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 }  // namespace
 
 std::string comparison_json(const CompareResult& r, int indent) {
@@ -216,7 +210,7 @@ std::string comparison_csv(const CompareResult& r) {
     const bool sp = t.spectral_status == "ok";
     const double nan = std::nan("");
     out << csv_field(t.name) << ',' << std::to_string(t.parsed.layer) << ',' << csv_field(t.parsed.kind) << ','
-        << csv_field(shape_text(t.shape)) << ',' << t.reference_dtype << ',' << t.tuned_dtype << ','
+        << csv_field(metaprobe::detail::format_shape(t.shape, ",")) << ',' << t.reference_dtype << ',' << t.tuned_dtype << ','
         << std::to_string(t.update.numel) << ',' << csv_num(t.reference.mean) << ',' << csv_num(t.reference.std) << ','
         << csv_num(t.reference.skewness) << ',' << csv_num(t.reference.excess_kurtosis) << ','
         << csv_num(t.tuned.mean) << ',' << csv_num(t.tuned.std) << ',' << csv_num(t.tuned.skewness) << ','
@@ -261,7 +255,7 @@ std::string description_csv(const std::vector<TensorDescription>& rows) {
     const double nan = std::nan("");
     const TensorStats& s = t.stats;
     out << csv_field(t.name) << ',' << std::to_string(t.parsed.layer) << ',' << csv_field(t.parsed.kind) << ','
-        << csv_field(shape_text(t.shape)) << ',' << t.dtype << ',' << std::to_string(s.numel) << ',' << std::to_string(s.nan_count) << ','
+        << csv_field(metaprobe::detail::format_shape(t.shape, ",")) << ',' << t.dtype << ',' << std::to_string(s.numel) << ',' << std::to_string(s.nan_count) << ','
         << std::to_string(s.inf_count) << ',' << csv_num(s.mean) << ',' << csv_num(s.std) << ',' << csv_num(s.min) << ','
         << csv_num(s.max) << ',' << csv_num(s.mean_abs) << ',' << csv_num(s.l2_norm) << ','
         << csv_num(s.linf_norm) << ',' << csv_num(s.zero_fraction) << ',' << csv_num(s.skewness) << ','

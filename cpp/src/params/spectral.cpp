@@ -15,18 +15,13 @@
 #include <metaprobe/error.hpp>
 
 #include "randomized_svd.hpp"
+#include "common/format.hpp"
 
 namespace metaprobe::params {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kPi = 3.14159265358979323846;
-
-std::string shape_text(at::IntArrayRef s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
 
 void check_options(const SpectralOptions& o) {
   if (o.k < 0) throw InvalidArgument("k: " + std::to_string(o.k) + ", expected >= 0 (0 = all singular values)");
@@ -164,12 +159,12 @@ void angles_from(const std::vector<double>& cosines, double& max_deg, double& me
 at::Tensor as_matrix(const at::Tensor& w, bool flatten, const char* argument) {
   if (!w.defined()) throw InvalidArgument(std::string(argument) + ": undefined tensor, expected a matrix");
   if (w.dim() < 2) {
-    throw InvalidArgument(std::string(argument) + ": shape " + shape_text(w.sizes()) + " has " +
+    throw InvalidArgument(std::string(argument) + ": shape " + metaprobe::detail::format_shape(w.sizes()) + " has " +
                           std::to_string(w.dim()) + " dims, expected a matrix (>= 2 dims)");
   }
   if (w.dim() == 2) return w;
   if (!flatten) {
-    throw InvalidArgument(std::string(argument) + ": shape " + shape_text(w.sizes()) +
+    throw InvalidArgument(std::string(argument) + ": shape " + metaprobe::detail::format_shape(w.sizes()) +
                           " has more than 2 dims, expected a matrix (or set flatten)");
   }
   return w.reshape({w.size(0), -1});
@@ -462,8 +457,8 @@ SubspaceAngles principal_angles(const at::Tensor& w0, const at::Tensor& w1, int6
   const at::Tensor a = to_double_matrix(w0, options.flatten, "w0");
   const at::Tensor b = to_double_matrix(w1, options.flatten, "w1");
   if (a.sizes() != b.sizes()) {
-    throw InvalidArgument("w1: shape " + shape_text(w1.sizes()) + " differs from w0's shape " +
-                          shape_text(w0.sizes()) + ", expected the same shape");
+    throw InvalidArgument("w1: shape " + metaprobe::detail::format_shape(w1.sizes()) + " differs from w0's shape " +
+                          metaprobe::detail::format_shape(w0.sizes()) + ", expected the same shape");
   }
   const int64_t small = std::min(a.size(0), a.size(1));
   if (k < 1 || k > small) {
@@ -480,8 +475,8 @@ UpdateSpectralStats update_spectral_stats(const at::Tensor& w0, const at::Tensor
   const at::Tensor a = to_double_matrix(w0, options.flatten, "w0");
   const at::Tensor b = to_double_matrix(w1, options.flatten, "w1");
   if (a.sizes() != b.sizes()) {
-    throw InvalidArgument("w1: shape " + shape_text(w1.sizes()) + " differs from w0's shape " +
-                          shape_text(w0.sizes()) + ", expected the same shape");
+    throw InvalidArgument("w1: shape " + metaprobe::detail::format_shape(w1.sizes()) + " differs from w0's shape " +
+                          metaprobe::detail::format_shape(w0.sizes()) + ", expected the same shape");
   }
   UpdateSpectralStats u;
   const int64_t small = std::min(a.size(0), a.size(1));

@@ -26,6 +26,7 @@
 #include <metaprobe/error.hpp>
 
 #include "common/parallel.hpp"
+#include "common/format.hpp"
 
 namespace metaprobe::params {
 namespace {
@@ -516,12 +517,6 @@ PairSums pair_sums(const S0* a, const S1* b, int64_t numel, double atol, double 
   return total;
 }
 
-std::string shape_text(at::IntArrayRef s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
-  return out + "]";
-}
-
 }  // namespace
 
 TensorStats tensor_stats(const at::Tensor& t) {
@@ -541,7 +536,7 @@ UpdateStats update_stats(const at::Tensor& w0, const at::Tensor& w1, const Updat
   const at::Tensor a = cpu_contiguous(w0, "w0");
   const at::Tensor b = cpu_contiguous(w1, "w1");
   if (a.sizes() != b.sizes()) {
-    throw InvalidArgument("w1: shape " + shape_text(b.sizes()) + " differs from w0's shape " + shape_text(a.sizes()) +
+    throw InvalidArgument("w1: shape " + metaprobe::detail::format_shape(b.sizes()) + " differs from w0's shape " + metaprobe::detail::format_shape(a.sizes()) +
                           ", expected the same shape");
   }
   PairSums p;
