@@ -1,6 +1,8 @@
 #pragma once
 // Private helpers shared by the generator families (not installed).
 #include <cstdint>
+#include <functional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -9,6 +11,7 @@
 #include <metaprobe/probes/item.hpp>
 #include <metaprobe/probes/rng.hpp>
 #include <metaprobe/probes/scoring.hpp>
+#include <metaprobe/probes/suite.hpp>
 
 namespace metaprobe::probes::detail {
 
@@ -69,6 +72,17 @@ void make_table_recall(SplitMix64& rng, int difficulty, Item& item, std::string_
 bool rephrase(std::string& prompt, std::string_view family, int phrasing);
 /// Draws the item's phrasing and NoOp clause (Note [surface variety] in surface.cpp) and applies them.
 void apply_surface(Item& item, const SurfaceOptions& surface);
+
+/// The key that orders a family within each round of its cell: a hash of "skill/domain/family" mixed with
+/// the suite seed (Note [stable family assignment], suite.cpp), independent of the registration order.
+uint64_t family_round_key(const FamilyInfo& family, uint64_t seed);
+/// The families of a cell in round order (ascending family_round_key, ties by name).
+std::vector<FamilyInfo> round_order(std::vector<FamilyInfo> families, uint64_t seed);
+/// Appends one cell's spec.n_per_cell items drawn from `cell_families` (all of one cell) to `items`, skipping
+/// prompts already in `seen` (Note [no duplicate prompts]) and adding its own; generate() calls it per cell.
+void generate_cell(const std::vector<FamilyInfo>& cell_families, const SuiteSpec& spec,
+                   std::set<std::string, std::less<>>& seen, std::vector<SupplyShortfall>* shortfalls,
+                   std::vector<Item>& items);
 
 // Generators, one per family (gen_*.cpp).
 void gen_prime_factorisation(SplitMix64&, int, Item&);
