@@ -23,7 +23,7 @@ std::vector<Item> cell_items(const std::vector<FamilyInfo>& fams, int n_per_cell
   spec.seed = seed;
   std::set<std::string, std::less<>> seen;
   std::vector<Item> items;
-  detail::generate_cell(fams, spec, seen, nullptr, items);
+  metaprobe::probes::detail::generate_cell(fams, spec, seen, nullptr, items);
   return items;
 }
 
@@ -91,8 +91,8 @@ TEST_CASE("a cell's items do not depend on the registration order of its familie
     }
   }
   SECTION("the order within a round follows the hash of skill/domain/family and the seed") {
-    const auto order = detail::round_order(fams, 3);
+    const auto order = metaprobe::probes::detail::round_order(fams, 3);
     for (std::size_t i = 0; i < fams.size(); ++i) REQUIRE(items[i].family == order[i].name);
-    REQUIRE(detail::family_round_key(fams[0], 3) != detail::family_round_key(fams[0], 4));
+    REQUIRE(metaprobe::probes::detail::family_round_key(fams[0], 3) != metaprobe::probes::detail::family_round_key(fams[0], 4));
   }
 }
