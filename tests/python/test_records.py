@@ -12,7 +12,7 @@ import metaprobe
 from metaprobe import MetaOptions, MetaProbe, Report, _core, params
 from metaprobe.lm import TinyLM
 
-SMALL = dict(d_model=16, n_layers=1, n_heads=2, d_ff=32, max_len=256)
+SMALL = dict(d_model=16, n_layers=1, n_heads=2, d_ff=32, max_len=1024)
 
 
 @pytest.fixture(scope="module")
