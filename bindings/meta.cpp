@@ -14,6 +14,7 @@
 #include <metaprobe/meta/run.hpp>
 
 #include "binding.hpp"
+#include "json_py.hpp"
 
 namespace metaprobe::bindings {
 namespace {
@@ -202,10 +203,20 @@ std::shared_ptr<const Tokenizer> make_tokenizer(py::object tok) {
   return t;
 }
 
-std::string run_py(const std::vector<probes::Item>& items, const py::list& stages, py::object tokenizer,
-                   const std::string& options_json, py::object progress, const std::string& out_dir, bool resume,
-                   const std::vector<std::string>& only) {
-  RunOptions options = options_from_json(nlohmann::json::parse(options_json));
+// Run options from the dict metaprobe.meta builds (InvalidArgumentError naming the field).
+RunOptions options_from_py(const py::dict& options) { return options_from_json(py_to_json(options, "options")); }
+
+// A report document given as a dict, parsed strictly (FormatError naming the field).
+Report report_from_py(py::handle doc, const std::string& what) {
+  if (!PyDict_Check(doc.ptr()))
+    throw FormatError("report: " + what + " is a " + std::string(py::str(py::type::of(doc))) + ", expected a dict");
+  return report_from_json(py_to_json(doc, what));
+}
+
+py::object run_py(const std::vector<probes::Item>& items, const py::list& stages, py::object tokenizer,
+                  const py::dict& options_dict, py::object progress, const std::string& out_dir, bool resume,
+                  const std::vector<std::string>& only) {
+  RunOptions options = options_from_py(options_dict);
   if (!progress.is_none()) {
     auto h = hold(progress);
     options.progress = [h](const RunProgress& p) {
@@ -220,21 +231,22 @@ std::string run_py(const std::vector<probes::Item>& items, const py::list& stage
     py::gil_scoped_release release;
     report = run.run(RunPlan{out_dir, resume, only});
   }
-  return to_json(report).dump();
+  return json_to_py(to_json(report));
 }
 
 }  // namespace
 
 void bind_meta(py::module_& m) {
   auto mm = m.def_submodule("meta", "The meta-probing run (use metaprobe.MetaProbe rather than this module)");
-  mm.def("run", &run_py, py::arg("items"), py::arg("stages"), py::arg("tokenizer"), py::arg("options_json"),
+  mm.def("run", &run_py, py::arg("items"), py::arg("stages"), py::arg("tokenizer"), py::arg("options"),
          py::arg("progress") = py::none(), py::arg("out_dir") = "", py::arg("resume") = false,
          py::arg("only") = std::vector<std::string>{},
          "Runs the meta-probe; stages are dicts (name, arm, step, source | loader | torchscript [+ weights] | tiny_lm, "
-         "checkpoint | state_dict, responses). out_dir: the run directory (stages stored as they finish); resume: "
-         "continue the run there; only: probe only these stages (and the reference). Returns the report as JSON text.");
+         "checkpoint | state_dict, responses); options a dict (keys of options_to_json). out_dir: the run directory "
+         "(stages stored as they finish); resume: continue the run there; only: probe only these stages (and the "
+         "reference). Returns the report document as a dict.");
   mm.def(
-      "validate_report",
+      "parse_report",
       [](const std::string& text) {
         nlohmann::json j;
         try {
@@ -242,19 +254,18 @@ void bind_meta(py::module_& m) {
         } catch (const nlohmann::json::parse_error& e) {
           throw FormatError(std::string("report: not JSON: ") + e.what());
         }
-        return to_json(report_from_json(j)).dump();
+        return json_to_py(to_json(report_from_json(j)));
       },
-      py::arg("text"), "Parses a report document strictly (FormatError on a bad one) and returns it re-serialised.");
+      py::arg("text"), "Parses report JSON text once, strictly (FormatError on a bad one); returns the document as a dict.");
   mm.def(
-      "default_options",
-      []() {
-        const RunOptions defaults;
-        return options_to_json(defaults).dump();
-      },
-      "The default RunOptions as JSON text.");
+      "validate_report", [](py::handle doc) { return json_to_py(to_json(report_from_py(doc, "document"))); },
+      py::arg("doc"), "Checks a report document (a dict) strictly (FormatError on a bad one) and returns it completed.");
   mm.def(
-      "check_options", [](const std::string& text) { return options_to_json(options_from_json(nlohmann::json::parse(text))).dump(); },
-      py::arg("options_json"), "Validates options JSON (InvalidArgumentError naming the field) and returns it completed.");
+      "default_options", []() { return json_to_py(options_to_json(RunOptions{})); },
+      "The default RunOptions as a dict.");
+  mm.def(
+      "check_options", [](const py::dict& options) { return json_to_py(options_to_json(options_from_py(options))); },
+      py::arg("options"), "Validates an options dict (InvalidArgumentError naming the field) and returns it completed.");
   mm.def(
       "save_topk_caches",
       [](const std::string& path, const py::list& entries, double temperature) {
@@ -282,25 +293,24 @@ void bind_meta(py::module_& m) {
       py::arg("path"), "Reads a top-k cache file: ([(item_id, sample, indices, logprobs, tail, entropy, argmax)], temperature).");
   mm.def(
       "merge_reports",
-      [](const std::vector<std::string>& parts, const std::vector<std::string>& order) {
+      [](const py::list& parts, const std::vector<std::string>& order) {
         std::vector<Report> rs;
-        for (const auto& t : parts) rs.push_back(report_from_json(nlohmann::json::parse(t)));
-        return to_json(merge_reports(rs, order)).dump();
+        for (size_t k = 0; k < parts.size(); ++k) rs.push_back(report_from_py(parts[k], "parts[" + std::to_string(k) + "]"));
+        return json_to_py(to_json(merge_reports(rs, order)));
       },
       py::arg("parts"), py::arg("order") = std::vector<std::string>{},
-      "Joins report documents of one run's parts (JSON texts) into the whole run's report (JSON text).");
+      "Joins report documents (dicts) of one run's parts into the whole run's report (a dict).");
   mm.def(
       "check_stage_responses",
-      [](const std::vector<probes::Item>& items, const std::string& options_json, const std::string& name,
+      [](const std::vector<probes::Item>& items, const py::dict& options, const std::string& name,
          const py::list& rows) {
-        Run run(items, std::make_shared<CharTokenizerAdapter>(),
-                options_from_json(nlohmann::json::parse(options_json)));
+        Run run(items, std::make_shared<CharTokenizerAdapter>(), options_from_py(options));
         Stage s;
         s.name = name;
         s.responses = responses_from_rows(rows);
         run.add_stage(std::move(s));
       },
-      py::arg("items"), py::arg("options_json"), py::arg("name"), py::arg("rows"),
+      py::arg("items"), py::arg("options"), py::arg("name"), py::arg("rows"),
       "Checks a stage's responses as Run::add_stage does (InvalidArgumentError naming the entry).");
   py::class_<AnswerText>(mm, "AnswerText", "What reading a completion gives (metaprobe.meta.read_answer).")
       .def_readonly("output", &AnswerText::output, "the completion cut at the first stop string")
@@ -312,6 +322,9 @@ void bind_meta(py::module_& m) {
       });
   mm.def("read_answer", &read_answer, py::arg("text"), py::arg("stop"), py::arg("think_open"), py::arg("think_close"),
          "Reads the answer out of a completion as the run does (stop strings, reasoning blocks).");
+  py::dict fields;
+  for (const auto& [record, names] : report_record_fields()) fields[py::str(record)] = py::tuple(py::cast(names));
+  mm.attr("RECORD_FIELDS") = fields;
   mm.attr("SCHEMA") = kReportSchema;
   mm.attr("SCHEMA_VERSION") = kReportSchemaVersion;
 }

@@ -15,135 +15,34 @@
 #include <metaprobe/params/tensor_stats.hpp>
 
 #include "binding.hpp"
+#include "records.hpp"
 
 namespace metaprobe::bindings {
 namespace {
 
 using namespace metaprobe::params;
 
-void put(py::dict& d, const std::string& prefix, const TensorStats& s) {
-  d[py::str(prefix + "numel")] = s.numel;
-  d[py::str(prefix + "finite_count")] = s.finite_count;
-  d[py::str(prefix + "nan_count")] = s.nan_count;
-  d[py::str(prefix + "inf_count")] = s.inf_count;
-  d[py::str(prefix + "mean")] = s.mean;
-  d[py::str(prefix + "std")] = s.std;
-  d[py::str(prefix + "min")] = s.min;
-  d[py::str(prefix + "max")] = s.max;
-  d[py::str(prefix + "mean_abs")] = s.mean_abs;
-  d[py::str(prefix + "l2_norm")] = s.l2_norm;
-  d[py::str(prefix + "linf_norm")] = s.linf_norm;
-  d[py::str(prefix + "zero_fraction")] = s.zero_fraction;
-  d[py::str(prefix + "skewness")] = s.skewness;
-  d[py::str(prefix + "excess_kurtosis")] = s.excess_kurtosis;
+// The flat Python row of a tensor record: the update and the name's fields unprefixed, the reference's and the
+// tuned tensor's statistics (and spectra) under ref_ and tuned_, the spectral sub-records only when computed.
+std::string row_prefix(const char* key) {
+  const std::string k = key;
+  if (k == "reference" || k == "reference_spectral") return "ref_";
+  if (k == "tuned" || k == "tuned_spectral") return "tuned_";
+  return "";
 }
 
-void put(py::dict& d, const UpdateStats& u) {
-  d["finite_count"] = u.finite_count;
-  d["nonfinite_count"] = u.nonfinite_count;
-  d["delta_fro"] = u.delta_fro;
-  d["ref_fro"] = u.ref_fro;
-  d["tuned_fro"] = u.tuned_fro;
-  d["rel_update_norm"] = u.rel_update_norm;
-  d["cosine"] = u.cosine;
-  d["max_abs_delta"] = u.max_abs_delta;
-  d["sparsity_abs"] = u.sparsity_abs;
-  d["sparsity_rel"] = u.sparsity_rel;
-  d["unchanged_fraction"] = u.unchanged_fraction;
-  d["sign_flip_fraction"] = u.sign_flip_fraction;
-}
-
-void put(py::dict& d, const std::string& prefix, const SpectralStats& s) {
-  auto k = [&](const char* name) { return py::str(prefix + name); };
-  d[k("rows")] = s.rows;
-  d[k("cols")] = s.cols;
-  d[k("svd_method")] = s.method;
-  d[k("complete")] = s.complete;
-  d[k("num_singular_values")] = s.num_singular_values;
-  d[k("sv_max")] = s.sv_max;
-  d[k("sv_min")] = s.sv_min;
-  d[k("spectral_norm")] = s.spectral_norm;
-  d[k("frobenius_norm")] = s.frobenius_norm;
-  d[k("stable_rank")] = s.stable_rank;
-  d[k("effective_rank")] = s.effective_rank;
-  d[k("numerical_rank")] = s.numerical_rank;
-  d[k("condition_number")] = s.condition_number;
-  d[k("lambda_max")] = s.lambda_max;
-  d[k("log_norm")] = s.log_norm;
-  d[k("log_spectral_norm")] = s.log_spectral_norm;
-  d[k("alpha")] = s.alpha;
-  d[k("alpha_weighted")] = s.alpha_weighted;
-  d[k("log_alpha_norm")] = s.log_alpha_norm;
-  d[k("entropy")] = s.entropy;
-  d[k("xmin")] = s.fit.xmin;
-  d[k("xmax")] = s.fit.xmax;
-  d[k("D")] = s.fit.D;
-  d[k("sigma")] = s.fit.sigma;
-  d[k("num_pl_spikes")] = s.fit.num_pl_spikes;
-  d[k("num_evals")] = s.num_evals;
-  d[k("num_fit_evals")] = s.fit.num_evals;
-  d[k("status")] = s.fit.status;
-  d[k("reason")] = s.fit.reason;
-  d[k("mp_softrank")] = s.mp.softrank;
-  d[k("mp_num_spikes")] = s.mp.num_spikes;
-  d[k("mp_sigma")] = s.mp.sigma;
-  d[k("mp_bulk_min")] = s.mp.bulk_min;
-  d[k("mp_bulk_max")] = s.mp.bulk_max;
-  d[k("mp_status")] = s.mp.status;
-  d[k("rand_replicas")] = s.random.replicas;
-  d[k("max_rand_eval")] = s.random.max_rand_eval;
-  d[k("rand_distance")] = s.random.rand_distance;
-  d[k("ww_softrank")] = s.random.ww_softrank;
-  d[k("ww_maxdist")] = s.random.ww_maxdist;
-  d[k("rand_mp_softrank")] = s.random.mp.softrank;
-  d[k("rand_num_spikes")] = s.random.mp.num_spikes;
-  d[k("rand_status")] = s.random.status;
-  d[k("error_bound")] = s.error_bound;
-}
-
-void put(py::dict& d, const UpdateSpectralStats& u) {
-  d["subspace_k"] = u.k;
-  d["update_rank"] = u.update_rank;
-  d["normalized_rank"] = u.normalized_rank;
-  d["topk_energy_fraction"] = u.topk_energy_fraction;
-  d["spectral_drift"] = u.spectral_drift;
-  d["left_angle_max_deg"] = u.angles.left_max_deg;
-  d["left_angle_mean_deg"] = u.angles.left_mean_deg;
-  d["right_angle_max_deg"] = u.angles.right_max_deg;
-  d["right_angle_mean_deg"] = u.angles.right_mean_deg;
-}
-
-void put(py::dict& d, const ParsedName& p) {
-  d["layer"] = p.layer;
-  d["kind"] = p.kind;
-  d["module"] = p.module;
-  d["param"] = p.param;
-  d["scheme"] = p.scheme;
-}
-
-py::dict group_dict(const GroupStats& g) {
+template <class Row>
+py::dict row_dict(const Row& row) {
   py::dict d;
-  d["key"] = g.key;
-  d["layer"] = g.layer;
-  d["tensors"] = g.tensors;
-  d["numel"] = g.numel;
-  d["delta_fro"] = g.delta_fro;
-  d["ref_fro"] = g.ref_fro;
-  d["tuned_fro"] = g.tuned_fro;
-  d["rel_update_norm"] = g.rel_update_norm;
-  d["cosine"] = g.cosine;
-  d["max_abs_delta"] = g.max_abs_delta;
-  d["sparsity_abs"] = g.sparsity_abs;
-  d["sparsity_rel"] = g.sparsity_rel;
-  d["unchanged_fraction"] = g.unchanged_fraction;
-  d["sign_flip_fraction"] = g.sign_flip_fraction;
-  d["nonfinite_count"] = g.nonfinite_count;
-  d["mean_tensor_sparsity_abs"] = g.mean_tensor_sparsity_abs;
-  d["mean_tensor_nonzero_fraction"] = g.mean_tensor_nonzero_fraction;
-  d["mean_alpha_reference"] = g.mean_alpha_reference;
-  d["mean_alpha_tuned"] = g.mean_alpha_tuned;
-  d["mean_normalized_update_rank"] = g.mean_normalized_update_rank;
-  d["mean_left_angle_max_deg"] = g.mean_left_angle_max_deg;
+  for_each_field(row, [&](const char* key, const auto& v, FieldPresence) {
+    using V = std::decay_t<decltype(v)>;
+    if constexpr (is_record<V>::value) {
+      constexpr bool spectral = std::is_same_v<V, SpectralStats> || std::is_same_v<V, UpdateSpectralStats>;
+      if (!spectral || row.spectral_status.ok()) put_record(d, row_prefix(key), v);
+    } else {
+      d[py::str(key)] = field_py(v);
+    }
+  });
   return d;
 }
 
@@ -255,28 +154,10 @@ py::dict compare_py(py::handle reference, py::handle tuned, double atol, double 
     o.progress = nullptr;
   }
   py::list rows;
-  for (const auto& c : res.tensors) {
-    py::dict d;
-    d["name"] = c.name;
-    put(d, c.parsed);
-    d["shape"] = py::tuple(py::cast(c.shape));
-    d["reference_dtype"] = c.reference_dtype;
-    d["tuned_dtype"] = c.tuned_dtype;
-    d["numel"] = c.update.numel;
-    put(d, c.update);
-    put(d, "ref_", c.reference);
-    put(d, "tuned_", c.tuned);
-    d["spectral_status"] = c.spectral_status;
-    if (c.spectral_status == "ok") {
-      put(d, "ref_", c.reference_spectral);
-      put(d, "tuned_", c.tuned_spectral);
-      put(d, c.update_spectral);
-    }
-    rows.append(d);
-  }
+  for (const auto& c : res.tensors) rows.append(row_dict(c));
   py::list layers, modules, mismatches;
-  for (const auto& g : res.layers) layers.append(group_dict(g));
-  for (const auto& g : res.modules) modules.append(group_dict(g));
+  for (const auto& g : res.layers) layers.append(record_dict(g));
+  for (const auto& g : res.modules) modules.append(record_dict(g));
   for (const auto& m : res.shape_mismatches) {
     py::dict d;
     d["name"] = m.name;
@@ -284,7 +165,7 @@ py::dict compare_py(py::handle reference, py::handle tuned, double atol, double 
     d["tuned_shape"] = py::tuple(py::cast(m.tuned_shape));
     mismatches.append(d);
   }
-  py::dict summary = group_dict(res.total);
+  py::dict summary = record_dict(res.total);
   summary["matched"] = res.tensors.size();
   summary["only_in_reference"] = res.only_in_reference.size();
   summary["only_in_tuned"] = res.only_in_tuned.size();
@@ -324,17 +205,7 @@ py::list describe_py(py::handle source, bool spectra, const py::dict& spectral, 
     o.progress = nullptr;
   }
   py::list out;
-  for (const auto& r : rows) {
-    py::dict d;
-    d["name"] = r.name;
-    put(d, r.parsed);
-    d["shape"] = py::tuple(py::cast(r.shape));
-    d["dtype"] = r.dtype;
-    put(d, "", r.stats);
-    d["spectral_status"] = r.spectral_status;
-    if (r.spectral_status == "ok") put(d, "", r.spectral);
-    out.append(d);
-  }
+  for (const auto& r : rows) out.append(row_dict(r));
   return out;
 }
 
@@ -350,9 +221,7 @@ void bind_params(py::module_& m) {
           py::gil_scoped_release nogil;
           s = tensor_stats(t);
         }
-        py::dict d;
-        put(d, "", s);
-        return d;
+        return record_dict(s);
       },
       py::arg("t"));
   p.def(
@@ -363,10 +232,7 @@ void bind_params(py::module_& m) {
           py::gil_scoped_release nogil;
           u = update_stats(w0, w1, UpdateOptions{atol, eta});
         }
-        py::dict d;
-        d["numel"] = u.numel;
-        put(d, u);
-        return d;
+        return record_dict(u);
       },
       py::arg("w0"), py::arg("w1"), py::arg("atol"), py::arg("eta"));
   p.def(
@@ -378,9 +244,7 @@ void bind_params(py::module_& m) {
           py::gil_scoped_release nogil;
           s = spectral_stats(w, o);
         }
-        py::dict d;
-        put(d, "", s);
-        return d;
+        return record_dict(s);
       },
       py::arg("w"), py::arg("options"));
   // Both spectrum bindings run the same call; they differ only in how much of the Spectrum they return.
@@ -442,19 +306,21 @@ void bind_params(py::module_& m) {
           py::gil_scoped_release nogil;
           u = update_spectral_stats(w0, w1, k, o);
         }
-        py::dict d;
-        put(d, u);
-        return d;
+        return record_dict(u);
       },
       py::arg("w0"), py::arg("w1"), py::arg("k"), py::arg("options"));
   p.def(
       "parse_name",
       [](const std::string& name) {
-        py::dict d;
-        put(d, parse_param_name(name));
-        return d;
+        return record_dict(parse_param_name(name));
       },
       py::arg("name"));
+  // The keys of each record's dict, in order: what metaprobe.params and metaprobe.report derive columns from.
+  p.attr("TENSOR_STATS_FIELDS") = field_names_py<TensorStats>();
+  p.attr("UPDATE_STATS_FIELDS") = field_names_py<UpdateStats>();
+  p.attr("SPECTRAL_STATS_FIELDS") = field_names_py<SpectralStats>();
+  p.attr("UPDATE_SPECTRAL_STATS_FIELDS") = field_names_py<UpdateSpectralStats>();
+  p.attr("GROUP_STATS_FIELDS") = field_names_py<GroupStats>();
   p.def("compare", &compare_py, py::arg("reference"), py::arg("tuned"), py::arg("atol"), py::arg("eta"),
         py::arg("spectra"), py::arg("spectral"), py::arg("subspace_k"), py::arg("max_spectral_side"),
         py::arg("release_pages"), py::arg("progress"), py::arg("emulate_bf16") = false,

@@ -83,7 +83,9 @@ class MetaOptions:
     score_rows: int = 512                 #: positions scored per pass (peak logits O(score_rows × V))
     vocab_size: int = 0                   #: > 0: logits cut to ids [0, vocab_size), the stages' shared slice
 
-    def to_json(self, reference: str) -> str:
+    def to_dict(self, reference: str) -> dict:
+        """The options as the C++ run reads them (keys of ``meta::options_to_json``), for the reference stage
+        ``reference``; InvalidArgumentError for a non-finite number."""
         d = asdict(self)
         for key, value in d.items():
             if isinstance(value, float) and not math.isfinite(value):
@@ -93,7 +95,11 @@ class MetaOptions:
         d["eos_ids"] = [int(e) for e in d["eos_ids"]]
         d["target_cells"] = [d["target_cells"]] if isinstance(d["target_cells"], str) else list(d["target_cells"])
         d["reference"] = reference
-        return json.dumps(d)
+        return d
+
+    def to_json(self, reference: str) -> str:
+        """:meth:`to_dict` as JSON text."""
+        return json.dumps(self.to_dict(reference))
 
 
 def read_answer(text: str, options: Optional[MetaOptions] = None) -> "_core.meta.AnswerText":
@@ -147,7 +153,7 @@ def load_topk_cache(path: PathLike) -> tuple[list[dict], float]:
 
 def default_options() -> dict:
     """The C++ defaults of every option, as a dict."""
-    return json.loads(_core.meta.default_options())
+    return _core.meta.default_options()
 
 
 def _probe_items(probes: Any) -> list:
@@ -219,7 +225,7 @@ class MetaProbe:
         self.options = options if options is not None else MetaOptions()
         if not isinstance(self.options, MetaOptions):
             raise InvalidArgumentError(f"options is a {type(self.options).__name__}, expected a MetaOptions")
-        _core.meta.check_options(self.options.to_json(reference))
+        _core.meta.check_options(self.options.to_dict(reference))
         self.tokenizer = tokenizer
         self._stages: list[dict[str, Any]] = []
 
@@ -313,7 +319,7 @@ class MetaProbe:
     def _check_responses(self, name: str, rows: list[tuple]) -> None:
         # The C++ Run checks the same when the run starts; checking here too fails add_stage itself, with nothing
         # added. One C++ rule: a throwaway Run with this stage alone.
-        _core.meta.check_stage_responses(self._items, self.options.to_json(self.reference), name, rows)
+        _core.meta.check_stage_responses(self._items, self.options.to_dict(self.reference), name, rows)
 
     def _tokenizer(self) -> Any:
         tok = self.tokenizer
@@ -379,9 +385,9 @@ class MetaProbe:
         specs = [{k: v for k, v in s.items() if not k.startswith("_")} for s in self._stages]
         only = [] if stages is None else [stages] if isinstance(stages, str) else [str(s) for s in stages]
         try:
-            text = _core.meta.run(self._items, specs, self._tokenizer(), self.options.to_json(self.reference),
-                                  callback, "" if out_dir is None else os.fspath(out_dir), bool(resume), only)
+            doc = _core.meta.run(self._items, specs, self._tokenizer(), self.options.to_dict(self.reference),
+                                 callback, "" if out_dir is None else os.fspath(out_dir), bool(resume), only)
         finally:
             if bar is not None:
                 bar.close()
-        return Report(json.loads(text))
+        return Report(doc)

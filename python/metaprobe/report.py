@@ -33,6 +33,12 @@ def _num(x: Any) -> float:
     return float("nan") if x is None else float(x)
 
 
+def _fields(record: str, exclude: tuple[str, ...]) -> list[str]:
+    """The numeric columns of one report record: its keys as the C++ field list declares them
+    (``_core.meta.RECORD_FIELDS``), in document order, less the non-numeric ones in ``exclude``."""
+    return [k for k in _core.meta.RECORD_FIELDS[record] if k not in exclude]
+
+
 def _cell(c: dict) -> str:
     return f"{c['skill']}/{c['domain']}"
 
@@ -49,8 +55,9 @@ class Report:
     # --- persistence -------------------------------------------------------------------------------------
     @classmethod
     def from_json(cls, text: str) -> "Report":
-        """Parses and validates a report document (FormatError naming the bad field)."""
-        return cls(json.loads(_core.meta.validate_report(text)))
+        """Parses and validates a report document (FormatError naming the bad field); the C++ parser reads the
+        text once and hands back the document as a dict."""
+        return cls(_core.meta.parse_report(text))
 
     @classmethod
     def merge(cls, parts: Iterable["Report"], order: Optional[Iterable[str]] = None) -> "Report":
@@ -64,7 +71,7 @@ class Report:
             if not isinstance(p, Report):
                 raise _core.InvalidArgumentError(f"Report.merge: parts[{k}] is a {type(p).__name__}, expected a Report")
         names = [] if order is None else [str(n) for n in order]
-        return cls(json.loads(_core.meta.merge_reports([p.to_json(None) for p in parts], names)))
+        return cls(_core.meta.merge_reports([p.data for p in parts], names))
 
     @classmethod
     def load(cls, path: PathLike) -> "Report":
@@ -145,12 +152,9 @@ class Report:
         return pd.DataFrame(rows, columns=["stage", "arm", "step", "skill", "domain", "n", "correct", "acc", "lo", "hi"]
                             + self._DETECTION_COLS)
 
-    _DETECTION_COLS = ["precision", "recall", "f1"]
+    _DETECTION_COLS = _fields("cell_accuracy", exclude=("cell", "accuracy"))
 
-    _DIV_COLS = ["items", "positions", "kl_ref_stage", "kl_stage_ref", "js", "entropy_ref", "entropy_stage",
-                 "entropy_change", "js_sparsity", "rank_shift", "top1_agree", "js_cache_bound",
-                 "kl_ref_stage_cache_bound", "sampled_kl", "sampled_items", "sampled_tokens", "sampled_kl_huan",
-                 "sampled_rank_stage", "sampled_rank_ref"]
+    _DIV_COLS = _fields("cell_divergence", exclude=("cell", "position_counts", "high_js_counts"))
 
     @property
     def divergence(self) -> "pd.DataFrame":
@@ -183,8 +187,7 @@ class Report:
         return pd.DataFrame(rows, columns=["stage", "arm", "step", "cell", "bin", "lo", "hi", "positions", "high_js",
                                            "fraction"])
 
-    _GROUP_COLS = ["tensors", "numel", "delta_fro", "ref_fro", "tuned_fro", "rel_update_norm", "cosine",
-                   "max_abs_delta", "sparsity_abs", "sparsity_rel", "unchanged_fraction", "sign_flip_fraction"]
+    _GROUP_COLS = _fields("group_stats", exclude=("key", "layer"))
 
     @property
     def params(self) -> "pd.DataFrame":
@@ -196,7 +199,7 @@ class Report:
             groups = [("total", p["total"])] + [("layer", g) for g in p["layers"]] + [("module", g) for g in p["modules"]]
             for level, g in groups:
                 rows.append({**self._key(s), "level": level, "key": g["key"] if level != "total" else "all",
-                             "layer": g["layer"], **{k: _num(g[k]) for k in self._GROUP_COLS}})
+                             "layer": g["layer"], **{k: _num(g.get(k)) for k in self._GROUP_COLS}})
         return pd.DataFrame(rows, columns=["stage", "arm", "step", "level", "key", "layer"] + self._GROUP_COLS)
 
     @property
@@ -226,10 +229,7 @@ class Report:
         return pd.DataFrame(rows, columns=["stage", "arm", "step", "skill", "domain", "reference_acc", "acc", "delta",
                                            "delta_lo", "delta_hi", "collapsed"])
 
-    _DERIVED_COLS = ["drift_l1", "drift_l2", "acc_target", "acc_off_target", "delta_target", "delta_off_target",
-                     "dr_target", "dr_other", "dr_non", "ti_other", "ti_non", "div_off_target", "div_target",
-                     "drift_l1_lo", "drift_l1_hi", "drift_l2_lo", "drift_l2_hi", "delta_target_lo", "delta_target_hi",
-                     "delta_off_target_lo", "delta_off_target_hi"]
+    _DERIVED_COLS = _fields("stage_derived", exclude=("cells", "collapsed"))
 
     @property
     def derived(self) -> "pd.DataFrame":

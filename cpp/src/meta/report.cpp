@@ -7,6 +7,7 @@
 #include <metaprobe/error.hpp>
 #include <metaprobe/params/report.hpp>
 
+#include "common/record_json.hpp"
 #include "internal.hpp"
 
 namespace nlohmann {
@@ -40,50 +41,15 @@ struct adl_serializer<metaprobe::probes::Accuracy> {
   }
 };
 
-template <>
-struct adl_serializer<metaprobe::params::GroupStats> {
-  static void to_json(json& j, const metaprobe::params::GroupStats& g) {
-    j = {{"key", g.key},
-         {"layer", g.layer},
-         {"tensors", g.tensors},
-         {"numel", g.numel},
-         {"delta_fro", g.delta_fro},
-         {"ref_fro", g.ref_fro},
-         {"tuned_fro", g.tuned_fro},
-         {"rel_update_norm", g.rel_update_norm},
-         {"cosine", g.cosine},
-         {"max_abs_delta", g.max_abs_delta},
-         {"sparsity_abs", g.sparsity_abs},
-         {"sparsity_rel", g.sparsity_rel},
-         {"unchanged_fraction", g.unchanged_fraction},
-         {"sign_flip_fraction", g.sign_flip_fraction},
-         {"nonfinite_count", g.nonfinite_count},
-         {"mean_tensor_sparsity_abs", g.mean_tensor_sparsity_abs},
-         {"mean_tensor_nonzero_fraction", g.mean_tensor_nonzero_fraction}};
-  }
-  static void from_json(const json& j, metaprobe::params::GroupStats& g) {
-    j.at("key").get_to(g.key);
-    j.at("layer").get_to(g.layer);
-    j.at("tensors").get_to(g.tensors);
-    j.at("numel").get_to(g.numel);
-    j.at("delta_fro").get_to(g.delta_fro);
-    j.at("ref_fro").get_to(g.ref_fro);
-    j.at("tuned_fro").get_to(g.tuned_fro);
-    j.at("rel_update_norm").get_to(g.rel_update_norm);
-    j.at("cosine").get_to(g.cosine);
-    j.at("max_abs_delta").get_to(g.max_abs_delta);
-    j.at("sparsity_abs").get_to(g.sparsity_abs);
-    j.at("sparsity_rel").get_to(g.sparsity_rel);
-    j.at("unchanged_fraction").get_to(g.unchanged_fraction);
-    j.at("sign_flip_fraction").get_to(g.sign_flip_fraction);
-    // Added in the same schema version: older documents lack them (their summaries were finite-only).
-    g.nonfinite_count = j.value("nonfinite_count", int64_t{0});
-    g.mean_tensor_sparsity_abs = j.value("mean_tensor_sparsity_abs", std::numeric_limits<double>::quiet_NaN());
-    g.mean_tensor_nonzero_fraction = j.value("mean_tensor_nonzero_fraction", std::numeric_limits<double>::quiet_NaN());
-  }
-};
-
 }  // namespace nlohmann
+
+namespace metaprobe::params {
+
+// The group statistics of a stage's `params`, from their one field list (params/compare.hpp).
+void to_json(nlohmann::json& j, const GroupStats& g) { j = ::metaprobe::detail::record_to_json(g); }
+void from_json(const nlohmann::json& j, GroupStats& g) { ::metaprobe::detail::record_from_json(j, g, "group statistics"); }
+
+}  // namespace metaprobe::params
 
 namespace metaprobe::meta {
 
@@ -92,50 +58,51 @@ NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(ItemResult, id, cell, mode, outp
                                                 generated_tokens, loglikelihoods, finish_reason, think_tokens,
                                                 think_closed, samples, correct_samples, phrasing, noop)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PassAtK, k, value)
-// Records whose later fields (added within schema version 1) may be absent: every original field is required,
-// the later ones read as their defaults (NaN) when absent. METAPROBE_JSON_FIELDS lists them once for both
-// directions.
-#define METAPROBE_PUT(field) j[#field] = r.field;
-#define METAPROBE_GET(field) j.at(#field).get_to(r.field);
-#define METAPROBE_GET_LATER(field) \
-  if (j.contains(#field)) j.at(#field).get_to(r.field);
-#define METAPROBE_JSON_WITH_LATER(Type, REQUIRED, LATER)                       \
-  void to_json(nlohmann::json& j, const Type& r) {                             \
-    j = nlohmann::json::object();                                              \
-    REQUIRED(METAPROBE_PUT)                                                    \
-    LATER(METAPROBE_PUT)                                                       \
-  }                                                                            \
-  void from_json(const nlohmann::json& j, Type& r) {                           \
-    REQUIRED(METAPROBE_GET)                                                    \
-    LATER(METAPROBE_GET_LATER)                                                 \
-  }
+// nlohmann's hooks for a record with one field list (common/fields.hpp): every field both ways, the LATER
+// ones (added within schema version 1) optional on reading; a missing or mistyped field is a FormatError
+// naming `what` and the key.
+#define METAPROBE_RECORD_JSON(Type, what)                                                     \
+  void to_json(nlohmann::json& j, const Type& r) { j = ::metaprobe::detail::record_to_json(r); } \
+  void from_json(const nlohmann::json& j, Type& r) { ::metaprobe::detail::record_from_json(j, r, what); }
 
-#define CELL_ACCURACY_FIELDS(X) X(cell) X(accuracy)
-#define CELL_ACCURACY_LATER(X) X(precision) X(recall) X(f1)  // diagnostic cells' error detection
-METAPROBE_JSON_WITH_LATER(CellAccuracy, CELL_ACCURACY_FIELDS, CELL_ACCURACY_LATER)
+#define CELL_ACCURACY_FIELDS(X, LATER) \
+  X("cell", cell) X("accuracy", accuracy) LATER("precision", precision) LATER("recall", recall) LATER("f1", f1)
+METAPROBE_RECORD(CellAccuracy, CELL_ACCURACY_FIELDS)
+METAPROBE_RECORD_JSON(CellAccuracy, "cell accuracy")
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE_WITH_DEFAULT(Behaviour, cells, overall, items, pass_at_k, prompt_tokens,
                                                 generated_tokens, positions_processed)
-#define CELL_DIVERGENCE_FIELDS(X)                                                                              \
-  X(cell) X(items) X(positions) X(kl_ref_stage) X(kl_stage_ref) X(js) X(entropy_ref) X(entropy_stage)        \
-  X(entropy_change) X(js_sparsity) X(rank_shift) X(top1_agree) X(position_counts) X(high_js_counts)           \
-  X(js_cache_bound) X(kl_ref_stage_cache_bound) X(sampled_kl) X(sampled_items) X(sampled_tokens)
-#define CELL_DIVERGENCE_LATER(X) X(sampled_kl_huan) X(sampled_rank_stage) X(sampled_rank_ref)
-METAPROBE_JSON_WITH_LATER(CellDivergence, CELL_DIVERGENCE_FIELDS, CELL_DIVERGENCE_LATER)
+#define CELL_DIVERGENCE_FIELDS(X, LATER)                                                                      \
+  X("cell", cell) X("items", items) X("positions", positions) X("kl_ref_stage", kl_ref_stage)                   \
+  X("kl_stage_ref", kl_stage_ref) X("js", js) X("entropy_ref", entropy_ref) X("entropy_stage", entropy_stage)   \
+  X("entropy_change", entropy_change) X("js_sparsity", js_sparsity) X("rank_shift", rank_shift)                 \
+  X("top1_agree", top1_agree) X("position_counts", position_counts) X("high_js_counts", high_js_counts)         \
+  X("js_cache_bound", js_cache_bound) X("kl_ref_stage_cache_bound", kl_ref_stage_cache_bound)                   \
+  X("sampled_kl", sampled_kl) X("sampled_items", sampled_items) X("sampled_tokens", sampled_tokens)             \
+  LATER("sampled_kl_huan", sampled_kl_huan) LATER("sampled_rank_stage", sampled_rank_stage)                     \
+  LATER("sampled_rank_ref", sampled_rank_ref)
+METAPROBE_RECORD(CellDivergence, CELL_DIVERGENCE_FIELDS)
+METAPROBE_RECORD_JSON(CellDivergence, "cell divergence")
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StageDivergence, mode, cells, total)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(TensorUpdate, name, kind, layer, numel, delta_fro, ref_fro, rel_update_norm, cosine,
                                    max_abs_delta, sparsity_abs, sparsity_rel, unchanged_fraction)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(StageParams, total, layers, modules, tensors, only_in_reference, only_in_stage,
                                    shape_mismatches)
-#define CELL_DRIFT_FIELDS(X) X(cell) X(reference_acc) X(acc) X(delta) X(collapsed)
-#define CELL_DRIFT_LATER(X) X(delta_lo) X(delta_hi)
-METAPROBE_JSON_WITH_LATER(CellDrift, CELL_DRIFT_FIELDS, CELL_DRIFT_LATER)
-#define STAGE_DERIVED_FIELDS(X)                                                                                \
-  X(cells) X(drift_l1) X(drift_l2) X(collapsed) X(acc_target) X(acc_off_target) X(delta_target)               \
-  X(delta_off_target) X(dr_target) X(dr_other) X(dr_non) X(ti_other) X(ti_non) X(div_off_target) X(div_target)
-#define STAGE_DERIVED_LATER(X)                                                                                 \
-  X(drift_l1_lo) X(drift_l1_hi) X(drift_l2_lo) X(drift_l2_hi) X(delta_target_lo) X(delta_target_hi)           \
-  X(delta_off_target_lo) X(delta_off_target_hi)
-METAPROBE_JSON_WITH_LATER(StageDerived, STAGE_DERIVED_FIELDS, STAGE_DERIVED_LATER)
+#define CELL_DRIFT_FIELDS(X, LATER)                                                                   \
+  X("cell", cell) X("reference_acc", reference_acc) X("acc", acc) X("delta", delta) X("collapsed", collapsed) \
+  LATER("delta_lo", delta_lo) LATER("delta_hi", delta_hi)
+METAPROBE_RECORD(CellDrift, CELL_DRIFT_FIELDS)
+METAPROBE_RECORD_JSON(CellDrift, "cell drift")
+#define STAGE_DERIVED_FIELDS(X, LATER)                                                                        \
+  X("cells", cells) X("drift_l1", drift_l1) X("drift_l2", drift_l2) X("collapsed", collapsed)                 \
+  X("acc_target", acc_target) X("acc_off_target", acc_off_target) X("delta_target", delta_target)             \
+  X("delta_off_target", delta_off_target) X("dr_target", dr_target) X("dr_other", dr_other) X("dr_non", dr_non) \
+  X("ti_other", ti_other) X("ti_non", ti_non) X("div_off_target", div_off_target) X("div_target", div_target) \
+  LATER("drift_l1_lo", drift_l1_lo) LATER("drift_l1_hi", drift_l1_hi) LATER("drift_l2_lo", drift_l2_lo)       \
+  LATER("drift_l2_hi", drift_l2_hi) LATER("delta_target_lo", delta_target_lo)                                 \
+  LATER("delta_target_hi", delta_target_hi) LATER("delta_off_target_lo", delta_off_target_lo)                 \
+  LATER("delta_off_target_hi", delta_off_target_hi)
+METAPROBE_RECORD(StageDerived, STAGE_DERIVED_FIELDS)
+METAPROBE_RECORD_JSON(StageDerived, "stage derived")
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ArmRazor, arm, metric, stages, steps, divergence, accuracy_change, pearson, spearman)
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(ArmDifference, a, b, metric, unit, mean_a, mean_b, diff, lo, hi, p_value,
                                    confidence, n_units, n_seeds, n_boot, n_perm, seed)
@@ -159,9 +126,11 @@ void from_json(const nlohmann::json& j, RepresentationDrift& r) {
   }
 }
 
-#define STAGE_INFO_FIELDS(X) X(name) X(arm) X(source) X(checkpoint) X(step) X(is_reference)
-#define STAGE_INFO_LATER(X) X(responses)  // older reports read as "generated"
-METAPROBE_JSON_WITH_LATER(StageInfo, STAGE_INFO_FIELDS, STAGE_INFO_LATER)
+#define STAGE_INFO_FIELDS(X, LATER)                                                                      \
+  X("name", name) X("arm", arm) X("source", source) X("checkpoint", checkpoint) X("step", step)                \
+  X("is_reference", is_reference) LATER("responses", responses)  // older reports read as "generated"
+METAPROBE_RECORD(StageInfo, STAGE_INFO_FIELDS)
+METAPROBE_RECORD_JSON(StageInfo, "stage info")
 
 void to_json(nlohmann::json& j, const Response& r) {
   j = {{"item_id", r.item_id}, {"sample", r.sample}, {"text", r.text}, {"finish_reason", r.finish_reason}};
@@ -225,6 +194,14 @@ void nulls_to_nan(nlohmann::json& j) {
   }
 }
 
+// A FormatError from inside a stage, its message placed at `where` ("report: stages[2]: cell divergence.js ...").
+[[noreturn]] void rethrow_at(const std::string& where, const FormatError& e) {
+  std::string inner = e.what();
+  const std::string prefix = "report: ";
+  if (inner.compare(0, prefix.size(), prefix) == 0) inner.erase(0, prefix.size());
+  throw FormatError(prefix + where + ": " + inner);
+}
+
 }  // namespace
 
 const StageReport& Report::stage(const std::string& name) const {
@@ -263,6 +240,8 @@ StageReport stage_from_json(const nlohmann::json& input) {
   nulls_to_nan(j);
   try {
     return stage_from_nan_json(j);
+  } catch (const FormatError& e) {
+    rethrow_at("a stage", e);
   } catch (const nlohmann::json::exception& e) {
     throw FormatError(std::string("report: a stage field is missing or has the wrong type: ") + e.what());
   }
@@ -312,7 +291,14 @@ Report report_from_json(const nlohmann::json& input) {
     r.options = options;
     j.at("target_cells").get_to(r.target_cells);
     j.at("n_items").get_to(r.n_items);
-    for (const auto& js : j.at("stages")) r.stages.push_back(detail::stage_from_nan_json(js));
+    const nlohmann::json& stages = j.at("stages");
+    for (size_t i = 0; i < stages.size(); ++i) {
+      try {
+        r.stages.push_back(detail::stage_from_nan_json(stages.at(i)));
+      } catch (const FormatError& e) {
+        rethrow_at("stages[" + std::to_string(i) + "]", e);
+      }
+    }
     j.at("razor").get_to(r.razor);
     if (j.contains("differences")) j.at("differences").get_to(r.differences);
     if (j.contains("representation")) j.at("representation").get_to(r.representation);
@@ -328,5 +314,14 @@ void save(const Report& report, const std::string& path, int indent) {
 }
 
 Report load_report(const std::string& path) { return report_from_json(detail::read_json_file(path, "load_report")); }
+
+std::map<std::string, std::vector<std::string>> report_record_fields() {
+  return {{"group_stats", record_field_names<params::GroupStats>()},
+          {"cell_accuracy", record_field_names<CellAccuracy>()},
+          {"cell_divergence", record_field_names<CellDivergence>()},
+          {"cell_drift", record_field_names<CellDrift>()},
+          {"stage_derived", record_field_names<StageDerived>()},
+          {"stage_info", record_field_names<StageInfo>()}};
+}
 
 }  // namespace metaprobe::meta

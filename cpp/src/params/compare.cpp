@@ -14,11 +14,38 @@
 #include <string>
 #include <unordered_set>
 
+#include <nlohmann/json.hpp>
+
 #include <metaprobe/error.hpp>
 #include <metaprobe/io/checkpoint.hpp>
 #include <metaprobe/io/safetensors.hpp>
 
 namespace metaprobe::params {
+
+// The one table of the spectral states' names (JSON, CSV, Python).
+NLOHMANN_JSON_SERIALIZE_ENUM(SpectralState, {{SpectralState::off, "off"},
+                                             {SpectralState::ok, "ok"},
+                                             {SpectralState::skipped, "skipped"}})
+
+std::string to_string(const SpectralStatus& status) {
+  const std::string name = nlohmann::json(status.state).get<std::string>();
+  return status.state == SpectralState::skipped ? name + ": " + status.reason : name;
+}
+
+SpectralStatus parse_spectral_status(const std::string& text) {
+  const std::string head = text.substr(0, text.find(':'));
+  // The table maps an unknown name to its first entry: look the name up explicitly instead.
+  for (SpectralState state : {SpectralState::off, SpectralState::ok, SpectralState::skipped}) {
+    if (nlohmann::json(state).get<std::string>() != head) continue;
+    const bool has_reason = head.size() < text.size();
+    if (state == SpectralState::skipped && has_reason && text.compare(head.size(), 2, ": ") == 0 &&
+        text.size() > head.size() + 2)
+      return {state, text.substr(head.size() + 2)};
+    if (state != SpectralState::skipped && !has_reason) return {state, ""};
+  }
+  throw InvalidArgument("spectral_status: '" + text + "', expected \"off\", \"ok\" or \"skipped: <reason>\"");
+}
+
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
@@ -81,14 +108,14 @@ void check_spectral_side(const SpectralOptions& o, int64_t max_side) {
 
 // Why a tensor gets no spectra ("" when it does).
 std::string spectral_skip_reason(const at::Tensor& t, bool flatten, int64_t max_side, const TensorStats& st) {
-  if (t.dim() < 2) return "skipped: " + std::to_string(t.dim()) + "-D tensor, spectra need a matrix";
-  if (t.dim() > 2 && !flatten) return "skipped: " + std::to_string(t.dim()) + "-D tensor and flatten is off";
-  if (!at::isFloatingType(t.scalar_type())) return "skipped: integer or bool dtype";
-  if (st.nan_count + st.inf_count > 0) return "skipped: contains NaN or Inf";
+  if (t.dim() < 2) return std::to_string(t.dim()) + "-D tensor, spectra need a matrix";
+  if (t.dim() > 2 && !flatten) return std::to_string(t.dim()) + "-D tensor and flatten is off";
+  if (!at::isFloatingType(t.scalar_type())) return "integer or bool dtype";
+  if (st.nan_count + st.inf_count > 0) return "contains NaN or Inf";
   const int64_t rows = t.size(0), cols = t.numel() / std::max<int64_t>(rows, 1);
-  if (std::min(rows, cols) < 2) return "skipped: a side has fewer than 2 entries";
+  if (std::min(rows, cols) < 2) return "a side has fewer than 2 entries";
   if (std::max(rows, cols) > max_side) {
-    return "skipped: side " + std::to_string(std::max(rows, cols)) + " above max_spectral_side " +
+    return "side " + std::to_string(std::max(rows, cols)) + " above max_spectral_side " +
            std::to_string(max_side);
   }
   return "";
@@ -124,7 +151,7 @@ struct Accum {
     ceq += u.count_unchanged;
     cflip += u.count_sign_flip;
     if (u.finite_count > 0) g.max_abs_delta = std::max(g.max_abs_delta, u.max_abs_delta);
-    if (t.spectral_status == "ok") {
+    if (t.spectral_status.ok()) {
       if (std::isfinite(t.reference_spectral.alpha)) {
         alpha_ref += t.reference_spectral.alpha;
         ++n_alpha_ref;
@@ -267,9 +294,9 @@ CompareResult compare_checkpoints(const io::TensorSource& reference, const io::T
             row.tuned_spectral = spectral_stats(w1, options.spectral);
             row.update_spectral = update_spectral_stats(w0, w1, options.subspace_k, options.spectral);
             if (options.emulate_bf16) apply_bf16_rank(w0, w1, options.spectral, row.update_spectral);
-            row.spectral_status = "ok";
+            row.spectral_status = {SpectralState::ok, ""};
           } else {
-            row.spectral_status = why;
+            row.spectral_status = {SpectralState::skipped, why};
           }
         }
         result.bytes_read += ri.nbytes + ti.nbytes;
@@ -314,9 +341,9 @@ std::vector<TensorDescription> describe(const io::TensorSource& source, const De
       const std::string why = spectral_skip_reason(t, options.spectral.flatten, options.max_spectral_side, row.stats);
       if (why.empty()) {
         row.spectral = spectral_stats(t, options.spectral);
-        row.spectral_status = "ok";
+        row.spectral_status = {SpectralState::ok, ""};
       } else {
-        row.spectral_status = why;
+        row.spectral_status = {SpectralState::skipped, why};
       }
     }
     rows.push_back(std::move(row));

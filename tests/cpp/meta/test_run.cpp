@@ -244,6 +244,20 @@ TEST_CASE("the report round-trips through JSON", "[meta][report]") {
     j["stages"][0].erase("info");
     REQUIRE_THROWS_AS(report_from_json(j), FormatError);
   }
+  SECTION("a missing or mistyped record field is a FormatError naming the stage, the record and the key") {
+    auto j = to_json(r);
+    j["stages"][1]["divergence"]["total"].erase("js");
+    REQUIRE_THROWS_AS(report_from_json(j), FormatError);
+    REQUIRE_THROWS_WITH(report_from_json(j),
+                        Contains("report: stages[1]: cell divergence.js is missing or has the wrong type: absent"));
+    j = to_json(r);
+    j["stages"][1]["derived"]["drift_l1"] = "x";
+    REQUIRE_THROWS_WITH(report_from_json(j), Contains("report: stages[1]: stage derived.drift_l1 is missing or has "
+                                                      "the wrong type: JSON string, expected a number"));
+    j = to_json(r);
+    j["stages"][1]["divergence"]["total"].erase("sampled_kl_huan");  // added within version 1: may be absent
+    CHECK(std::isnan(report_from_json(j).stages[1].divergence->total.sampled_kl_huan));
+  }
 }
 
 TEST_CASE("derived metrics follow their definitions", "[meta][derived]") {

@@ -123,16 +123,25 @@ TEST_CASE("compare_checkpoints with spectra", "[params][compare][spectral]") {
   o.subspace_k = 4;
   const CompareResult r = compare_checkpoints(rs, ts, o);
   SECTION("matrices get spectra and 1-D tensors a row saying why not") {
-    CHECK(r.tensors[1].spectral_status == "ok");
+    CHECK(r.tensors[1].spectral_status.state == SpectralState::ok);
     CHECK(r.tensors[1].update_spectral.k == 4);
     CHECK(r.tensors[1].update_spectral.normalized_rank == 1.0);
-    CHECK_THAT(r.tensors[3].spectral_status, Contains("skipped: 1-D tensor"));
+    CHECK_THAT(to_string(r.tensors[3].spectral_status), Contains("skipped: 1-D tensor"));
+  }
+  SECTION("the JSON rows carry the status text and the spectral records only when computed") {
+    const auto doc = nlohmann::json::parse(comparison_json(r));
+    CHECK(doc["tensors"][1]["spectral_status"] == "ok");
+    CHECK(doc["tensors"][1]["reference_spectral"]["svd_method"].is_string());
+    CHECK(doc["tensors"][1]["update_spectral"]["subspace_k"] == 4);
+    CHECK(doc["tensors"][3]["spectral_status"].get<std::string>().rfind("skipped: 1-D tensor", 0) == 0);
+    CHECK_FALSE(doc["tensors"][3].contains("reference_spectral"));
+    CHECK_FALSE(doc["tensors"][3].contains("update_spectral"));
   }
   SECTION("too large matrices are reported as skipped with the limit") {
     CompareOptions small = o;
     small.max_spectral_side = 40;
     const CompareResult r2 = compare_checkpoints(rs, ts, small);
-    CHECK_THAT(r2.tensors[0].spectral_status, Contains("above max_spectral_side 40"));
+    CHECK_THAT(to_string(r2.tensors[0].spectral_status), Contains("above max_spectral_side 40"));
   }
   SECTION("bad options are rejected") {
     CompareOptions bad;
@@ -175,7 +184,7 @@ TEST_CASE("compare and describe read safetensors files", "[params][compare][io]"
     const auto rows = describe(rf, o);
     REQUIRE(rows.size() == ref.size());
     size_t ok = 0;
-    for (const auto& row : rows) ok += row.spectral_status == "ok";
+    for (const auto& row : rows) ok += row.spectral_status.ok();
     CHECK(ok == 5);
     const auto doc = nlohmann::json::parse(description_json(rows));
     CHECK(doc["tensors"].size() == ref.size());
@@ -340,5 +349,20 @@ TEST_CASE("group summaries: unweighted tensor means, non-finite pairs and clampe
       REQUIRE(r.tensors[0].update.cosine <= 1.0);
       REQUIRE(r.total.cosine == Approx(1.0));
     }
+  }
+}
+
+TEST_CASE("spectral statuses read back from their text, unknown ones are errors", "[params][compare]") {
+  for (const SpectralStatus& s : {SpectralStatus{SpectralState::off, ""}, SpectralStatus{SpectralState::ok, ""},
+                                  SpectralStatus{SpectralState::skipped, "1-D tensor, spectra need a matrix"}}) {
+    const SpectralStatus back = parse_spectral_status(to_string(s));
+    CHECK(back.state == s.state);
+    CHECK(back.reason == s.reason);
+  }
+  CHECK(to_string(SpectralStatus{SpectralState::skipped, "contains NaN or Inf"}) == "skipped: contains NaN or Inf");
+  for (const char* bad : {"done", "ok: why", "skipped", "skipped:", "skipped: ", "OK", ""}) {
+    REQUIRE_THROWS_AS(parse_spectral_status(bad), InvalidArgument);
+    REQUIRE_THROWS_WITH(parse_spectral_status(bad), Contains(std::string("spectral_status: '") + bad +
+                                                              "', expected \"off\", \"ok\" or \"skipped: <reason>\""));
   }
 }

@@ -2,6 +2,7 @@
 // The result of a meta-probing run as value types, and its versioned JSON document (docs/report-schema.md).
 #include <cstdint>
 #include <limits>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -239,6 +240,11 @@ Report report_from_json(const nlohmann::json& j);
 void save(const Report& report, const std::string& path, int indent = 1);
 /// Reads a report written by save(); throws IoError or FormatError.
 Report load_report(const std::string& path);
+
+/// The keys of the report's records declared with one field list, in document order, by record name
+/// ("group_stats", "cell_accuracy", "cell_divergence", "cell_drift", "stage_derived", "stage_info"): what
+/// Python's report columns derive from.
+std::map<std::string, std::vector<std::string>> report_record_fields();
 
 /// Joins the parts of one run (RunPlan::stages, torch.distributed ranks, one job per checkpoint) into the
 /// whole run's report: the parts must share the reference, options, items and target cells and hold the same

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include <metaprobe/common/fields.hpp>
 #include <metaprobe/io/tensor_source.hpp>
 #include <metaprobe/params/names.hpp>
 #include <metaprobe/params/spectral.hpp>
@@ -39,6 +40,23 @@ struct CompareOptions {
   ProgressCallback progress;         // called after each tensor (may be empty)
 };
 
+/// Whether a tensor row has spectral statistics; its JSON and Python names ("off", "ok", "skipped") come from
+/// one table in compare.cpp.
+enum class SpectralState { off, ok, skipped };
+
+/// A row's spectral state and, when skipped, why.
+struct SpectralStatus {
+  SpectralState state = SpectralState::off;
+  std::string reason;                // skipped: why (e.g. "1-D tensor, spectra need a matrix")
+  bool ok() const { return state == SpectralState::ok; }
+};
+
+/// The status as it is serialised: "off", "ok" or "skipped: <reason>".
+std::string to_string(const SpectralStatus& status);
+
+/// The status of its serialised text; throws InvalidArgument naming the text and the valid forms otherwise.
+SpectralStatus parse_spectral_status(const std::string& text);
+
 /// One matched tensor pair.
 struct TensorComparison {
   std::string name;
@@ -47,10 +65,18 @@ struct TensorComparison {
   std::vector<int64_t> shape;
   TensorStats reference, tuned;
   UpdateStats update;
-  std::string spectral_status = "off";   // "off", "ok" or "skipped: <reason>"
+  SpectralStatus spectral_status;        // the three spectral records below are filled when ok
   SpectralStats reference_spectral, tuned_spectral;
   UpdateSpectralStats update_spectral;
 };
+// The serialised fields: JSON nests the sub-records under these keys, the Python rows flatten them
+// (bindings/params.cpp names the prefixes); the spectral ones are written only when spectral_status is ok.
+#define METAPROBE_TENSOR_COMPARISON_FIELDS(X, LATER)                                                          \
+  X("name", name) X("parsed", parsed) X("shape", shape) X("reference_dtype", reference_dtype)                 \
+  X("tuned_dtype", tuned_dtype) X("update", update) X("reference", reference) X("tuned", tuned)              \
+  X("spectral_status", spectral_status) X("reference_spectral", reference_spectral)                          \
+  X("tuned_spectral", tuned_spectral) X("update_spectral", update_spectral)
+METAPROBE_RECORD(TensorComparison, METAPROBE_TENSOR_COMPARISON_FIELDS)
 
 /// Same name, different shapes: not compared, reported.
 struct ShapeMismatch {
@@ -77,6 +103,19 @@ struct GroupStats {
   double mean_alpha_reference = NAN, mean_alpha_tuned = NAN;
   double mean_normalized_update_rank = NAN, mean_left_angle_max_deg = NAN;
 };
+// The serialised fields, in the params JSON, the report's `params` groups, the Python dicts and the report's
+// columns alike. LATER: added after the report's first version (a report without them reads the defaults).
+#define METAPROBE_GROUP_STATS_FIELDS(X, LATER)                                                                 \
+  X("key", key) X("layer", layer) X("tensors", tensors) X("numel", numel) X("delta_fro", delta_fro)            \
+  X("ref_fro", ref_fro) X("tuned_fro", tuned_fro) X("rel_update_norm", rel_update_norm) X("cosine", cosine)    \
+  X("max_abs_delta", max_abs_delta) X("sparsity_abs", sparsity_abs) X("sparsity_rel", sparsity_rel)            \
+  X("unchanged_fraction", unchanged_fraction) X("sign_flip_fraction", sign_flip_fraction)                      \
+  LATER("nonfinite_count", nonfinite_count) LATER("mean_tensor_sparsity_abs", mean_tensor_sparsity_abs)        \
+  LATER("mean_tensor_nonzero_fraction", mean_tensor_nonzero_fraction)                                         \
+  LATER("mean_alpha_reference", mean_alpha_reference) LATER("mean_alpha_tuned", mean_alpha_tuned)              \
+  LATER("mean_normalized_update_rank", mean_normalized_update_rank)                                           \
+  LATER("mean_left_angle_max_deg", mean_left_angle_max_deg)
+METAPROBE_RECORD(GroupStats, METAPROBE_GROUP_STATS_FIELDS)
 
 struct CompareResult {
   std::vector<TensorComparison> tensors;         // reference storage order
@@ -101,9 +140,14 @@ struct TensorDescription {
   std::string dtype;
   std::vector<int64_t> shape;
   TensorStats stats;
-  std::string spectral_status = "off";
+  SpectralStatus spectral_status;        // `spectral` is filled when ok
   SpectralStats spectral;
 };
+// The serialised fields (nested in JSON, flat in Python; `spectral` only when spectral_status is ok).
+#define METAPROBE_TENSOR_DESCRIPTION_FIELDS(X, LATER)                                                          \
+  X("name", name) X("parsed", parsed) X("shape", shape) X("dtype", dtype) X("stats", stats)                   \
+  X("spectral_status", spectral_status) X("spectral", spectral)
+METAPROBE_RECORD(TensorDescription, METAPROBE_TENSOR_DESCRIPTION_FIELDS)
 
 struct DescribeOptions {
   bool spectra = false;

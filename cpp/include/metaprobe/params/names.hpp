@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include <metaprobe/common/fields.hpp>
+
 namespace metaprobe::params {
 
 struct ParsedName {
@@ -14,6 +16,10 @@ struct ParsedName {
   std::string param;    // last component: "weight", "bias", ... ("" when the name has a single component)
   std::string kind;     // canonical kind ("attn_q", "mlp_down", "norm_attn", "embedding", ...) or `module`
 };
+// The serialised fields (JSON and Python; `name` is the row's own key there).
+#define METAPROBE_PARSED_NAME_FIELDS(X, LATER) X("layer", layer) X("kind", kind) X("module", module) \
+  X("param", param) X("scheme", scheme)
+METAPROBE_RECORD(ParsedName, METAPROBE_PARSED_NAME_FIELDS)
 
 /// Parses one parameter name; never throws (unknown names fall back to kind = module = name sans param).
 ParsedName parse_param_name(const std::string& name);

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <metaprobe/common/fields.hpp>
+
 #include <ATen/ATen.h>
 
 namespace metaprobe::params {
@@ -120,6 +122,23 @@ struct SpectralStats {
   RandomEsd random;                 // options.randomize, spectral_stats of a matrix with a complete spectrum
   double error_bound = 0;           // randomized only
 };
+// The serialised fields, flat: the fit, MP and randomised-ESD parts under their own prefixes.
+#define METAPROBE_SPECTRAL_STATS_FIELDS(X, LATER)                                                                  \
+  X("rows", rows) X("cols", cols) X("svd_method", method) X("complete", complete)                                 \
+  X("num_singular_values", num_singular_values) X("sv_max", sv_max) X("sv_min", sv_min)                           \
+  X("spectral_norm", spectral_norm) X("frobenius_norm", frobenius_norm) X("stable_rank", stable_rank)             \
+  X("effective_rank", effective_rank) X("numerical_rank", numerical_rank) X("condition_number", condition_number) \
+  X("lambda_max", lambda_max) X("log_norm", log_norm) X("log_spectral_norm", log_spectral_norm) X("alpha", alpha) \
+  X("alpha_weighted", alpha_weighted) X("log_alpha_norm", log_alpha_norm) X("entropy", entropy)                   \
+  X("xmin", fit.xmin) X("xmax", fit.xmax) X("D", fit.D) X("sigma", fit.sigma) X("num_pl_spikes", fit.num_pl_spikes) \
+  X("num_evals", num_evals) X("num_fit_evals", fit.num_evals) X("status", fit.status) X("reason", fit.reason)     \
+  X("mp_softrank", mp.softrank) X("mp_num_spikes", mp.num_spikes) X("mp_sigma", mp.sigma)                         \
+  X("mp_bulk_min", mp.bulk_min) X("mp_bulk_max", mp.bulk_max) X("mp_status", mp.status)                           \
+  X("rand_replicas", random.replicas) X("max_rand_eval", random.max_rand_eval)                                    \
+  X("rand_distance", random.rand_distance) X("ww_softrank", random.ww_softrank) X("ww_maxdist", random.ww_maxdist) \
+  X("rand_mp_softrank", random.mp.softrank) X("rand_num_spikes", random.mp.num_spikes)                            \
+  X("rand_status", random.status) X("error_bound", error_bound)
+METAPROBE_RECORD(SpectralStats, METAPROBE_SPECTRAL_STATS_FIELDS)
 
 /// Singular values of `w` (2-D, or flattened per options) in double: exact, or top options.k randomized.
 Spectrum singular_values(const at::Tensor& w, const SpectralOptions& options = {});
@@ -172,6 +191,13 @@ struct UpdateSpectralStats {
   double spectral_drift = NAN;          // ||sigma(W1) - sigma(W0)||_2 / ||sigma(W0)||_2
   SubspaceAngles angles;                // between the top-k subspaces of W0 and W1
 };
+// The serialised fields, flat (the angles under their own names).
+#define METAPROBE_UPDATE_SPECTRAL_STATS_FIELDS(X, LATER)                                                       \
+  X("subspace_k", k) X("update_rank", update_rank) X("normalized_rank", normalized_rank)                      \
+  X("topk_energy_fraction", topk_energy_fraction) X("spectral_drift", spectral_drift)                         \
+  X("left_angle_max_deg", angles.left_max_deg) X("left_angle_mean_deg", angles.left_mean_deg)                 \
+  X("right_angle_max_deg", angles.right_max_deg) X("right_angle_mean_deg", angles.right_mean_deg)
+METAPROBE_RECORD(UpdateSpectralStats, METAPROBE_UPDATE_SPECTRAL_STATS_FIELDS)
 
 /// Rank and top-k energy of dW, the spectral drift and the top-k principal angles; k is clamped to the
 /// smaller side. Throws InvalidArgument for different shapes or < 2 dims.

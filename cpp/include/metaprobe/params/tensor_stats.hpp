@@ -4,6 +4,8 @@
 #include <cstdint>
 #include <string>
 
+#include <metaprobe/common/fields.hpp>
+
 #include <ATen/ATen.h>
 
 #include <metaprobe/common/enum_names.hpp>
@@ -30,6 +32,13 @@ struct TensorStats {
   double excess_kurtosis = 0;   // m4 / m2^2 - 3 (scipy.stats.kurtosis, fisher=True, bias=True); NaN if constant
   double sum_squares = 0;       // sum x^2 over finite values (exact aggregation across tensors)
 };
+// The serialised fields (JSON, Python dicts, column lists); sum_squares is internal.
+#define METAPROBE_TENSOR_STATS_FIELDS(X, LATER)                                                           \
+  X("numel", numel) X("finite_count", finite_count) X("nan_count", nan_count) X("inf_count", inf_count)  \
+  X("mean", mean) X("std", std) X("min", min) X("max", max) X("mean_abs", mean_abs) X("l2_norm", l2_norm) \
+  X("linf_norm", linf_norm) X("zero_fraction", zero_fraction) X("skewness", skewness)                    \
+  X("excess_kurtosis", excess_kurtosis)
+METAPROBE_RECORD(TensorStats, METAPROBE_TENSOR_STATS_FIELDS)
 
 /// All per-tensor statistics in one pass over a CPU tensor of any floating, integer or bool dtype.
 /// Non-contiguous tensors are made contiguous first (a copy); CUDA tensors are copied to the CPU.
@@ -78,6 +87,14 @@ struct UpdateStats {
   double sum_sq_delta = 0, sum_sq_ref = 0, sum_sq_tuned = 0, dot = 0;
   int64_t count_abs = 0, count_rel = 0, count_unchanged = 0, count_sign_flip = 0;
 };
+// The serialised fields; the raw sums and counts are internal (exact aggregation).
+#define METAPROBE_UPDATE_STATS_FIELDS(X, LATER)                                                                \
+  X("numel", numel) X("finite_count", finite_count) X("nonfinite_count", nonfinite_count)                     \
+  X("delta_fro", delta_fro) X("ref_fro", ref_fro) X("tuned_fro", tuned_fro) X("rel_update_norm", rel_update_norm) \
+  X("cosine", cosine) X("max_abs_delta", max_abs_delta) X("sparsity_abs", sparsity_abs)                        \
+  X("sparsity_rel", sparsity_rel) X("unchanged_fraction", unchanged_fraction)                                 \
+  X("sign_flip_fraction", sign_flip_fraction)
+METAPROBE_RECORD(UpdateStats, METAPROBE_UPDATE_STATS_FIELDS)
 
 /// Update statistics of w1 against w0 in one fused pass; throws InvalidArgument when the shapes differ or
 /// a tolerance is negative or not finite.
