@@ -22,6 +22,23 @@ using divergence_detail::kBadNoFinite;
 using divergence_detail::kBadOverflow;
 using divergence_detail::kBadPosInf;
 
+// One row's totals from the per-row columns of the sharded statistics: max[2], sumexp[2], argmax[2],
+// values[3] (rank threshold, target logit of p, of q) and the partials.
+divergence_detail::RowTotals row_totals(const double* max, const double* sumexp, const std::int64_t* argmax,
+                                        const double* values, const double* partial) {
+  divergence_detail::RowTotals t;
+  t.shift_p = max[0];
+  t.shift_q = max[1];
+  t.sum_p = sumexp[0];
+  t.sum_q = sumexp[1];
+  t.argmax_p = argmax[0];
+  t.argmax_q = argmax[1];
+  t.zp_target = values[1];
+  t.zq_target = values[2];
+  std::copy(partial, partial + sharded::kNumPartials, t.partial);
+  return t;
+}
+
 constexpr std::int64_t kChunkElements = std::int64_t{1} << 22;  // per-chunk temporaries are O(this)
 
 at::ScalarType compute_type(const at::Tensor& t) { return t.scalar_type() == at::kDouble ? at::kDouble : at::kFloat; }
@@ -173,7 +190,7 @@ at::Tensor local_partials(const at::Tensor& p_shard, const at::Tensor& q_shard, 
   const auto ct = compute_type(p);
   const double fl = floor_of(ct), zero_at = exp_zero_of(ct), tiny = tiny_of(ct);
   const double beta = plan.beta, inv_t = plan.inv_temperature;
-  const bool kl = plan.need_kl_group(), js = plan.need_js_sum();
+  const bool kl = plan.need(kNeedKlForward | kNeedKlAll), js = plan.need(kNeedJs);
   const at::Tensor gmax = g.max.to(p.device()), gsum = g.sumexp.to(p.device()), gval = g.values.to(p.device());
   for_chunks(n, v, [&](std::int64_t r0, std::int64_t r1) {
     const at::Tensor zp = p.slice(0, r0, r1).to(ct), zq = q.slice(0, r0, r1).to(ct);
@@ -244,10 +261,10 @@ DivergenceResult combine(const Globals& g, const at::Tensor& partials, const std
     for (int j = 0; j < 2; ++j) {
       int reason = static_cast<int>(pbd[2 * r + j]);
       if (reason == 0 && pmx[2 * r + j] == -std::numeric_limits<double>::infinity()) reason = kBadNoFinite;
-      if (reason != 0) throw_bad_row(plan, r, reason, j == 1, "p_logits", "q_logits");
+      if (reason != 0) throw_bad_row(plan, BadRowInfo{r, reason, j == 1}, "p_logits", "q_logits");
     }
-    finish_row(plan, pmx[2 * r], pmx[2 * r + 1], psm[2 * r], psm[2 * r + 1], pam[2 * r], pam[2 * r + 1],
-               pvl[3 * r + 1], pvl[3 * r + 2], ppt + r * kNumPartials, values.data() + k * kNumMetrics);
+    finish_row(plan, row_totals(pmx + 2 * r, psm + 2 * r, pam + 2 * r, pvl + 3 * r, ppt + r * kNumPartials),
+               values.data() + k * kNumMetrics);
   }
   return assemble(plan, values, options.base, options.reduction, g.max.device());
 }
@@ -256,8 +273,8 @@ DivergenceResult combine(const Globals& g, const at::Tensor& partials, const std
 
 namespace divergence_detail {
 
-std::int64_t composite(const at::Tensor& p_in, const at::Tensor& q_in, const Plan& plan, double* values,
-                       int* bad_reason, bool* bad_in_q) {
+std::optional<BadRowInfo> composite(const at::Tensor& p_in, const at::Tensor& q_in, const Plan& plan,
+                                    double* values) {
   const at::Tensor p = p_in.reshape({plan.rows, plan.vocab}), q = q_in.reshape({plan.rows, plan.vocab});
   DivergenceOptions opt;
   opt.temperature = 1.0 / plan.inv_temperature;
@@ -295,17 +312,13 @@ std::int64_t composite(const at::Tensor& p_in, const at::Tensor& q_in, const Pla
       for (int j = 0; j < 2; ++j) {
         int reason = static_cast<int>(pbd[2 * i + j]);
         if (reason == 0 && pmx[2 * i + j] == -std::numeric_limits<double>::infinity()) reason = kBadNoFinite;
-        if (reason != 0) {
-          *bad_reason = reason;
-          *bad_in_q = j == 1;
-          return plan.kept[static_cast<std::size_t>(k)];
-        }
+        if (reason != 0) return BadRowInfo{plan.kept[static_cast<std::size_t>(k)], reason, j == 1};
       }
-      finish_row(chunk_plan, pmx[2 * i], pmx[2 * i + 1], psm[2 * i], psm[2 * i + 1], pa[2 * i], pa[2 * i + 1],
-                 pvl[3 * i + 1], pvl[3 * i + 2], ppt + i * sharded::kNumPartials, values + k * kNumMetrics);
+      finish_row(chunk_plan, row_totals(pmx + 2 * i, psm + 2 * i, pa + 2 * i, pvl + 3 * i, ppt + i * sharded::kNumPartials),
+                 values + k * kNumMetrics);
     }
   }
-  return -1;
+  return std::nullopt;
 }
 
 }  // namespace divergence_detail

@@ -1,7 +1,10 @@
 // Front end of the divergence engine: option parsing and validation, the per-row finish shared by every
 // path, and the assembly of reductions (in a fixed row order, so results do not depend on threads).
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
+#include <optional>
 
 #include <ATen/ATen.h>
 
@@ -13,16 +16,97 @@
 
 namespace metaprobe {
 
+namespace divergence_detail {
 namespace {
-constexpr std::uint32_t kTargetBits = static_cast<std::uint32_t>(Metric::logp_target) |
-                                      static_cast<std::uint32_t>(Metric::logq_target) |
-                                      static_cast<std::uint32_t>(Metric::target_rank_p) |
-                                      static_cast<std::uint32_t>(Metric::target_rank_q);
+using Row = RowTotals;
+constexpr double kInf = std::numeric_limits<double>::infinity();
 
-bool is_info_metric(Metric m) {
-  return m == Metric::kl_pq || m == Metric::kl_qp || m == Metric::js || m == Metric::entropy_p ||
-         m == Metric::entropy_q || m == Metric::cross_entropy_pq || m == Metric::logp_target ||
-         m == Metric::logq_target;
+// The finish steps (Note [metric table]): a row's totals to the metric's value in nats; lp = log S_p, lq = log S_q.
+double finish_kl_pq(const Plan&, const Row& r, double lp, double lq) {
+  return r.partial[kInfPQ] > 0 ? kInf : std::max(0.0, r.partial[kSumEaD] / r.sum_p + (lq - lp));
+}
+double finish_kl_qp(const Plan&, const Row& r, double lp, double lq) {
+  return r.partial[kInfQP] > 0 ? kInf : std::max(0.0, -r.partial[kSumEbD] / r.sum_q + (lp - lq));
+}
+double finish_entropy_p(const Plan&, const Row& r, double lp, double) {
+  return std::max(0.0, lp - r.partial[kSumEaA] / r.sum_p);
+}
+double finish_entropy_q(const Plan&, const Row& r, double, double lq) {
+  return std::max(0.0, lq - r.partial[kSumEbB] / r.sum_q);
+}
+double finish_cross_entropy(const Plan& plan, const Row& r, double lp, double lq) {
+  return finish_entropy_p(plan, r, lp, lq) + finish_kl_pq(plan, r, lp, lq);
+}
+double finish_js(const Plan& plan, const Row& r, double lp, double lq) {
+  if (plan.beta == 0.0) return finish_kl_pq(plan, r, lp, lq);
+  if (plan.beta == 1.0) return finish_kl_qp(plan, r, lp, lq);
+  // Upper bound: the binary entropy of beta, reached by disjoint supports.
+  const double b = plan.beta;
+  const double hb = -b * std::log(b) - (1 - b) * std::log1p(-b);
+  return std::min(hb, std::max(0.0, -r.partial[kSumJs]));
+}
+double finish_top1(const Plan&, const Row& r, double, double) { return r.argmax_p == r.argmax_q ? 1.0 : 0.0; }
+double finish_rank_shift(const Plan&, const Row& r, double, double) { return 1.0 + r.partial[kCntRank]; }
+double finish_logp_target(const Plan& plan, const Row& r, double lp, double) {
+  return r.zp_target * plan.inv_temperature - r.shift_p - lp;
+}
+double finish_logq_target(const Plan& plan, const Row& r, double, double lq) {
+  return r.zq_target * plan.inv_temperature - r.shift_q - lq;
+}
+double finish_target_rank_p(const Plan&, const Row& r, double, double) { return 1.0 + r.partial[kCntTp]; }
+double finish_target_rank_q(const Plan&, const Row& r, double, double) { return 1.0 + r.partial[kCntTq]; }
+
+template <std::uint32_t kBits> std::uint32_t needs_always(double) { return kBits; }
+std::uint32_t needs_js(double beta) {
+  return beta == 0.0 ? kNeedKlForward : beta == 1.0 ? kNeedKlAll : kNeedJs;
+}
+}  // namespace
+
+constexpr std::array<MetricInfo, kNumMetrics> kMetricTable = {{
+    // metric, information, needs targets, needs, result field, finish
+    {Metric::kl_pq, true, false, needs_always<kNeedKlForward>, &DivergenceResult::kl_pq, finish_kl_pq},
+    {Metric::kl_qp, true, false, needs_always<kNeedKlAll>, &DivergenceResult::kl_qp, finish_kl_qp},
+    {Metric::js, true, false, needs_js, &DivergenceResult::js, finish_js},
+    {Metric::entropy_p, true, false, needs_always<kNeedKlAll>, &DivergenceResult::entropy_p,
+     finish_entropy_p},
+    {Metric::entropy_q, true, false, needs_always<kNeedKlAll>, &DivergenceResult::entropy_q,
+     finish_entropy_q},
+    {Metric::cross_entropy_pq, true, false, needs_always<kNeedKlAll>,
+     &DivergenceResult::cross_entropy_pq, finish_cross_entropy},
+    {Metric::top1_agree, false, false, needs_always<kNeedArgmaxP | kNeedArgmaxQ>,
+     &DivergenceResult::top1_agree, finish_top1},
+    {Metric::rank_shift, false, false, needs_always<kNeedArgmaxP | kNeedRank>,
+     &DivergenceResult::rank_shift, finish_rank_shift},
+    {Metric::logp_target, true, true, needs_always<0>, &DivergenceResult::logp_target,
+     finish_logp_target},
+    {Metric::logq_target, true, true, needs_always<0>, &DivergenceResult::logq_target,
+     finish_logq_target},
+    {Metric::target_rank_p, false, true, needs_always<kNeedTargetRank>,
+     &DivergenceResult::target_rank_p, finish_target_rank_p},
+    {Metric::target_rank_q, false, true, needs_always<kNeedTargetRank>,
+     &DivergenceResult::target_rank_q, finish_target_rank_q},
+}};
+
+namespace {
+constexpr bool table_in_canonical_order() {
+  for (std::size_t i = 0; i < kNumMetrics; ++i) {
+    if (kMetricTable[i].metric != kAllMetrics[i]) return false;
+  }
+  return true;
+}
+static_assert(table_in_canonical_order(), "kMetricTable rows must follow kAllMetrics (col(metric) indexes both)");
+}  // namespace
+
+}  // namespace divergence_detail
+
+namespace {
+// The metrics that need targets, from the table.
+std::uint32_t target_bits() {
+  std::uint32_t bits = 0;
+  for (const auto& m : divergence_detail::kMetricTable) {
+    if (m.needs_targets) bits |= static_cast<std::uint32_t>(m.metric);
+  }
+  return bits;
 }
 }  // namespace
 
@@ -33,21 +117,11 @@ MetricSet MetricSet::parse(const std::vector<std::string>& names) {
 }
 
 at::Tensor& DivergenceResult::operator[](Metric m) {
-  switch (m) {
-    case Metric::kl_pq: return kl_pq;
-    case Metric::kl_qp: return kl_qp;
-    case Metric::js: return js;
-    case Metric::entropy_p: return entropy_p;
-    case Metric::entropy_q: return entropy_q;
-    case Metric::cross_entropy_pq: return cross_entropy_pq;
-    case Metric::top1_agree: return top1_agree;
-    case Metric::rank_shift: return rank_shift;
-    case Metric::logp_target: return logp_target;
-    case Metric::logq_target: return logq_target;
-    case Metric::target_rank_p: return target_rank_p;
-    case Metric::target_rank_q: return target_rank_q;
+  if (m == Metric{} || (static_cast<std::uint32_t>(m) & ~MetricSet::all().bits) ||
+      (static_cast<std::uint32_t>(m) & (static_cast<std::uint32_t>(m) - 1))) {
+    throw InvalidArgument("metric: invalid enum value " + std::to_string(static_cast<std::uint32_t>(m)));
   }
-  throw InvalidArgument("metric: invalid enum value " + std::to_string(static_cast<std::uint32_t>(m)));
+  return this->*divergence_detail::info(m).field;
 }
 
 const at::Tensor& DivergenceResult::operator[](Metric m) const {
@@ -55,15 +129,6 @@ const at::Tensor& DivergenceResult::operator[](Metric m) const {
 }
 
 namespace divergence_detail {
-
-bool Plan::need_kl_group() const {
-  return metrics.has(Metric::kl_pq) || metrics.has(Metric::kl_qp) || metrics.has(Metric::entropy_p) ||
-         metrics.has(Metric::entropy_q) || metrics.has(Metric::cross_entropy_pq) ||
-         (metrics.has(Metric::js) && (beta == 0.0 || beta == 1.0));
-}
-bool Plan::need_js_sum() const { return metrics.has(Metric::js) && beta > 0.0 && beta < 1.0; }
-bool Plan::need_argmax_p() const { return metrics.has(Metric::top1_agree) || metrics.has(Metric::rank_shift); }
-bool Plan::need_argmax_q() const { return metrics.has(Metric::top1_agree); }
 
 std::string describe_row(const Plan& plan, std::int64_t row) {
   std::vector<std::int64_t> idx(plan.lead_shape.size());
@@ -75,9 +140,10 @@ std::string describe_row(const Plan& plan, std::int64_t row) {
   return "row " + std::to_string(row) + " (position " + metaprobe::detail::format_shape(idx) + ")";
 }
 
-void throw_bad_row(const Plan& plan, std::int64_t row, int reason, bool in_q, const char* p_name,
-                   const char* q_name) {
-  const char* name = in_q ? q_name : p_name;
+void throw_bad_row(const Plan& plan, const BadRowInfo& bad, const char* p_name, const char* q_name) {
+  const std::int64_t row = bad.row;
+  const int reason = bad.reason;
+  const char* name = bad.in_q ? q_name : p_name;
   const char* what = reason == kBadNaN      ? "holds a NaN logit"
                      : reason == kBadPosInf ? "holds a +inf logit"
                      : reason == kBadOverflow
@@ -160,6 +226,7 @@ void apply_options(const DivergenceOptions& o, Plan& plan) {
   }
   plan.has_targets = o.targets.defined();
   plan.metrics = o.metrics;
+  const std::uint32_t kTargetBits = target_bits();
   if (!plan.has_targets && (o.metrics.bits & kTargetBits)) {
     if (o.metrics == MetricSet::all()) {
       plan.metrics.bits &= ~kTargetBits;
@@ -171,6 +238,10 @@ void apply_options(const DivergenceOptions& o, Plan& plan) {
         }
       }
     }
+  }
+  plan.needs = 0;
+  for (const auto& m : kMetricTable) {
+    if (plan.metrics.has(m.metric)) plan.needs |= m.needs(plan.beta);
   }
 }
 
@@ -228,41 +299,12 @@ void plan_positions(const DivergenceOptions& o, Plan& plan) {
   }
 }
 
-void finish_row(const Plan& plan, double max_p, double max_q, double sum_p, double sum_q, std::int64_t argmax_p,
-                std::int64_t argmax_q, double zp_target, double zq_target, const double* s, double* out) {
-  const double inf = std::numeric_limits<double>::infinity();
-  const double lp = std::log(sum_p), lq = std::log(sum_q);
-  const auto& m = plan.metrics;
-  double kl_pq = 0, kl_qp = 0, hp = 0;
-  if (plan.need_kl_group()) {
-    kl_pq = s[kInfPQ] > 0 ? inf : std::max(0.0, s[kSumEaD] / sum_p + (lq - lp));
-    kl_qp = s[kInfQP] > 0 ? inf : std::max(0.0, -s[kSumEbD] / sum_q + (lp - lq));
-    hp = std::max(0.0, lp - s[kSumEaA] / sum_p);
-    if (m.has(Metric::kl_pq)) out[col(Metric::kl_pq)] = kl_pq;
-    if (m.has(Metric::kl_qp)) out[col(Metric::kl_qp)] = kl_qp;
-    if (m.has(Metric::entropy_p)) out[col(Metric::entropy_p)] = hp;
-    if (m.has(Metric::entropy_q)) out[col(Metric::entropy_q)] = std::max(0.0, lq - s[kSumEbB] / sum_q);
-    if (m.has(Metric::cross_entropy_pq)) out[col(Metric::cross_entropy_pq)] = hp + kl_pq;
+void finish_row(const Plan& plan, const RowTotals& row, double* out) {
+  const double lp = std::log(row.sum_p), lq = std::log(row.sum_q);
+  for (std::size_t c = 0; c < kNumMetrics; ++c) {
+    const MetricInfo& m = kMetricTable[c];
+    if (plan.metrics.has(m.metric)) out[c] = m.finish(plan, row, lp, lq);
   }
-  if (m.has(Metric::js)) {
-    if (plan.beta == 0.0) {
-      out[col(Metric::js)] = kl_pq;
-    } else if (plan.beta == 1.0) {
-      out[col(Metric::js)] = kl_qp;
-    } else {
-      // Upper bound: the binary entropy of beta, reached by disjoint supports.
-      const double b = plan.beta;
-      const double hb = -b * std::log(b) - (1 - b) * std::log1p(-b);
-      out[col(Metric::js)] = std::min(hb, std::max(0.0, -s[kSumJs]));
-    }
-  }
-  if (m.has(Metric::top1_agree)) out[col(Metric::top1_agree)] = argmax_p == argmax_q ? 1.0 : 0.0;
-  if (m.has(Metric::rank_shift)) out[col(Metric::rank_shift)] = 1.0 + s[kCntRank];
-  const double t = plan.inv_temperature;
-  if (m.has(Metric::logp_target)) out[col(Metric::logp_target)] = zp_target * t - max_p - lp;
-  if (m.has(Metric::logq_target)) out[col(Metric::logq_target)] = zq_target * t - max_q - lq;
-  if (m.has(Metric::target_rank_p)) out[col(Metric::target_rank_p)] = 1.0 + s[kCntTp];
-  if (m.has(Metric::target_rank_q)) out[col(Metric::target_rank_q)] = 1.0 + s[kCntTq];
 }
 
 DivergenceResult assemble(const Plan& plan, const std::vector<double>& values, LogBase base, Reduction reduction,
@@ -272,10 +314,10 @@ DivergenceResult assemble(const Plan& plan, const std::vector<double>& values, L
   const double nan = std::numeric_limits<double>::quiet_NaN();
   const auto nk = plan.kept.size();
   const auto f64 = at::TensorOptions().dtype(at::kDouble);
-  for (Metric metric : kAllMetrics) {
-    if (!plan.metrics.has(metric)) continue;
-    const int c = col(metric);
-    const double scale = (base == LogBase::two && is_info_metric(metric)) ? 1.0 / std::log(2.0) : 1.0;
+  for (std::size_t c = 0; c < kNumMetrics; ++c) {
+    const MetricInfo& metric = kMetricTable[c];
+    if (!plan.metrics.has(metric.metric)) continue;
+    const double scale = (base == LogBase::two && metric.information) ? 1.0 / std::log(2.0) : 1.0;
     at::Tensor out;
     if (reduction == Reduction::none) {
       out = at::full(plan.lead_shape, nan, f64);
@@ -302,7 +344,7 @@ DivergenceResult assemble(const Plan& plan, const std::vector<double>& values, L
       double* d = out.data_ptr<double>();
       for (std::int64_t g = 0; g < groups; ++g) d[g] = cnt[g] ? acc[g] / static_cast<double>(cnt[g]) : nan;
     }
-    r[metric] = device.is_cpu() ? out : out.to(device);
+    r.*metric.field = device.is_cpu() ? out : out.to(device);
   }
   return r;
 }
@@ -322,11 +364,9 @@ DivergenceResult divergence(const at::Tensor& p_logits, const at::Tensor& q_logi
                           ", expected 'auto' or 'composite'");
   }
   std::vector<double> values(plan.kept.size() * kNumMetrics, 0.0);
-  int reason = 0;
-  bool in_q = false;
-  const std::int64_t bad = backend == Backend::fused ? fused_cpu(p_logits, q_logits, plan, values.data(), &reason, &in_q)
-                                                     : composite(p_logits, q_logits, plan, values.data(), &reason, &in_q);
-  if (bad >= 0) throw_bad_row(plan, bad, reason, in_q, pn, qn);
+  const std::optional<BadRowInfo> bad = backend == Backend::fused ? fused_cpu(p_logits, q_logits, plan, values.data())
+                                                                  : composite(p_logits, q_logits, plan, values.data());
+  if (bad) throw_bad_row(plan, *bad, pn, qn);
   return assemble(plan, values, options.base, options.reduction, p_logits.device());
 }
 

@@ -20,7 +20,9 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <ATen/ATen.h>
@@ -101,29 +103,55 @@ inline const In* load_block(const In* src, std::int64_t n, In* tmp) {
 
 template <typename T> struct RowState {
   T max_p = 0, max_q = 0;        // raw maxima
+  T min_p = 0, min_q = 0;        // raw minima (of the padded blocks: −inf when a tail is padded)
   T shift_p = 0, shift_q = 0;    // M = max · (1/T), in T arithmetic
   std::int64_t arg_p = -1, arg_q = -1;
   double sum_p = 0, sum_q = 0;
-  double partial[10] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  double partial[sharded::kNumPartials] = {};
 };
 
-struct Scratch {
-  void* ep;
-  void* eq;
-  void* tp;
-  void* tq;
+// One row pair as the passes read it: the two rows of V logits and a tail buffer for each (Note [conversion]).
+template <typename In> struct RowPair {
+  const In* zp;
+  const In* zq;
+  std::int64_t V;
+  In* tp;
+  In* tq;
 };
 
-// Pass 1. Returns 0 or the BadRow reason (NaN, +inf, no finite logit, max/T overflows); *in_q says which
-// tensor.
+// The per-worker exponential rows that pass 2 writes and pass 3 reads.
+template <typename T> struct ExpRows {
+  T* ep;
+  T* eq;
+};
+
+// Thresholds of pass 2's rank counts: z_q[argmax p], z_p[y] and z_q[y] (NaN when unused).
+template <typename T> struct RankThresholds {
+  T rank, target_p, target_q;
+};
+
+// What pass 1 found wrong with a row: a BadRow reason (0 = fine) and which tensor holds it.
+struct RowCheck {
+  int reason = 0;
+  bool in_q = false;
+  explicit operator bool() const { return reason != 0; }
+};
+
+// Pass 1: max, argmax block and NaN check of both rows; the row's check (NaN, +inf, no finite logit, max/T
+// overflows).
 template <typename T, typename In>
-int pass_max(const In* zp, const In* zq, std::int64_t V, T inv_t, bool want_arg_p, bool want_arg_q, In* tp, In* tq,
-             RowState<T>& st, bool* in_q) {
+RowCheck pass_max(const RowPair<In>& row, T inv_t, bool want_arg_p, bool want_arg_q, RowState<T>& st) {
+  const In* zp = row.zp;
+  const In* zq = row.zq;
+  const std::int64_t V = row.V;
+  In* tp = row.tp;
+  In* tq = row.tq;
   using P = Pk<T>;
   constexpr int L = kLanes<T>;
   const T ninf = -std::numeric_limits<T>::infinity();
   const P vninf = pset1<P>(ninf);
   P nan_p = pzero(vninf), nan_q = pzero(vninf);
+  P min_p = pset1<P>(std::numeric_limits<T>::infinity()), min_q = min_p;
   T max_p = ninf, max_q = ninf;
   std::int64_t blk_p = 0, blk_q = 0;
   for (std::int64_t off = 0; off < V; off += kBlock) {
@@ -139,6 +167,8 @@ int pass_max(const In* zp, const In* zq, std::int64_t V, T inv_t, bool want_arg_
       mp1 = pmax(mp1, a1);
       mq0 = pmax(mq0, b0);
       mq1 = pmax(mq1, b1);
+      min_p = pmin(min_p, pmin(a0, a1));
+      min_q = pmin(min_q, pmin(b0, b1));
       nan_p = por(nan_p, por(pcmp_lt_or_nan(a0, vninf), pcmp_lt_or_nan(a1, vninf)));
       nan_q = por(nan_q, por(pcmp_lt_or_nan(b0, vninf), pcmp_lt_or_nan(b1, vninf)));
     }
@@ -146,6 +176,8 @@ int pass_max(const In* zp, const In* zq, std::int64_t V, T inv_t, bool want_arg_
       const P a0 = ld<T>(xp + i), b0 = ld<T>(xq + i);
       mp0 = pmax(mp0, a0);
       mq0 = pmax(mq0, b0);
+      min_p = pmin(min_p, a0);
+      min_q = pmin(min_q, b0);
       nan_p = por(nan_p, pcmp_lt_or_nan(a0, vninf));
       nan_q = por(nan_q, pcmp_lt_or_nan(b0, vninf));
     }
@@ -155,10 +187,12 @@ int pass_max(const In* zp, const In* zq, std::int64_t V, T inv_t, bool want_arg_
   }
   const bool np_ = predux_any(nan_p), nq_ = predux_any(nan_q);
   auto check = [&](bool nan, T mx) -> int { return nan ? static_cast<int>(kBadNaN) : shift_reason(mx, mx * inv_t); };
-  if (int r = check(np_, max_p)) { *in_q = false; return r; }
-  if (int r = check(nq_, max_q)) { *in_q = true; return r; }
+  if (int r = check(np_, max_p)) return RowCheck{r, false};
+  if (int r = check(nq_, max_q)) return RowCheck{r, true};
   st.max_p = max_p;
   st.max_q = max_q;
+  st.min_p = predux_min(min_p);
+  st.min_q = predux_min(min_q);
   auto first_max = [&](const In* z, std::int64_t off, T mx, In* tmp) {
     const std::int64_t n = std::min(kBlock, V - off);
     const In* x = load_block<T>(z + off, n, tmp);
@@ -167,18 +201,33 @@ int pass_max(const In* zp, const In* zq, std::int64_t V, T inv_t, bool want_arg_
   };
   if (want_arg_p) st.arg_p = first_max(zp, blk_p, max_p, tp);
   if (want_arg_q) st.arg_q = first_max(zq, blk_q, max_q, tq);
-  return 0;
+  return RowCheck{};
+}
+
+// Note [fast rows]: a row pair read at temperature 1 whose every shifted logit z − M lies above exp_zero
+// (pass 1's minimum says so: z ↦ z − M is monotonic in T arithmetic, so the minimum decides for every
+// element) takes the kFast variants of passes 2 and 3. They skip what cannot change a bit there: the multiply
+// by 1/T = 1 (exact), the exp_zero mask and the floor clamp (no element reaches them) and the counts of
+// p > 0 = q and q > 0 = p (both 0). A padded tail block holds −inf, so such a row never qualifies.
+template <typename T> bool fast_row(const RowState<T>& st, T inv_t) {
+  return inv_t == T(1) && st.min_p - st.shift_p > Limits<T>::exp_zero && st.min_q - st.shift_q > Limits<T>::exp_zero;
 }
 
 // Pass 2: exponentials into ep/eq, their sums, and the rank counts (#{z > threshold}).
-template <bool kRank, bool kTarget, typename T, typename In>
-void pass_exp(const In* zp, const In* zq, std::int64_t V, T inv_t, T* ep, T* eq, In* tp, In* tq, T thr_rank, T thr_tp,
-              T thr_tq, RowState<T>& st) {
+template <bool kFast, bool kRank, bool kTarget, typename T, typename In>
+void pass_exp(const RowPair<In>& row, T inv_t, const ExpRows<T>& e, const RankThresholds<T>& thr, RowState<T>& st) {
+  const In* zp = row.zp;
+  const In* zq = row.zq;
+  const std::int64_t V = row.V;
+  In* tp = row.tp;
+  In* tq = row.tq;
+  T* ep = e.ep;
+  T* eq = e.eq;
   using P = Pk<T>;
   constexpr int L = kLanes<T>;
   const P vinv = pset1<P>(inv_t), vmp = pset1<P>(st.shift_p), vmq = pset1<P>(st.shift_q);
   const P vzero_at = pset1<P>(Limits<T>::exp_zero), one = pset1<P>(T(1));
-  const P vr = pset1<P>(thr_rank), vtp = pset1<P>(thr_tp), vtq = pset1<P>(thr_tq);
+  const P vr = pset1<P>(thr.rank), vtp = pset1<P>(thr.target_p), vtq = pset1<P>(thr.target_q);
   double sp = 0, sq = 0, c0 = 0, c1 = 0, c2 = 0;
   for (std::int64_t off = 0; off < V; off += kBlock) {
     const std::int64_t n = std::min(kBlock, V - off), np = round_up(n, L);
@@ -188,9 +237,18 @@ void pass_exp(const In* zp, const In* zq, std::int64_t V, T inv_t, T* ep, T* eq,
     P ap = pzero(one), aq = pzero(one), k0 = pzero(one), k1 = pzero(one), k2 = pzero(one);
     for (std::int64_t i = i0, i1 = std::min(np, i0 + kFlush * L); i < i1; i += L) {
       const P rp = ld<T>(xp + i), rq = ld<T>(xq + i);
-      const P a = psub(pmul(rp, vinv), vmp), b = psub(pmul(rq, vinv), vmq);
-      const P ea = pand(pexp(a), pcmp_lt(vzero_at, a));
-      const P eb = pand(pexp(b), pcmp_lt(vzero_at, b));
+      P a, b, ea, eb;
+      if constexpr (kFast) {
+        a = psub(rp, vmp);
+        b = psub(rq, vmq);
+        ea = pexp(a);
+        eb = pexp(b);
+      } else {
+        a = psub(pmul(rp, vinv), vmp);
+        b = psub(pmul(rq, vinv), vmq);
+        ea = pand(pexp(a), pcmp_lt(vzero_at, a));
+        eb = pand(pexp(b), pcmp_lt(vzero_at, b));
+      }
       pstore(ep + off + i, ea);
       pstore(eq + off + i, eb);
       ap = padd(ap, ea);
@@ -240,9 +298,16 @@ enum JsMode { kNoJs = 0, kJsGeneral = 1, kJsHalf = 2 };
 // kKL: kNoKl, kKlForward (Σ ea(a − b) and the p>0, q=0 count only: KL(p‖q), or JS at β = 0) or kKlAll.
 enum KlMode { kNoKl = 0, kKlForward = 1, kKlAll = 2 };
 
-template <int kKL, int kJS, typename T, typename In>
-void pass_metrics(const In* zp, const In* zq, std::int64_t V, T inv_t, T beta, const T* ep, const T* eq, In* tp,
-                  In* tq, RowState<T>& st) {
+template <bool kFast, int kKL, int kJS, typename T, typename In>
+void pass_metrics(const RowPair<In>& row, T inv_t, T beta, const ExpRows<T>& e, RowState<T>& st) {
+  if constexpr (kKL == kNoKl && kJS == kNoJs) return;  // no metric of the plan reads these sums
+  const In* zp = row.zp;
+  const In* zq = row.zq;
+  const std::int64_t V = row.V;
+  In* tp = row.tp;
+  In* tq = row.tq;
+  const T* ep = e.ep;
+  const T* eq = e.eq;
   using P = Pk<T>;
   constexpr int L = kLanes<T>;
   const P vinv = pset1<P>(inv_t), vmp = pset1<P>(st.shift_p), vmq = pset1<P>(st.shift_q);
@@ -260,19 +325,27 @@ void pass_metrics(const In* zp, const In* zq, std::int64_t V, T inv_t, T beta, c
     for (std::int64_t i0 = 0; i0 < np; i0 += kFlush * L) {
     P s1 = zero, s2 = zero, s3 = zero, s4 = zero, s5 = zero, i1 = zero, i2 = zero;
     for (std::int64_t i = i0, iend = std::min(np, i0 + kFlush * L); i < iend; i += L) {
-      const P a = pmax(psub(pmul(ld<T>(xp + i), vinv), vmp), vf);
-      const P b = pmax(psub(pmul(ld<T>(xq + i), vinv), vmq), vf);
+      P a, b;
+      if constexpr (kFast) {
+        a = psub(ld<T>(xp + i), vmp);
+        b = psub(ld<T>(xq + i), vmq);
+      } else {
+        a = pmax(psub(pmul(ld<T>(xp + i), vinv), vmp), vf);
+        b = pmax(psub(pmul(ld<T>(xq + i), vinv), vmq), vf);
+      }
       const P ea = pload<P>(ep + off + i), eb = pload<P>(eq + off + i);
       const P d = psub(a, b);
       if constexpr (kKL != kNoKl) {
-        const P a_live = pcmp_lt(vf, a), b_live = pcmp_lt(vf, b);
         s1 = pmadd(ea, d, s1);
-        i1 = padd(i1, pand(pandnot(a_live, b_live), one));
         if constexpr (kKL == kKlAll) {
           s2 = pmadd(eb, d, s2);
           s3 = pmadd(ea, a, s3);
           s4 = pmadd(eb, b, s4);
-          i2 = padd(i2, pand(pandnot(b_live, a_live), one));
+        }
+        if constexpr (!kFast) {
+          const P a_live = pcmp_lt(vf, a), b_live = pcmp_lt(vf, b);
+          i1 = padd(i1, pand(pandnot(a_live, b_live), one));
+          if constexpr (kKL == kKlAll) i2 = padd(i2, pand(pandnot(b_live, a_live), one));
         }
       }
       if constexpr (kJS == kJsHalf) {
@@ -315,9 +388,58 @@ void pass_metrics(const In* zp, const In* zq, std::int64_t V, T inv_t, T beta, c
   st.partial[kInfQP] = acc[6];
 }
 
+// A row's totals for finish_row from the kernel's state and the target logits.
+template <typename T> RowTotals totals(const RowState<T>& st, T zpy, T zqy) {
+  RowTotals t;
+  t.shift_p = static_cast<double>(st.shift_p);
+  t.shift_q = static_cast<double>(st.shift_q);
+  t.sum_p = st.sum_p;
+  t.sum_q = st.sum_q;
+  t.argmax_p = st.arg_p;
+  t.argmax_q = st.arg_q;
+  t.zp_target = static_cast<double>(zpy);
+  t.zq_target = static_cast<double>(zqy);
+  std::copy(st.partial, st.partial + sharded::kNumPartials, t.partial);
+  return t;
+}
+
+// Calls f(std::integral_constant<int, I>{}) for the I in [0, N) equal to v: a runtime choice of a kernel
+// variant that is resolved at compile time inside it.
+template <int I, int N> struct Dispatch {
+  template <typename F> static void run(int v, const F& f) {
+    if (v == I) {
+      f(std::integral_constant<int, I>{});
+    } else {
+      Dispatch<I + 1, N>::run(v, f);
+    }
+  }
+};
+template <int N> struct Dispatch<N, N> {
+  template <typename F> static void run(int, const F&) {}
+};
+template <int N, typename F> void dispatch_variant(int v, const F& f) { Dispatch<0, N>::run(v, f); }
+
+// Which pass variants a plan needs (from Plan::needs, Note [metric table]).
+struct Variant {
+  int kl_mode = kNoKl;
+  int js_mode = kNoJs;
+  bool rank = false, target = false, arg_p = false, arg_q = false;
+};
+
+Variant choose_variant(const Plan& plan, bool float_compute) {
+  Variant v;
+  // The forward KL sums alone serve KL(p‖q) and JS at β = 0; any other KL-group metric needs all four.
+  v.kl_mode = plan.need(kNeedKlAll) ? kKlAll : plan.need(kNeedKlForward) ? kKlForward : kNoKl;
+  v.js_mode = !plan.need(kNeedJs) ? kNoJs : (float_compute && plan.beta == 0.5) ? kJsHalf : kJsGeneral;
+  v.rank = plan.need(kNeedRank);
+  v.target = plan.need(kNeedTargetRank);
+  v.arg_p = plan.need(kNeedArgmaxP);
+  v.arg_q = plan.need(kNeedArgmaxQ);
+  return v;
+}
+
 template <typename In, typename T>
-std::int64_t run(const at::Tensor& p_in, const at::Tensor& q_in, const Plan& plan, double* values, int* bad_reason,
-                 bool* bad_in_q) {
+std::optional<BadRowInfo> run(const at::Tensor& p_in, const at::Tensor& q_in, const Plan& plan, double* values) {
   // Rows must be unit-stride along V; leading dims may be strided (views, slices, transposes).
   const at::Tensor p = p_in.stride(-1) == 1 ? p_in : p_in.contiguous();
   const at::Tensor q = q_in.stride(-1) == 1 ? q_in : q_in.contiguous();
@@ -342,16 +464,7 @@ std::int64_t run(const at::Tensor& p_in, const at::Tensor& q_in, const Plan& pla
   const In* qb = q.data_ptr<In>();
   const std::int64_t nk = static_cast<std::int64_t>(plan.kept.size());
   std::vector<signed char> reasons(static_cast<std::size_t>(nk), 0);
-  const bool js = plan.need_js_sum();
-  // The forward KL sums alone serve KL(p‖q) and JS at β = 0; any other KL-group metric needs all four.
-  const auto& pm = plan.metrics;
-  const bool kl_all = pm.has(Metric::kl_qp) || pm.has(Metric::entropy_p) || pm.has(Metric::entropy_q) ||
-                      pm.has(Metric::cross_entropy_pq) || (pm.has(Metric::js) && plan.beta == 1.0);
-  const int kl_mode = !plan.need_kl_group() ? kNoKl : kl_all ? kKlAll : kKlForward;
-  const bool arg_p = plan.need_argmax_p(), arg_q = plan.need_argmax_q();
-  const bool rank = plan.metrics.has(Metric::rank_shift);
-  const bool target = plan.metrics.has(Metric::target_rank_p) || plan.metrics.has(Metric::target_rank_q);
-  const int js_mode = !js ? kNoJs : (std::is_same_v<T, float> && plan.beta == 0.5) ? kJsHalf : kJsGeneral;
+  const Variant var = choose_variant(plan, std::is_same_v<T, float>);
   const T inv_t = static_cast<T>(plan.inv_temperature);
   const T beta = static_cast<T>(plan.beta);
   const std::int64_t* tgt = plan.has_targets ? plan.targets.data_ptr<std::int64_t>() : nullptr;
@@ -370,20 +483,17 @@ std::int64_t run(const at::Tensor& p_in, const at::Tensor& q_in, const Plan& pla
     return Buffers{aligned_buffer<T>(vb), aligned_buffer<T>(vb), aligned_buffer<In>(kBlock), aligned_buffer<In>(kBlock)};
   };
   metaprobe::detail::parallel_claim(nk, grain, setup, [&](Buffers& buf, std::int64_t begin, std::int64_t end) {
-    auto& ep = buf.ep;
-    auto& eq = buf.eq;
-    auto& tp = buf.tp;
-    auto& tq = buf.tq;
+    const ExpRows<T> exps{buf.ep.get(), buf.eq.get()};
     for (std::int64_t k = begin; k < end; ++k) {
       const std::int64_t row = plan.kept[static_cast<std::size_t>(k)];
       std::int64_t op = 0, oq = 0;
       offsets(row, &op, &oq);
       const In* zp = pb + op;
       const In* zq = qb + oq;
+      const RowPair<In> pair{zp, zq, V, buf.tp.get(), buf.tq.get()};
       RowState<T> st;
-      bool in_q = false;
-      if (int r = pass_max<T>(zp, zq, V, inv_t, arg_p, arg_q, tp.get(), tq.get(), st, &in_q)) {
-        reasons[static_cast<std::size_t>(k)] = static_cast<signed char>(in_q ? -r : r);
+      if (const RowCheck bad = pass_max<T>(pair, inv_t, var.arg_p, var.arg_q, st)) {
+        reasons[static_cast<std::size_t>(k)] = static_cast<signed char>(bad.in_q ? -bad.reason : bad.reason);
         continue;
       }
       st.shift_p = st.max_p * inv_t;
@@ -392,50 +502,41 @@ std::int64_t run(const at::Tensor& p_in, const at::Tensor& q_in, const Plan& pla
       const T thr_rank = st.arg_p >= 0 ? to_compute(zq[st.arg_p]) : nan;
       const T zpy = y >= 0 ? to_compute(zp[y]) : nan;
       const T zqy = y >= 0 ? to_compute(zq[y]) : nan;
-      T* e1 = ep.get();
-      T* e2 = eq.get();
-      In* t1 = tp.get();
-      In* t2 = tq.get();
-      if (rank && target) pass_exp<true, true>(zp, zq, V, inv_t, e1, e2, t1, t2, thr_rank, zpy, zqy, st);
-      else if (rank) pass_exp<true, false>(zp, zq, V, inv_t, e1, e2, t1, t2, thr_rank, zpy, zqy, st);
-      else if (target) pass_exp<false, true>(zp, zq, V, inv_t, e1, e2, t1, t2, thr_rank, zpy, zqy, st);
-      else pass_exp<false, false>(zp, zq, V, inv_t, e1, e2, t1, t2, thr_rank, zpy, zqy, st);
-      switch (kl_mode * 3 + js_mode) {
-        case 1: pass_metrics<kNoKl, kJsGeneral>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
-        case 2: pass_metrics<kNoKl, kJsHalf>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
-        case 3: pass_metrics<kKlForward, kNoJs>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
-        case 4: pass_metrics<kKlForward, kJsGeneral>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
-        case 5: pass_metrics<kKlForward, kJsHalf>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
-        case 6: pass_metrics<kKlAll, kNoJs>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
-        case 7: pass_metrics<kKlAll, kJsGeneral>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
-        case 8: pass_metrics<kKlAll, kJsHalf>(zp, zq, V, inv_t, beta, e1, e2, t1, t2, st); break;
-        default: break;
-      }
-      finish_row(plan, static_cast<double>(st.shift_p), static_cast<double>(st.shift_q), st.sum_p, st.sum_q,
-                 st.arg_p, st.arg_q, static_cast<double>(zpy), static_cast<double>(zqy), st.partial,
-                 values + k * static_cast<std::int64_t>(kNumMetrics));
+      const RankThresholds<T> thr{thr_rank, zpy, zqy};
+      // Each pass runs as the compile-time variant of the plan (only the sums it needs); float rows that
+      // qualify take the fast variants (Note [fast rows]).
+      const int fast = std::is_same_v<T, float> && fast_row(st, inv_t) ? 1 : 0;
+      dispatch_variant<2>(fast, [&](auto fast_c) {
+        constexpr bool kFast = decltype(fast_c)::value != 0 && std::is_same_v<T, float>;
+        dispatch_variant<2>(var.rank, [&](auto rank) {
+          dispatch_variant<2>(var.target, [&](auto target) {
+            pass_exp<kFast, decltype(rank)::value != 0, decltype(target)::value != 0>(pair, inv_t, exps, thr, st);
+          });
+        });
+        dispatch_variant<3>(var.kl_mode, [&](auto kl) {
+          dispatch_variant<3>(var.js_mode, [&](auto js) {
+            pass_metrics<kFast, decltype(kl)::value, decltype(js)::value>(pair, inv_t, beta, exps, st);
+          });
+        });
+      });
+      finish_row(plan, totals(st, zpy, zqy), values + k * static_cast<std::int64_t>(kNumMetrics));
     }
   });
   for (std::int64_t k = 0; k < nk; ++k) {
     const int r = reasons[static_cast<std::size_t>(k)];
-    if (r != 0) {
-      *bad_reason = r < 0 ? -r : r;
-      *bad_in_q = r < 0;
-      return plan.kept[static_cast<std::size_t>(k)];
-    }
+    if (r != 0) return BadRowInfo{plan.kept[static_cast<std::size_t>(k)], r < 0 ? -r : r, r < 0};
   }
-  return -1;
+  return std::nullopt;
 }
 
 }  // namespace
 
-std::int64_t fused_cpu(const at::Tensor& p, const at::Tensor& q, const Plan& plan, double* values, int* bad_reason,
-                       bool* bad_in_q) {
+std::optional<BadRowInfo> fused_cpu(const at::Tensor& p, const at::Tensor& q, const Plan& plan, double* values) {
   switch (p.scalar_type()) {
-    case at::kFloat: return run<float, float>(p, q, plan, values, bad_reason, bad_in_q);
-    case at::kDouble: return run<double, double>(p, q, plan, values, bad_reason, bad_in_q);
-    case at::kBFloat16: return run<c10::BFloat16, float>(p, q, plan, values, bad_reason, bad_in_q);
-    case at::kHalf: return run<c10::Half, float>(p, q, plan, values, bad_reason, bad_in_q);
+    case at::kFloat: return run<float, float>(p, q, plan, values);
+    case at::kDouble: return run<double, double>(p, q, plan, values);
+    case at::kBFloat16: return run<c10::BFloat16, float>(p, q, plan, values);
+    case at::kHalf: return run<c10::Half, float>(p, q, plan, values);
     default:
       throw Unsupported("p_logits: dtype " + std::string(c10::toString(p.scalar_type())) +
                         " is not served by the fused kernel, expected float32, float64, float16 or bfloat16");

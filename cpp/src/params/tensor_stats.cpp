@@ -1,12 +1,13 @@
 // One-pass per-tensor and pairwise statistics. The data is split into fixed blocks of kBlock elements.
-// A block's exact mean is taken with the sums, min, max and zero count in a first SIMD sweep, and its central
-// moments are summed in double in a second sweep that hits L1, so memory is read once. bf16 blocks are read
-// straight from the tensor in both sweeps and widened in registers (Note [bf16 in registers]); other types
-// are widened once into a small cache-resident double buffer; nothing makes a float copy of the tensor.
-// Blocks are merged with Pebay's pairwise update formulas in a fixed order (blocks within a super-block,
-// then super-blocks), so the result does not depend on the number of threads. A float64 block whose
-// magnitudes would overflow (or underflow) the fourth powers is scaled by a power of two first, and the
-// moments carry that exponent, so [1e308, 1e308] has mean 1e308, not inf.
+// float32, bfloat16 and float16 blocks are read once, straight from the tensor, eight values per step widened
+// in registers, and one sweep gives min, max, zeros (in float32 lanes) and the power sums about a shift near
+// the block mean (in double), turned into the block's central moments (Note [float sweep]). Other dtypes are
+// widened into a small cache-resident double buffer; a first SIMD sweep takes the exact mean with the sums,
+// min, max and zero count, and a second one, which hits L1, the central moments in double. Nothing makes a
+// float copy of the tensor. Blocks are merged with Pebay's pairwise update formulas in a fixed order (blocks
+// within a super-block, then super-blocks), so the result does not depend on the number of threads. A float64
+// block whose magnitudes would overflow (or underflow) the fourth powers is scaled by a power of two first,
+// and the moments carry that exponent, so [1e308, 1e308] has mean 1e308, not inf.
 #include <metaprobe/params/tensor_stats.hpp>
 
 #include <algorithm>
@@ -254,69 +255,184 @@ Moments finish_block(double* buf, int64_t n, const BlockSums& b, Moments m) {
   return m;
 }
 
-#if defined(__AVX2__)
-// Note [bf16 in registers]: a bfloat16 block is read straight from the tensor by both sweeps (the second
-// hits L1: a block is 4 KiB), eight values per step widened in registers (zero-extend, shift by 16: exact
-// float32, then two exact float32 -> float64 conversions). The lanes and chains are those of block_sums and
-// block_central over a widened buffer (elements 0-3 of a step in chain 0, 4-7 in chain 1), so the result is
-// bitwise the same as widening into the buffer first; only the buffer's store and reload are gone.
-inline void load8_bf16(const uint16_t* p, PD& lo, PD& hi) {
-  const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
-  const __m256 f = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
-  lo = _mm256_cvtps_pd(_mm256_castps256_ps128(f));
-  hi = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
-}
+#if defined(__AVX2__) && defined(__FMA__)
+// Note [float sweep]: float32, bfloat16 and float16 blocks take one sweep instead of two. Eight values per
+// step are read as float32 (bf16: zero-extend and shift by 16; f16: the exact c10 conversion; both exact);
+// min, max and the zero count stay in float32 lanes (exact: they only compare), and the widened doubles feed
+// the power sums S_k = Σ(x − c)^k, k = 1..4, about a shift c, the mean of the block's first values, and Σ|x|.
+// With c within a few standard deviations of the block mean, converting S_k to central moments (shifted_to_central)
+// loses no more than a few ulps, as the two-sweep form did; float32 magnitudes (< 2^128) keep every fourth
+// power finite and normal in double, so no rescaling is needed. Every float source goes through the same
+// lanes, chains and order of operations, so a bf16 or f16 block equals the same values as float32 bit for
+// bit. A block holding NaN or ±inf (its S_1 is not finite) has its finite values compacted into a float
+// buffer and swept again.
+constexpr int64_t kShiftSample = 8;  // values whose mean is a block's shift c
 
-inline double bf16_value(uint16_t u) {
+// Eight float32 values at [i, i + 8) and one value of the scalar tail, as float.
+struct F32Source {
+  const float* p;
+  __m256 load8(int64_t i) const { return _mm256_loadu_ps(p + i); }
+  float value(int64_t i) const { return p[i]; }
+};
+
+inline float bf16_value(uint16_t u) {
   const uint32_t bits = static_cast<uint32_t>(u) << 16;
   float f;
   std::memcpy(&f, &bits, sizeof f);
-  return static_cast<double>(f);
+  return f;
 }
 
-static_assert(kChains == 2 && kPD == 4, "load8_bf16 feeds two chains of four doubles");
-
-// A bfloat16 block read straight from the tensor (Note [bf16 in registers]).
 struct Bf16Source {
   const uint16_t* p;
-  void load(int64_t i, PD (&x)[kChains]) const { load8_bf16(p + i, x[0], x[1]); }
-  double value(int64_t i) const { return bf16_value(p[i]); }
+  __m256 load8(int64_t i) const {
+    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  }
+  float value(int64_t i) const { return bf16_value(p[i]); }
 };
+
+struct F16Source {
+  const c10::Half* p;
+  __m256 load8(int64_t i) const {
+    alignas(32) float t[8];
+    for (int j = 0; j < 8; ++j) t[j] = static_cast<float>(p[i + j]);
+    return _mm256_load_ps(t);
+  }
+  float value(int64_t i) const { return static_cast<float>(p[i]); }
+};
+
+// Raw results of one float sweep: power sums about c, Σ|x|, min, max, zeros.
+struct FloatSums {
+  double c = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, sum_abs = 0;
+  double min = 0, max = 0;
+  int64_t zeros = 0;
+};
+
+inline double hsum(__m256d v) {
+  const __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+
+// One sweep over len values of src (Note [float sweep]).
+template <class Source>
+FloatSums float_sweep(const Source& src, int64_t len) {
+  FloatSums r;
+  const int64_t ns = std::min(len, kShiftSample);
+  double c = 0;
+  for (int64_t i = 0; i < ns; ++i) c += static_cast<double>(src.value(i));
+  c /= static_cast<double>(ns);
+  r.c = c;
+  const __m256d vc = _mm256_set1_pd(c), sign = _mm256_set1_pd(-0.0);
+  __m256d s1[2], s2[2], s3[2], s4[2], sa[2];
+  for (int j = 0; j < 2; ++j) s1[j] = s2[j] = s3[j] = s4[j] = sa[j] = _mm256_setzero_pd();
+  __m256 mn = _mm256_set1_ps(std::numeric_limits<float>::infinity());
+  __m256 mx = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  const __m256 fzero = _mm256_setzero_ps();
+  __m256i zc = _mm256_setzero_si256();
+  const int64_t body = len / 8 * 8;
+  for (int64_t i = 0; i < body; i += 8) {
+    const __m256 f = src.load8(i);
+    mn = _mm256_min_ps(mn, f);
+    mx = _mm256_max_ps(mx, f);
+    zc = _mm256_sub_epi32(zc, _mm256_castps_si256(_mm256_cmp_ps(f, fzero, _CMP_EQ_OQ)));
+    const __m256d x[2] = {_mm256_cvtps_pd(_mm256_castps256_ps128(f)), _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1))};
+    for (int j = 0; j < 2; ++j) {
+      const __m256d d = _mm256_sub_pd(x[j], vc);
+      const __m256d d2 = _mm256_mul_pd(d, d);
+      s1[j] = _mm256_add_pd(s1[j], d);
+      s2[j] = _mm256_add_pd(s2[j], d2);
+      s3[j] = _mm256_fmadd_pd(d2, d, s3[j]);
+      s4[j] = _mm256_fmadd_pd(d2, d2, s4[j]);
+      sa[j] = _mm256_add_pd(sa[j], _mm256_andnot_pd(sign, x[j]));
+    }
+  }
+  r.s1 = hsum(_mm256_add_pd(s1[0], s1[1]));
+  r.s2 = hsum(_mm256_add_pd(s2[0], s2[1]));
+  r.s3 = hsum(_mm256_add_pd(s3[0], s3[1]));
+  r.s4 = hsum(_mm256_add_pd(s4[0], s4[1]));
+  r.sum_abs = hsum(_mm256_add_pd(sa[0], sa[1]));
+  alignas(32) float lo[8], hi[8];
+  alignas(32) int32_t zs[8];
+  _mm256_store_ps(lo, mn);
+  _mm256_store_ps(hi, mx);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(zs), zc);
+  float fmin = lo[0], fmax = hi[0];
+  for (int j = 0; j < 8; ++j) {
+    fmin = lo[j] < fmin ? lo[j] : fmin;
+    fmax = hi[j] > fmax ? hi[j] : fmax;
+    r.zeros += zs[j];
+  }
+  for (int64_t i = body; i < len; ++i) {
+    const float v = src.value(i);
+    const double x = static_cast<double>(v), d = x - c, d2 = d * d;
+    r.s1 += d;
+    r.s2 += d2;
+    r.s3 += d2 * d;
+    r.s4 += d2 * d2;
+    r.sum_abs += std::fabs(x);
+    fmin = v < fmin ? v : fmin;
+    fmax = v > fmax ? v : fmax;
+    r.zeros += v == 0.0f;
+  }
+  r.min = fmin;
+  r.max = fmax;
+  return r;
+}
+
+// The moments of n values from their power sums about c (the binomial expansion about the mean c + δ).
+Moments shifted_to_central(const FloatSums& f, int64_t n) {
+  Moments m;
+  m.n = n;
+  const double nn = static_cast<double>(n), delta = f.s1 / nn, d2 = delta * delta;
+  m.mean = f.c + delta;
+  m.m2 = std::max(0.0, f.s2 - nn * d2);
+  m.m3 = f.s3 - 3.0 * delta * f.s2 + 2.0 * nn * d2 * delta;
+  m.m4 = std::max(0.0, f.s4 - 4.0 * delta * f.s3 + 6.0 * d2 * f.s2 - 3.0 * nn * d2 * d2);
+  m.sum_abs = f.sum_abs;
+  m.min = f.min;
+  m.max = f.max;
+  m.zeros = f.zeros;
+  return m;
+}
+
+// The moments of a float-like block (Note [float sweep]); fbuf has room for kBlock floats.
+template <class Source>
+Moments float_block_moments(const Source& src, int64_t len, float* fbuf) {
+  const FloatSums f = float_sweep(src, len);
+  if (std::isfinite(f.s1)) return shifted_to_central(f, len);
+  // Rare path: compact the finite values to the front of the buffer and count the others.
+  Moments counts;
+  int64_t n = 0;
+  for (int64_t t = 0; t < len; ++t) {
+    const float x = src.value(t);
+    if (is_finite(x)) {
+      fbuf[n++] = x;
+    } else if (std::isnan(x)) {
+      ++counts.nans;
+    } else {
+      ++counts.infs;
+    }
+  }
+  if (n == 0) return counts;
+  Moments m = shifted_to_central(float_sweep(F32Source{fbuf}, n), n);
+  m.nans = counts.nans;
+  m.infs = counts.infs;
+  return m;
+}
 #endif
 
-// The moments of one block of `len` values (buf has room for kBlock), widened from p.
+// The moments of one block of `len` values (buf has room for kBlock doubles, fbuf for kBlock floats),
+// widened from p.
 template <class S>
-Moments block_moments(const S* p, int64_t len, double* buf) {
-#if defined(__AVX2__)
+Moments block_moments(const S* p, int64_t len, double* buf, float* fbuf) {
+#if defined(__AVX2__) && defined(__FMA__)
+  if constexpr (std::is_same_v<S, float>) return float_block_moments(F32Source{p}, len, fbuf);
   if constexpr (std::is_same_v<S, c10::BFloat16>) {
-    // Finite blocks (all but rare ones) never touch buf (Note [bf16 in registers]); bf16 magnitudes lie
-    // within 2^±133, so finish_block's rescaling never applies to them.
-    const auto* u = reinterpret_cast<const uint16_t*>(p);
-    const BlockSums b = block_sums(Bf16Source{u}, len);
-    if (b.finite) {
-      Moments m;
-      m.n = len;
-      m.min = b.min;
-      m.max = b.max;
-      m.zeros = b.zeros;
-      m.mean = b.sum / static_cast<double>(len);
-      m.sum_abs = b.sum_abs;
-      block_central(Bf16Source{u}, len, m.mean, m);
-      return m;
-    }
+    return float_block_moments(Bf16Source{reinterpret_cast<const uint16_t*>(p)}, len, fbuf);
   }
+  if constexpr (std::is_same_v<S, c10::Half>) return float_block_moments(F16Source{p}, len, fbuf);
 #endif
-  if constexpr (std::is_same_v<S, c10::BFloat16>) {
-    const auto* u = reinterpret_cast<const uint16_t*>(p);
-    for (int64_t i = 0; i < len; ++i) {
-      const uint32_t bits = static_cast<uint32_t>(u[i]) << 16;
-      float f;
-      std::memcpy(&f, &bits, sizeof f);
-      buf[i] = static_cast<double>(f);
-    }
-  } else {
-    for (int64_t i = 0; i < len; ++i) buf[i] = widen(p[i]);
-  }
+  for (int64_t i = 0; i < len; ++i) buf[i] = widen(p[i]);
   Moments m;
   BlockSums b = block_sums(DoubleSource{buf}, len);
   int64_t n = len;
@@ -349,16 +465,18 @@ Moments moments_of(const S* data, int64_t numel) {
   // partial lands in its own slot and the slots merge in index order, so the split never shows.
   struct Buf {
     alignas(64) double v[kBlock];
+    alignas(64) float f[kBlock];
   };
   metaprobe::detail::parallel_claim(nsuper, 1, [] { return std::make_unique<Buf>(); },
                                     [&](std::unique_ptr<Buf>& b_, int64_t begin, int64_t end) {
     double* buf = b_->v;
+    float* fbuf = b_->f;
     for (int64_t s = begin; s < end; ++s) {
       Moments acc;
       const int64_t b_end = std::min(nblocks, (s + 1) * kSuperBlocks);
       for (int64_t b = s * kSuperBlocks; b < b_end; ++b) {
         const int64_t off = b * kBlock, len = std::min(kBlock, numel - off);
-        merge(acc, block_moments(data + off, len, buf));
+        merge(acc, block_moments(data + off, len, buf, fbuf));
       }
       partial[static_cast<size_t>(s)] = acc;
     }

@@ -290,3 +290,29 @@ TEST_CASE("bfloat16 blocks widened in registers equal the float32 path bit for b
     }
   }
 }
+
+TEST_CASE("float blocks: one sweep of power sums about a shift keeps float64 precision", "[params][tensor_stats]") {
+  at::manual_seed(22);
+  SECTION("bf16 values far from zero (layer-norm scales near 1) keep the higher moments") {
+    check_against_reference((1.0 + 0.01 * at::randn({100003})).to(at::kBFloat16), 1e-10);
+  }
+  SECTION("float32 values with an offset of 1e4 times their spread") {
+    check_against_reference(at::randn({50000}) * 1e-2 + 100.0, 1e-9);
+  }
+  SECTION("a block whose first values, the shift's sample, are outliers") {
+    at::Tensor t = at::randn({3 * 2048});
+    t.narrow(0, 0, 8).fill_(1e4);
+    t.narrow(0, 2048, 8).fill_(-3e3);
+    check_against_reference(t, 1e-10);
+  }
+  SECTION("float16 blocks equal the same values as float32 bit for bit") {
+    at::Tensor h = (at::randn({2 * 2048 + 11}) * 30).to(at::kHalf);
+    h.narrow(0, 40, 9).zero_();
+    const TensorStats a = tensor_stats(h), b = tensor_stats(h.to(at::kFloat));
+    for (auto [x, y] : {std::pair{a.mean, b.mean}, {a.std, b.std}, {a.min, b.min}, {a.max, b.max},
+                        {a.mean_abs, b.mean_abs}, {a.zero_fraction, b.zero_fraction}, {a.skewness, b.skewness},
+                        {a.excess_kurtosis, b.excess_kurtosis}}) {
+      CHECK(std::memcmp(&x, &y, sizeof x) == 0);
+    }
+  }
+}
