@@ -34,7 +34,6 @@ import json
 import math
 import os
 import time
-import warnings
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -97,6 +96,9 @@ class DemoConfig:
     rl_inner_steps: int = 1
     # meta-probe
     probe_checkpoints: int = 1             #: per arm and seed, evenly spaced up to the matched one (included)
+    #: RL's Razor covers every saved checkpoint: the target-cell KL on all target suite items and the off-target
+    #: accuracy change on the first ``razor_per_cell`` suite items of each off-target cell (all when >= eval_per_cell)
+    razor_per_cell: int = 10
     max_new_tokens: int = 0                #: 0: the longest reference solution / teacher trace + 16 (from data)
     batch_size: int = 16
     collapse_delta: float = 0.1
@@ -141,7 +143,7 @@ class DemoConfig:
             raise InvalidArgumentError(f"threads: got {self.threads}, expected an integer >= 1")
         self.arm_seeds()
         for name in ("eval_per_cell", "dev_items", "eval_every", "sft_max_steps", "rl_max_steps",
-                     "probe_checkpoints", "base_steps"):
+                     "probe_checkpoints", "base_steps", "razor_per_cell"):
             if getattr(self, name) < 1:
                 raise InvalidArgumentError(f"{name}: got {getattr(self, name)}, expected an integer >= 1")
         if not 0 < self.target_gain <= 1:
@@ -218,20 +220,13 @@ def _progress(enabled: bool, total: int, desc: str):
     return progress_bar(total=total, desc=desc, unit="phase")
 
 
-def _training_pool(**generate_args: Any) -> Tuple["probes.ProbeSet", int]:
+def _training_pool(**generate_args: Any) -> "probes.ProbeSet":
     """``probes.generate`` for a training or dev pool, which may ask a small family for more items than it has
     distinct prompts: repeats are harmless there (the prompts that also occur in the held-out suite are dropped
-    by the caller), so they are kept and counted instead of raised (``on_short_supply="warn"``)."""
+    by the caller), so they are kept (``on_short_supply="keep"``) and the pool's ``shortfalls`` record them."""
     from . import probes
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", probes.ProbeSupplyWarning)
-        pool = probes.generate(on_short_supply="warn", **generate_args)
-    short = sum(1 for w in caught if issubclass(w.category, probes.ProbeSupplyWarning))
-    for w in caught:
-        if not issubclass(w.category, probes.ProbeSupplyWarning):
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return pool, short  # short: (family, difficulty) pairs whose prompts repeat
+    return probes.generate(on_short_supply="keep", **generate_args)
 
 
 def positions_needed(texts: Sequence[Tuple[str, str]], items: Sequence[Any], max_new: int) -> int:
@@ -272,15 +267,46 @@ def _greedy_accuracy(model: "TinyLM", items: Sequence[Any], prompts: Sequence[st
     return sum(bool(probes.check(it, g.completion)) for it, g in zip(items, gens)) / max(1, len(items))
 
 
-def _cell_accuracy(model: "TinyLM", items: Sequence[Any], max_new_tokens: int, batch_size: int) -> Dict[str, float]:
+def _greedy_correct(model: "TinyLM", items: Sequence[Any], max_new_tokens: int, batch_size: int) -> List[float]:
+    """Per item, 1.0 when ``model``'s greedy answer to its ``plain`` prompt passes ``probes.check``, else 0.0."""
     from . import probes
 
     gens = model.generate([_plain_prompt(it) for it in items], max_new_tokens=max_new_tokens, temperature=0.0,
                           batch_size=batch_size)
-    hits: Dict[str, List[bool]] = {}
-    for it, g in zip(items, gens):
-        hits.setdefault(f"{it.skill}/{it.domain}", []).append(bool(probes.check(it, g.completion)))
-    return {c: sum(v) / len(v) for c, v in hits.items()}
+    return [float(bool(probes.check(it, g.completion))) for it, g in zip(items, gens)]
+
+
+class RazorProbe:
+    """The cheap probe of RL's Razor that every saved checkpoint gets: forward KL(base‖stage) along the gold
+    solutions of the target suite items (the report's ``div_target``, from the per-item parts of
+    :func:`item_kl`; the base's logits are computed once) and the off-target greedy accuracy change from the base
+    on ``off_items`` (the base's answers computed once)."""
+
+    def __init__(self, base: "TinyLM", target_items: Sequence[Any], off_items: Sequence[Any], max_new_tokens: int,
+                 batch_size: int, separator: str = " ") -> None:
+        self.target_items, self.off_items = list(target_items), list(off_items)
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self._rows = _gold_rows(base, self.target_items, separator)
+        self.base_correct = _greedy_correct(base, self.off_items, max_new_tokens, batch_size)
+
+    def __call__(self, stage: "TinyLM") -> Dict[str, Any]:
+        """``{"kl_target", "off_target_change", "kl_parts": (sums, counts)}`` for ``stage``."""
+        sums, counts = _kl_parts(stage, self._rows)
+        got = _greedy_correct(stage, self.off_items, self.max_new_tokens, self.batch_size)
+        change = sum(g - b for g, b in zip(got, self.base_correct)) / max(1, len(got))
+        return {"kl_target": sum(sums) / max(1, sum(counts)), "off_target_change": change, "kl_parts": (sums, counts)}
+
+
+def razor_items(suite: Sequence[Any], target: str, per_cell: int) -> List[Any]:
+    """The off-target items of the Razor probe: the first ``per_cell`` suite items of every cell but ``target``."""
+    taken: Dict[str, int] = {}
+    out = []
+    for it in suite:
+        cell = f"{it.skill}/{it.domain}"
+        if cell != target and taken.get(cell, 0) < per_cell:
+            taken[cell] = taken.get(cell, 0) + 1
+            out.append(it)
+    return out
 
 
 def _pick(n: int, k: int) -> List[int]:
@@ -340,13 +366,13 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
         diffs = list(cfg.difficulties)
         suite = probes.generate(n_per_cell=cfg.eval_per_cell, difficulties=diffs, seed=cfg.seed)
         suite.to_jsonl(os.path.join(out, "probes.jsonl"))
-        pool, pool_short = _training_pool(n_per_cell=cfg.train_per_cell, difficulties=diffs, seed=cfg.seed + 1)
+        pool = _training_pool(n_per_cell=cfg.train_per_cell, difficulties=diffs, seed=cfg.seed + 1)
         eval_prompts = set(it.prompt for it in suite)
         pool_items = [it for it in pool if it.prompt not in eval_prompts]
         mixture = [(_plain_prompt(it), " " + it.reference_solution) for it in pool_items]
         target_items = [it for it in pool_items if it.skill == skill and it.domain == domain]
         seen = eval_prompts | set(it.prompt for it in target_items)
-        dev_pool, _ = _training_pool(skills=skill, domains=domain, n_per_cell=4 * cfg.dev_items, difficulties=diffs,
+        dev_pool = _training_pool(skills=skill, domains=domain, n_per_cell=4 * cfg.dev_items, difficulties=diffs,
                                      seed=cfg.seed + 2)
         dev_items = [it for it in dev_pool if it.prompt not in seen][:cfg.dev_items]
         dev_prompts = [_plain_prompt(it) for it in dev_items]
@@ -360,10 +386,10 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
         # answers that loop.
         dev_new = {"sft": cfg.max_new_tokens or longest_teacher + 16,
                    "rl": cfg.max_new_tokens or max(len(it.reference_solution) for it in target_items) + 16}
-        rl_new = cfg.max_new_tokens or max(len(it.reference_solution) for it in target_items) + 16
         say(f"probe suite: {len(suite)} items; training pool: {len(mixture)} items ({len(target_items)} in the "
-            f"target slice {cfg.target}; {pool_short} family/difficulty pairs repeat prompts); target dev set: "
-            f"{len(dev_items)} items")
+            f"target slice {cfg.target}; {len(pool.shortfalls)} family/difficulty pairs repeat prompts: "
+            + (", ".join(f"{f.family} d{f.difficulty} {f.requested} asked, {f.capacity} distinct"
+                         for f in pool.shortfalls) or "none") + f"); target dev set: {len(dev_items)} items")
         timings["data"] = time.perf_counter() - t0
         if bar is not None:
             bar.set_postfix_str("base"), bar.update(1)
@@ -381,6 +407,9 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
         base.save_pretrained(os.path.join(out, "hf", "base"))  # opens with transformers (docs/demo.md)
         base_dev = _greedy_accuracy(base, dev_items, dev_prompts, dev_new["rl"], cfg.batch_size)
         threshold = min(1.0, base_dev + cfg.target_gain)
+        tgt_suite = [it for it in suite if it.skill == skill and it.domain == domain]
+        razor = RazorProbe(base, tgt_suite, razor_items(suite, cfg.target, cfg.razor_per_cell), max_new,
+                           cfg.batch_size, MetaOptions.solution_separator)
         timings["base"] = time.perf_counter() - t0
         say(f"base: {base.num_parameters()} parameters, {cfg.base_steps} steps, loss "
             f"{base_hist.losses[0]:.3f} -> {base_hist.losses[-1]:.3f}; target dev accuracy {base_dev:.3f}, "
@@ -398,6 +427,7 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
             os.makedirs(folder, exist_ok=True)
             curve: List[Tuple[int, float]] = []
             paths: List[str] = []
+            probes_at: List[Dict[str, Any]] = []  # the Razor probe of every checkpoint
             n = {"steps": 0}
             total = cfg.sft_max_steps if arm == "sft" else cfg.rl_max_steps
 
@@ -412,6 +442,7 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
                 acc = _greedy_accuracy(model, dev_items, dev_prompts, dev_new[arm], cfg.batch_size)
                 curve.append((k, acc))
                 paths.append(path)
+                probes_at.append(razor(model))
                 return acc < threshold - 1e-12  # matched gain reached: stop
 
             if arm == "sft":
@@ -423,10 +454,10 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
 
                 hist = model.grpo([_plain_prompt(it) for it in target_items], reward, steps=total,
                                   prompts_per_step=cfg.rl_prompts_per_step, group_size=cfg.rl_group_size,
-                                  lr=cfg.rl_lr, temperature=cfg.rl_temperature, max_new_tokens=rl_new,
+                                  lr=cfg.rl_lr, temperature=cfg.rl_temperature, max_new_tokens=dev_new["rl"],
                                   kl_coef=cfg.rl_kl_coef, inner_steps=cfg.rl_inner_steps, seed=2000 + s,
                                   on_step=on_step, progress=progress)
-            return {"curve": curve, "paths": paths, "history": hist.steps}
+            return {"curve": curve, "paths": paths, "history": hist.steps, "razor": probes_at}
 
         for s in cfg.arm_seeds():
             res = {arm: train_arm(arm, s) for arm in ARMS}
@@ -499,16 +530,15 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
         base_profile = {f"{r.skill}/{r.domain}": float(r.acc) for r in
                         report.profile[report.profile.stage == "base"].itertuples()}
         table = summary_table(report, arms, stage_seed, matched)
-        tgt_suite = [it for it in suite if it.skill == skill and it.domain == domain]
-        paths = {f"{arm}-s{s}-{st:04d}": p for s, res in arms["seeds"].items() for arm in ARMS
-                 for (st, _), p in zip(res[arm]["curve"], res[arm]["paths"])}
-        target_kl = {name: item_kl(base, TinyLM.load(paths[name]), tgt_suite, options.solution_separator)
-                     for m in matched.values() for name in m.values()}
+        # the per-item target KL parts of the matched checkpoints, from their Razor probes
+        parts = {f"{arm}-s{s}-{st:04d}": tuple(r["kl_parts"]) for s, res in arms["seeds"].items() for arm in ARMS
+                 for (st, _), r in zip(res[arm]["curve"], res[arm]["razor"])}
+        target_kl = {name: parts[name] for m in matched.values() for name in m.values()}
         effects = comparison(report, matched, n_boot=cfg.n_boot, confidence=cfg.confidence,
                              collapse_delta=cfg.collapse_delta, seed=cfg.seed, target_items=target_kl)
         drift = cell_drift(report, matched, n_boot=cfg.n_boot, confidence=cfg.confidence,
                            collapse_delta=cfg.collapse_delta, seed=cfg.seed)
-        points = razor_points(report, stage_seed)
+        points = razor_points(arms, set(stage_seed))
         fit = razor_fit(points)
         found = findings(effects, drift, fit, arms, base_profile, cfg)
         files = {name: os.path.join(out, name) for name in (
@@ -537,11 +567,13 @@ def run_demo(out: PathLike = "runs/demo", fast: bool = False, seed: int = 0, thr
                             findings=found, arms=arms, files=files, timings=timings, base_profile=base_profile)
         _write_text(files["summary.txt"], result.summary_text() + "\n")
         _write_text(files["training.json"], json.dumps(
-            {"config": asdict(cfg), "base": {"history": base_hist.steps, "dev_acc": base_dev},
+            {"config": asdict(cfg), "pool_shortfalls": [f._asdict() for f in pool.shortfalls],
+             "base": {"history": base_hist.steps, "dev_acc": base_dev},
              "threshold": threshold, "seeds": {str(s): {
                  "level": res["level"],
                  **{arm: {"history": res[arm]["history"], "dev_curve": res[arm]["curve"],
                           "matched_step": res[arm]["curve"][res[arm]["matched"]][0], "probed": res[arm]["probed"],
+                          "razor": [{k: r[k] for k in ("kl_target", "off_target_change")} for r in res[arm]["razor"]],
                           "checkpoints": [_rel(p, out) for p in res[arm]["paths"]]} for arm in ARMS}}
                  for s, res in arms["seeds"].items()}}, indent=1, allow_nan=False) + "\n")
         for res in arms["seeds"].values():
@@ -691,20 +723,35 @@ def item_kl(reference: "TinyLM", stage: "TinyLM", items: Sequence[Any],
     ``separator + reference_solution``; the positions that predict the solution tokens). The report keeps only
     per-cell sums; these per-item parts let the target cell's KL be bootstrapped over items: their ratio
     Σ sums / Σ counts is the report's token-weighted cell value."""
-    from .divergence import divergence
+    return _kl_parts(stage, _gold_rows(reference, items, separator))
+
+
+def _gold_rows(reference: "TinyLM", items: Sequence[Any], separator: str) -> List[Tuple[Any, slice, Any]]:
+    """Per item: the token ids (BOS + plain prompt + separator + reference solution), the rows that predict the
+    solution tokens and the reference's float64 logits at those rows (computed once, reused for every stage)."""
     from .lm import CharTokenizer
 
     tok = CharTokenizer()
-    sums, counts = [], []
+    out = []
     with torch.no_grad():
         for it in items:
             prompt = tok.encode(_plain_prompt(it))  # BOS + prompt
             sol = tok.encode(separator + it.reference_solution, add_special_tokens=False)
             ids = torch.tensor([prompt + sol], dtype=torch.long)
             rows = slice(len(prompt) - 1, len(prompt) - 1 + len(sol))
-            kl = divergence(reference(ids)[0, rows].double(), stage(ids)[0, rows].double(), metrics="kl_pq")
+            out.append((ids, rows, reference(ids)[0, rows].double()))
+    return out
+
+
+def _kl_parts(stage: "TinyLM", gold_rows: Sequence[Tuple[Any, slice, Any]]) -> Tuple[List[float], List[int]]:
+    from .divergence import divergence
+
+    sums, counts = [], []
+    with torch.no_grad():
+        for ids, rows, ref in gold_rows:
+            kl = divergence(ref, stage(ids)[0, rows].double(), metrics="kl_pq")
             sums.append(float(kl["kl_pq"].sum()))
-            counts.append(len(sol))
+            counts.append(rows.stop - rows.start)
     return sums, counts
 
 
@@ -906,16 +953,19 @@ def cell_drift(report: "Report", matched: Dict[int, Dict[str, str]], *, n_boot: 
 # ---------------------------------------------------------------------------------------------------------------
 # RL's Razor over every checkpoint of both arms and every seed
 
-def razor_points(report: "Report", stage_seed: Dict[str, int]) -> List[Dict[str, Any]]:
-    """One point per probed checkpoint: the target-cell forward KL(base‖stage) and the off-target accuracy
-    change from the base, with its arm, seed and step."""
-    der = report.derived
+def razor_points(arms: Dict[str, Any], probed: Optional[set] = None) -> List[Dict[str, Any]]:
+    """One point per saved checkpoint of both arms and every seed, from the Razor probe each got while its arm
+    trained (``arms["seeds"][s][arm]["razor"]``, aligned with its ``curve``): the target-cell forward
+    KL(base‖stage), the off-target accuracy change from the base on the Razor items, its arm, seed, step, and
+    whether the meta-probe also probed it (its name is in ``probed``)."""
     pts = []
-    for r in der.itertuples():
-        if r.stage == report.reference:
-            continue
-        pts.append({"stage": r.stage, "arm": r.arm, "seed": stage_seed.get(r.stage, -1), "step": int(r.step),
-                    "kl_target": float(r.div_target), "off_target_change": float(r.delta_off_target)})
+    for s, res in sorted(arms["seeds"].items()):
+        for arm in ARMS:
+            for (step, _), r in zip(res[arm]["curve"], res[arm]["razor"]):
+                name = f"{arm}-s{s}-{step:04d}"
+                pts.append({"stage": name, "arm": arm, "seed": int(s), "step": int(step),
+                            "kl_target": float(r["kl_target"]), "off_target_change": float(r["off_target_change"]),
+                            "probed": name in (probed or set())})
     return pts
 
 
@@ -1011,19 +1061,35 @@ def cell_drift_figure(drift: "pd.DataFrame", base_profile: Dict[str, float], tar
 
 def effect_sentence(e: Dict[str, Any]) -> str:
     """One effect in words chosen by its interval: SFT worse (interval on SFT's side of 0), RL worse (the
-    reverse), or no difference distinguishable (the interval contains 0)."""
+    reverse), or no difference distinguishable (the interval contains 0). For the accuracy changes the verb
+    also follows the sign of the worse arm's own change (:func:`_change_verb`): a lower off-target change is
+    "forgot more" only when that arm's accuracy fell, "gained less off target" when it rose."""
     f = e["fmt"]
     pct = f"{round(100 * e['confidence'])}%"
+    arm_ci = lambda a: f"{f.format(e[a])} [{f.format(e[a + '_lo'])}, {f.format(e[a + '_hi'])}]"  # noqa: E731
     nums = (f"SFT − RL = {f.format(e['diff'])} [{f.format(e['lo'])}, {f.format(e['hi'])}] ({pct} interval; "
-            f"SFT {f.format(e['sft'])}, RL {f.format(e['rl'])}; {e['n_units']} {e['unit']} × {e['n_seeds']} seeds)")
+            f"SFT {arm_ci('sft')}, RL {arm_ci('rl')}; {e['n_units']} {e['unit']} × {e['n_seeds']} seeds)")
     side = e["worse_sign"]
     sft_worse = (side > 0 and e["lo"] > 0) or (side < 0 and e["hi"] < 0)
     rl_worse = (side > 0 and e["hi"] < 0) or (side < 0 and e["lo"] > 0)
     if sft_worse:
-        return f"{e['label']}: SFT {e['verb']}: {nums}."
+        return f"{e['label']}: SFT {_change_verb(e, 'sft')}: {nums}."
     if rl_worse:
-        return f"{e['label']}: RL {e['verb']} (the reverse of SFT drifting more): {nums}."
+        return f"{e['label']}: RL {_change_verb(e, 'rl')} (the reverse of SFT drifting more): {nums}."
     return f"{e['label']}: no difference distinguishable between SFT and RL: {nums}."
+
+
+def _change_verb(e: Dict[str, Any], arm: str) -> str:
+    """The verb for ``arm`` on the worse side of ``e``. Accuracy changes are worded from the sign of the arm's
+    own change: off target, the lower arm "forgot more" when its accuracy fell (< 0) and "gained less off
+    target" when it did not (both arms rose or stayed); on target, the higher arm "gained more" when it rose and
+    "lost less" when it did not. Every other metric keeps its verb from ``_EFFECTS``."""
+    v = float(e[arm])
+    if e["metric"] == "off_target_change" and v >= 0:
+        return "gained less off target (neither arm's off-target accuracy fell)"
+    if e["metric"] == "target_change" and v <= 0:
+        return "lost less on the target (neither arm's target accuracy rose)"
+    return e["verb"]
 
 
 def findings(effects: Sequence[Dict[str, Any]], drift: "pd.DataFrame", fit: Dict[str, Any], arms: Dict[str, Any],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Union, overload
+from typing import TYPE_CHECKING, Any, NamedTuple, Union, overload
 
 from . import _checks, _core
 from ._core import Item, InvalidArgumentError
@@ -30,6 +30,7 @@ __all__ = [
     "generate_item",
     "families",
     "ProbeSupplyWarning",
+    "Shortfall",
     "SMALL_ANSWER_SPACE",
     "render",
     "score",
@@ -103,16 +104,29 @@ def _prompt_options(template: Any, k: Any, seed: Any) -> tuple[str, int, int]:
             _checks.integer(k, "k", 0, _checks.INT32_MAX), _seed(seed))
 
 
+class Shortfall(NamedTuple):
+    """A family and difficulty that a :func:`generate` call asked for more distinct prompts than it has
+    (``on_short_supply="warn"``): ``requested`` items, ``capacity`` distinct prompts, ``repeats`` repeated."""
+
+    family: str
+    difficulty: int
+    requested: int
+    capacity: int
+    repeats: int
+
+
 class ProbeSet:
     """An ordered collection of probe items.
 
     Supports ``len``, iteration, indexing (an int gives an :class:`Item`, a slice a ProbeSet), filtering,
     pandas conversion, JSONL round trips and prompt rendering. Items are ``metaprobe._core.Item`` objects;
-    dicts in the JSONL schema are converted on construction.
+    dicts in the JSONL schema are converted on construction. ``shortfalls`` lists the :class:`Shortfall`
+    records of the :func:`generate` call that made the set (empty for sets built any other way).
     """
 
-    def __init__(self, items: Iterable[ItemLike] = ()) -> None:
+    def __init__(self, items: Iterable[ItemLike] = (), shortfalls: Iterable[Shortfall] = ()) -> None:
         self._items: list[Item] = _as_items(items, "items")
+        self._shortfalls: tuple[Shortfall, ...] = tuple(Shortfall(*s) for s in shortfalls)
 
     # --- container protocol -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -140,6 +154,13 @@ class ProbeSet:
         if not isinstance(other, ProbeSet):
             return NotImplemented
         return len(self) == len(other) and all(a == b for a, b in zip(self._items, other._items))
+
+    @property
+    def shortfalls(self) -> list[Shortfall]:
+        """Per family and difficulty whose prompts repeat, a :class:`Shortfall` (family, difficulty, requested,
+        capacity, repeats), in generation order; empty when every prompt is distinct or the set was not made by
+        :func:`generate`."""
+        return list(self._shortfalls)
 
     @property
     def items(self) -> list[Item]:
@@ -274,7 +295,8 @@ def generate(
         on_short_supply: no prompt repeats within a suite; when a family has fewer distinct prompts at a
             difficulty (its capacity, see :func:`families`) than the suite asks of it, ``"raise"`` raises an
             InvalidArgumentError naming family, difficulty, requested and capacity, ``"warn"`` keeps the
-            repeats and emits one :class:`ProbeSupplyWarning` per family and difficulty.
+            repeats and emits one :class:`ProbeSupplyWarning` per family and difficulty, ``"keep"`` keeps the
+            repeats silently; with either, the returned set's :attr:`ProbeSet.shortfalls` holds the records as data.
         phrasing: ``"varied"`` (default) draws one of each family's three phrasings per item, seeded by the
             item id (``Item.phrasing``); ``"canonical"`` pins phrasing 0, holding the surface form fixed.
         noop_share: share of items (0..1, default 0) that get an irrelevant but plausible sentence of their
@@ -290,16 +312,18 @@ def generate(
     if not diffs:
         raise InvalidArgumentError("difficulties: got an empty list, expected one or more integers in 1..5")
     n_per_cell = _checks.integer(n_per_cell, "n_per_cell", 0, MAX_PER_CELL)
-    if on_short_supply not in ("raise", "warn"):
-        raise InvalidArgumentError(f"on_short_supply: got {on_short_supply!r}, expected 'raise' or 'warn'")
+    if on_short_supply not in ("raise", "warn", "keep"):
+        raise InvalidArgumentError(f"on_short_supply: got {on_short_supply!r}, expected 'raise', 'warn' or 'keep'")
     phrasing, noop_share = _surface(phrasing, noop_share)
-    items, shortfalls = _core._probes_generate(skill_list, domain_list, n_per_cell, diffs, _seed(seed), on_short_supply,
+    mode = "raise" if on_short_supply == "raise" else "warn"  # "keep" is "warn" without the warnings
+    items, shortfalls = _core._probes_generate(skill_list, domain_list, n_per_cell, diffs, _seed(seed), mode,
                                                phrasing, noop_share)
-    for s in shortfalls:
+    for s in shortfalls if on_short_supply == "warn" else ():
         warnings.warn(ProbeSupplyWarning(
             f"family '{s['family']}' at difficulty {s['difficulty']}: the suite asks for {s['requested']} items "
             f"but the family has {s['capacity']} distinct prompts; {s['repeats']} prompts repeat"), stacklevel=2)
-    return ProbeSet(items)
+    return ProbeSet(items, [Shortfall(s["family"], int(s["difficulty"]), int(s["requested"]), int(s["capacity"]),
+                                      int(s["repeats"])) for s in shortfalls])
 
 
 def _surface(phrasing: Any, noop_share: Any) -> tuple[str, float]:

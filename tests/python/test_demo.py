@@ -187,31 +187,72 @@ def test_razor_points_cover_every_checkpoint_and_the_fit_is_least_squares(fast_r
 
     report = Report.load(os.path.join(fast_run["out"], "report.json"))
     razor = _effects(fast_run)["razor"]
-    assert sorted(p["stage"] for p in razor["points"]) == sorted(report.stage_names[1:])
+    training = _training(fast_run)
+    # every saved checkpoint of both arms and every seed is a point, not only the probed ones
+    saved = sorted(f"{arm}-s{s}-{int(os.path.basename(p)[5:9]):04d}" for s, res in training["seeds"].items()
+                   for arm in ARMS for p in res[arm]["checkpoints"])
+    assert sorted(p["stage"] for p in razor["points"]) == saved
+    assert len(saved) > len(report.stage_names) - 1
+    assert sorted(p["stage"] for p in razor["points"] if p["probed"]) == sorted(report.stage_names[1:])
     x = np.array([p["kl_target"] for p in razor["points"]])
     y = np.array([p["off_target_change"] for p in razor["points"]])
     if np.ptp(x) > 0:
         slope, intercept = np.polyfit(x, y, 1)
         assert razor["fit"]["all"]["slope"] == pytest.approx(slope) and razor["fit"]["all"]["intercept"] == pytest.approx(intercept)
+    # the probed checkpoints' Razor probe agrees with the meta-probe: the same target KL, and the same
+    # off-target accuracy change as the report's per-item answers give on the Razor items
+    cfg = demo.DemoConfig.fast()
+    suite = metaprobe.probes.ProbeSet.from_jsonl(os.path.join(fast_run["out"], "probes.jsonl"))
+    ids = [it.id for it in demo.razor_items(suite, cfg.target, cfg.razor_per_cell)]
+    base = demo._correct(report, "base")
     der = report.derived.set_index("stage")
     for p in razor["points"]:
-        assert p["kl_target"] == pytest.approx(der.loc[p["stage"], "div_target"])
+        if p["probed"]:
+            assert p["kl_target"] == pytest.approx(der.loc[p["stage"], "div_target"], rel=1e-6)
+            got = demo._correct(report, p["stage"])
+            assert p["off_target_change"] == pytest.approx(sum(got[i][1] - base[i][1] for i in ids) / len(ids))
 
 
-def _effect(diff, lo, hi, metric="off_target_change"):
+def test_razor_items_take_the_first_items_of_every_off_target_cell():
+    from metaprobe import probes
+
+    suite = probes.generate(n_per_cell=6, difficulties=[1], seed=0)
+    got = demo.razor_items(suite, "diagnostic/math", 4)
+    assert len(got) == 19 * 4 and all(f"{it.skill}/{it.domain}" != "diagnostic/math" for it in got)
+    assert [it.id for it in got[:4]] == [it.id for it in suite if (it.skill, it.domain) == ("calculation", "math")][:4]
+    assert len(demo.razor_items(suite, "diagnostic/math", 50)) == 19 * 6
+
+
+def _effect(diff, lo, hi, metric="off_target_change", sft=None):
     label, worse, verb, fmt = demo._EFFECTS[metric]
-    return {"metric": metric, "label": label, "unit": "items", "n_units": 10, "n_seeds": 3, "sft": 0.0,
-            "sft_lo": 0.0, "sft_hi": 0.0, "rl": -diff, "rl_lo": 0.0, "rl_hi": 0.0, "diff": diff, "lo": lo, "hi": hi,
-            "confidence": 0.95, "worse_sign": worse, "verb": verb, "fmt": fmt}
+    sft = min(diff, 0.0) if sft is None else sft  # by default the lower arm's own change is <= 0
+    return {"metric": metric, "label": label, "unit": "items", "n_units": 10, "n_seeds": 3, "sft": sft,
+            "sft_lo": sft, "sft_hi": sft, "rl": sft - diff, "rl_lo": sft - diff, "rl_hi": sft - diff, "diff": diff,
+            "lo": lo, "hi": hi, "confidence": 0.95, "worse_sign": worse, "verb": verb, "fmt": fmt}
 
 
 def test_effect_wording_is_chosen_by_the_interval():
     assert "SFT forgot more: SFT − RL = -0.100 [-0.150, -0.050]" in demo.effect_sentence(_effect(-0.1, -0.15, -0.05))
-    assert "RL forgot more" in demo.effect_sentence(_effect(0.1, 0.05, 0.15))
+    assert "RL forgot more" in demo.effect_sentence(_effect(0.1, 0.05, 0.15, sft=0.0))
     assert "no difference distinguishable" in demo.effect_sentence(_effect(-0.1, -0.2, 0.01))
     assert "SFT drifted more off target (JS)" in demo.effect_sentence(_effect(0.01, 0.005, 0.02, "js_off_target"))
     assert "no difference distinguishable" in demo.effect_sentence(_effect(0.01, -0.005, 0.02, "js_off_target"))
     assert "RL moved the weights more" in demo.effect_sentence(_effect(-0.01, -0.02, -0.005, "rel_update"))
+
+
+def test_forgetting_is_worded_from_the_sign_of_each_arms_change():
+    # both arms' off-target accuracy rose, SFT's less: never "forgot more"
+    both_rose = demo.effect_sentence(_effect(-0.05, -0.08, -0.02, sft=0.03))
+    assert "forgot" not in both_rose and "SFT gained less off target" in both_rose
+    assert "SFT +0.030 [+0.030, +0.030], RL +0.080" in both_rose
+    # RL lower and rising: "RL gained less", not "RL forgot more"
+    rl_rose = demo.effect_sentence(_effect(0.04, 0.01, 0.07, sft=0.06))
+    assert "RL gained less off target" in rl_rose and "forgot" not in rl_rose
+    # SFT fell while RL rose: SFT forgot more
+    assert "SFT forgot more" in demo.effect_sentence(_effect(-0.05, -0.08, -0.02, sft=-0.01))
+    # target change: the higher arm "gained more" only when it rose
+    assert "SFT gained more on the target" in demo.effect_sentence(_effect(0.2, 0.1, 0.3, "target_change", sft=0.3))
+    assert "SFT lost less on the target" in demo.effect_sentence(_effect(0.1, 0.05, 0.15, "target_change", sft=-0.02))
 
 
 def test_two_level_bootstrap_widens_when_seeds_disagree():
@@ -276,6 +317,8 @@ def test_config_errors():
         demo.DemoConfig(target_gain=0).check()
     with pytest.raises(metaprobe.InvalidArgumentError, match="eval_per_cell: got 0"):
         demo.DemoConfig(eval_per_cell=0).check()
+    with pytest.raises(metaprobe.InvalidArgumentError, match="razor_per_cell: got 0, expected an integer >= 1"):
+        demo.DemoConfig(razor_per_cell=0).check()
     assert demo.DemoConfig(seed=4, n_seeds=3).arm_seeds() == [4, 5, 6]
     assert demo.DemoConfig.default().n_seeds >= 3 and demo.DemoConfig.default().eval_per_cell >= 40
     with pytest.raises(metaprobe.InvalidArgumentError, match="target: got 'cooking/math'"):

@@ -57,8 +57,29 @@ def test_short_supply_warn_keeps_repeats_and_warns_once_per_family_and_level():
     assert got == ["family 'math.lattice_paths' at difficulty 1", "family 'math.stars_and_bars' at difficulty 1",
                    "family 'math.stars_and_bars' at difficulty 2"]
     assert len(ps) == 240 and len({it.prompt for it in ps}) < 240
-    with pytest.raises(metaprobe.InvalidArgumentError, match=r"on_short_supply: got 'ignore', expected 'raise' or 'warn'"):
+    with pytest.raises(metaprobe.InvalidArgumentError,
+                       match=r"on_short_supply: got 'ignore', expected 'raise', 'warn' or 'keep'"):
         probes.generate(on_short_supply="ignore")
+
+
+def test_shortfalls_are_data_on_the_probe_set_and_keep_is_silent():
+    args = dict(skills="enumeration", domains="math", n_per_cell=240, difficulties=[1, 2, 3], phrasing="canonical")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warned = probes.generate(on_short_supply="warn", **args)
+        kept = probes.generate(on_short_supply="keep", **args)
+    assert sum(issubclass(w.category, probes.ProbeSupplyWarning) for w in caught) == 3  # from "warn" only
+    assert kept == warned and kept.shortfalls == warned.shortfalls
+    got = sorted((s.family, s.difficulty) for s in kept.shortfalls)
+    assert got == [("math.lattice_paths", 1), ("math.stars_and_bars", 1), ("math.stars_and_bars", 2)]
+    prompts = collections.Counter(it.prompt for it in kept)
+    for s in kept.shortfalls:
+        assert isinstance(s, probes.Shortfall) and s.requested > s.capacity and s.repeats == s.requested - s.capacity
+        fam = [it.prompt for it in kept if it.family == s.family and it.difficulty == s.difficulty]
+        assert len(fam) == s.requested and len(set(fam)) == s.capacity  # canonical: one prompt per task
+    assert sum(prompts.values()) - len(prompts) == sum(s.repeats for s in kept.shortfalls)
+    # a set within capacity, and sets not made by generate, have none
+    assert probes.generate(n_per_cell=5).shortfalls == [] and probes.ProbeSet(list(kept)).shortfalls == []
 
 
 def test_no_prompt_repeats_within_a_whole_suite():
