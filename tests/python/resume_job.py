@@ -22,7 +22,7 @@ def checkpoints(ckpt_dir: str) -> list[str]:
     for k, (name, _, _) in enumerate(STAGES):
         path = os.path.join(ckpt_dir, f"{name}.safetensors")
         if not os.path.exists(path):
-            TinyLM(d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=512, seed=100 + k).save(path)
+            TinyLM(d_model=32, n_layers=2, n_heads=4, d_ff=64, max_len=1024, seed=100 + k).save(path)
         paths.append(path)
     return paths
 
