@@ -109,6 +109,25 @@ inline bool is_finite(C x) {
   return (x - x) == C(0);
 }
 
+// The rare path of a block holding NaN or ±inf: its finite values value(0..len) are written to the front of
+// out (which may be the values' own buffer: writes never pass reads) and the others are counted into m;
+// returns how many were kept.
+template <class Value, class C>
+int64_t compact_finite(Value&& value, int64_t len, C* out, Moments& m) {
+  int64_t n = 0;
+  for (int64_t t = 0; t < len; ++t) {
+    const C x = value(t);
+    if (is_finite(x)) {
+      out[n++] = x;
+    } else if (std::isnan(x)) {
+      ++m.nans;
+    } else {
+      ++m.infs;
+    }
+  }
+  return n;
+}
+
 using Eigen::internal::padd;
 using Eigen::internal::pand;
 using Eigen::internal::pabs;
@@ -257,15 +276,20 @@ Moments finish_block(double* buf, int64_t n, const BlockSums& b, Moments m) {
 
 #if defined(__AVX2__) && defined(__FMA__)
 // Note [float sweep]: float32, bfloat16 and float16 blocks take one sweep instead of two. Eight values per
-// step are read as float32 (bf16: zero-extend and shift by 16; f16: the exact c10 conversion; both exact);
-// min, max and the zero count stay in float32 lanes (exact: they only compare), and the widened doubles feed
-// the power sums S_k = Σ(x − c)^k, k = 1..4, about a shift c, the mean of the block's first values, and Σ|x|.
-// With c within a few standard deviations of the block mean, converting S_k to central moments (shifted_to_central)
-// loses no more than a few ulps, as the two-sweep form did; float32 magnitudes (< 2^128) keep every fourth
-// power finite and normal in double, so no rescaling is needed. Every float source goes through the same
-// lanes, chains and order of operations, so a bf16 or f16 block equals the same values as float32 bit for
-// bit. A block holding NaN or ±inf (its S_1 is not finite) has its finite values compacted into a float
-// buffer and swept again.
+// step are read as float32 (bf16: zero-extend and shift by 16; f16: F16C's vcvtph2ps, or the c10 conversion
+// without F16C; all exact); min, max and the zero count stay in float32 lanes (exact: they only compare), and
+// the widened doubles feed the power sums S_k = Σ(x − c)^k, k = 1..4, about a shift c, the mean of the block's
+// first values, and Σ|x|. With c within a few standard deviations of the block mean, converting S_k to central
+// moments (shifted_to_central) loses no more than a few ulps, as the two-sweep form did; float32 magnitudes
+// (< 2^128) keep every fourth power finite and normal in double, so no rescaling is needed. Every float source
+// goes through the same lanes and order of operations, so a bf16 or f16 block equals the same values as
+// float32 bit for bit. A block holding NaN or ±inf (its S_1 is not finite) has its finite values compacted
+// into a float buffer and swept again.
+// Registers: AVX2 has 16. Two accumulators per sum (one per half of the eight values) plus min, max, zeros and
+// the constants need more; the compiler kept two of them on the stack, and every step waited on a store and a
+// reload. Now s1, s2 and Σ|x| take the two halves one after the other in one accumulator (two adds per step
+// on the loop-carried chain, no longer than the step's own work), and only s3 and s4 keep two: 1.33× the
+// old sweep's rate (bench/params.py, tensor_stats).
 constexpr int64_t kShiftSample = 8;  // values whose mean is a block's shift c
 
 // Eight float32 values at [i, i + 8) and one value of the scalar tail, as float.
@@ -294,9 +318,13 @@ struct Bf16Source {
 struct F16Source {
   const c10::Half* p;
   __m256 load8(int64_t i) const {
+#if defined(__F16C__)
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i)));
+#else
     alignas(32) float t[8];
     for (int j = 0; j < 8; ++j) t[j] = static_cast<float>(p[i + j]);
     return _mm256_load_ps(t);
+#endif
   }
   float value(int64_t i) const { return static_cast<float>(p[i]); }
 };
@@ -323,34 +351,35 @@ FloatSums float_sweep(const Source& src, int64_t len) {
   c /= static_cast<double>(ns);
   r.c = c;
   const __m256d vc = _mm256_set1_pd(c), sign = _mm256_set1_pd(-0.0);
-  __m256d s1[2], s2[2], s3[2], s4[2], sa[2];
-  for (int j = 0; j < 2; ++j) s1[j] = s2[j] = s3[j] = s4[j] = sa[j] = _mm256_setzero_pd();
+  // Few accumulators (Note [float sweep], "registers"): s1, s2 and Σ|x| take both halves of a step in turn,
+  // s3 and s4 (whose FMA latency is longer) keep one accumulator per half.
+  __m256d s1 = _mm256_setzero_pd(), s2 = s1, s3l = s1, s3h = s1, s4l = s1, s4h = s1, sa = s1;
   __m256 mn = _mm256_set1_ps(std::numeric_limits<float>::infinity());
   __m256 mx = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
-  const __m256 fzero = _mm256_setzero_ps();
   __m256i zc = _mm256_setzero_si256();
   const int64_t body = len / 8 * 8;
   for (int64_t i = 0; i < body; i += 8) {
     const __m256 f = src.load8(i);
     mn = _mm256_min_ps(mn, f);
     mx = _mm256_max_ps(mx, f);
-    zc = _mm256_sub_epi32(zc, _mm256_castps_si256(_mm256_cmp_ps(f, fzero, _CMP_EQ_OQ)));
-    const __m256d x[2] = {_mm256_cvtps_pd(_mm256_castps256_ps128(f)), _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1))};
-    for (int j = 0; j < 2; ++j) {
-      const __m256d d = _mm256_sub_pd(x[j], vc);
-      const __m256d d2 = _mm256_mul_pd(d, d);
-      s1[j] = _mm256_add_pd(s1[j], d);
-      s2[j] = _mm256_add_pd(s2[j], d2);
-      s3[j] = _mm256_fmadd_pd(d2, d, s3[j]);
-      s4[j] = _mm256_fmadd_pd(d2, d2, s4[j]);
-      sa[j] = _mm256_add_pd(sa[j], _mm256_andnot_pd(sign, x[j]));
-    }
+    zc = _mm256_sub_epi32(zc, _mm256_castps_si256(_mm256_cmp_ps(f, _mm256_setzero_ps(), _CMP_EQ_OQ)));
+    const __m256d xl = _mm256_cvtps_pd(_mm256_castps256_ps128(f));
+    const __m256d xh = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
+    const __m256d dl = _mm256_sub_pd(xl, vc), dh = _mm256_sub_pd(xh, vc);
+    const __m256d dl2 = _mm256_mul_pd(dl, dl), dh2 = _mm256_mul_pd(dh, dh);
+    s1 = _mm256_add_pd(_mm256_add_pd(s1, dl), dh);
+    s2 = _mm256_add_pd(_mm256_add_pd(s2, dl2), dh2);
+    s3l = _mm256_fmadd_pd(dl2, dl, s3l);
+    s3h = _mm256_fmadd_pd(dh2, dh, s3h);
+    s4l = _mm256_fmadd_pd(dl2, dl2, s4l);
+    s4h = _mm256_fmadd_pd(dh2, dh2, s4h);
+    sa = _mm256_add_pd(_mm256_add_pd(sa, _mm256_andnot_pd(sign, xl)), _mm256_andnot_pd(sign, xh));
   }
-  r.s1 = hsum(_mm256_add_pd(s1[0], s1[1]));
-  r.s2 = hsum(_mm256_add_pd(s2[0], s2[1]));
-  r.s3 = hsum(_mm256_add_pd(s3[0], s3[1]));
-  r.s4 = hsum(_mm256_add_pd(s4[0], s4[1]));
-  r.sum_abs = hsum(_mm256_add_pd(sa[0], sa[1]));
+  r.s1 = hsum(s1);
+  r.s2 = hsum(s2);
+  r.s3 = hsum(_mm256_add_pd(s3l, s3h));
+  r.s4 = hsum(_mm256_add_pd(s4l, s4h));
+  r.sum_abs = hsum(sa);
   alignas(32) float lo[8], hi[8];
   alignas(32) int32_t zs[8];
   _mm256_store_ps(lo, mn);
@@ -400,19 +429,8 @@ template <class Source>
 Moments float_block_moments(const Source& src, int64_t len, float* fbuf) {
   const FloatSums f = float_sweep(src, len);
   if (std::isfinite(f.s1)) return shifted_to_central(f, len);
-  // Rare path: compact the finite values to the front of the buffer and count the others.
   Moments counts;
-  int64_t n = 0;
-  for (int64_t t = 0; t < len; ++t) {
-    const float x = src.value(t);
-    if (is_finite(x)) {
-      fbuf[n++] = x;
-    } else if (std::isnan(x)) {
-      ++counts.nans;
-    } else {
-      ++counts.infs;
-    }
-  }
+  const int64_t n = compact_finite([&](int64_t t) { return src.value(t); }, len, fbuf, counts);
   if (n == 0) return counts;
   Moments m = shifted_to_central(float_sweep(F32Source{fbuf}, n), n);
   m.nans = counts.nans;
@@ -437,18 +455,7 @@ Moments block_moments(const S* p, int64_t len, double* buf, float* fbuf) {
   BlockSums b = block_sums(DoubleSource{buf}, len);
   int64_t n = len;
   if (!b.finite) {
-    // Rare path: compact the finite values to the front of the buffer and count the others.
-    n = 0;
-    for (int64_t t = 0; t < len; ++t) {
-      const double x = buf[t];
-      if (is_finite(x)) {
-        buf[n++] = x;
-      } else if (std::isnan(x)) {
-        ++m.nans;
-      } else {
-        ++m.infs;
-      }
-    }
+    n = compact_finite([&](int64_t t) { return buf[t]; }, len, buf, m);
     b = block_sums(DoubleSource{buf}, n);
   }
   m.n = n;
