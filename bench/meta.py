@@ -61,7 +61,7 @@ def one_case(mode: str, probes, base: TinyLM, tuned: TinyLM, repeats: int, max_n
             "d_model": base.config.d_model, "n_layers": base.config.n_layers, "items": len(probes),
             "max_new_tokens": max_new, "forward_calls": calls, "tokens": tokens, "repeats": repeats,
             "run_s": round(run_s, 4), "forward_s": round(fwd_s, 4), "overhead": round(run_s / fwd_s - 1, 4),
-            "target_overhead": 0.15}
+            "target_overhead": 0.10}
 
 
 def imported_case(probes, base: TinyLM, repeats: int, max_new: int, tmp: str) -> dict:
