@@ -3,7 +3,10 @@ scoring imported responses, and the cost of resuming a finished run directory.
 
 Every forward call the run makes (generation steps, teacher forcing, the sampled-token estimator) is recorded
 by a wrapping logit source; the bare cost is those same calls replayed on the same models and tensors. Runs and
-replays alternate in one process; medians of --repeats pairs. overhead = run / forward − 1.
+replays alternate in one process; medians of --repeats pairs. overhead = run / forward − 1. Those cases give the
+stages as Python callables, so generation re-runs the whole sequence per token; ``native_cached`` gives the
+TinyLMs themselves (KV-cached generation) and compares with the same greedy ``generate`` calls plus the
+teacher-forced passes along the gold solutions.
 
 ``meta.imported_responses``: a stage given another engine's answers (no model) against the same stage
 generating them: the scoring-only cost per item. ``meta.resume``: re-running a finished run directory with
@@ -17,6 +20,7 @@ import argparse
 import json
 import statistics
 import time
+from dataclasses import replace
 
 import torch
 
@@ -62,6 +66,45 @@ def one_case(mode: str, probes, base: TinyLM, tuned: TinyLM, repeats: int, max_n
             "max_new_tokens": max_new, "forward_calls": calls, "tokens": tokens, "repeats": repeats,
             "run_s": round(run_s, 4), "forward_s": round(fwd_s, 4), "overhead": round(run_s / fwd_s - 1, 4),
             "target_overhead": 0.10}
+
+
+def cached_case(probes, base: TinyLM, tuned: TinyLM, repeats: int, max_new: int) -> dict:
+    """Native TinyLM stages (the KV-cached generation path) against the bare work of the same run: the greedy
+    ``TinyLM.generate`` calls (the same C++ cached loop, same prompts, limit, stop strings and batch) plus the
+    teacher-forced passes along the gold solutions, recorded once from a run with ``behaviour=False``. No stop
+    string and no sampled estimator, so every answer runs to the limit and greedy answers are all it generates."""
+    opts = MetaOptions(max_new_tokens=max_new, batch_size=len(probes), divergence_on="gold", sampled_estimator=False,
+                       stop=())
+    rb, rt = Recorder(base), Recorder(tuned)
+    mp = MetaProbe(probes, options=replace(opts, behaviour=False), tokenizer="char")
+    mp.add_stage("base", source=rb, checkpoint=base.state_dict())
+    mp.add_stage("tuned", arm="sft", step=1, source=rt, checkpoint=tuned.state_dict())
+    mp.run(progress=False)
+    recorded = [(base, c) for c in rb.calls] + [(tuned, c) for c in rt.calls]
+    prompts = probes.render(opts.prompt_template)
+    stop = [opts.stop] if isinstance(opts.stop, str) else list(opts.stop)
+    run_times, bare_times = [], []
+    new_tokens = 0
+    for _ in range(repeats):
+        mp = MetaProbe(probes, options=opts)
+        mp.add_stage("base", source=base, checkpoint=base.state_dict())
+        mp.add_stage("tuned", arm="sft", step=1, source=tuned, checkpoint=tuned.state_dict())
+        t0 = time.perf_counter()
+        mp.run(progress=False)
+        run_times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        gens = [g for m in (base, tuned) for g in m.generate(prompts, max_new_tokens=max_new, stop=stop,
+                                                               batch_size=len(probes))]
+        for model, (ids, mask) in recorded:
+            model(ids, mask)
+        bare_times.append(time.perf_counter() - t0)
+        new_tokens = sum(len(g.token_ids) for g in gens)
+    run_s, bare_s = statistics.median(run_times), statistics.median(bare_times)
+    return {"bench": "meta.run_vs_forward", "case": "native_cached", "threads": torch.get_num_threads(),
+            "d_model": base.config.d_model, "n_layers": base.config.n_layers, "items": len(probes),
+            "max_new_tokens": max_new, "generated_tokens": new_tokens, "teacher_forced_calls": len(recorded),
+            "repeats": repeats, "run_s": round(run_s, 4), "forward_s": round(bare_s, 4),
+            "overhead": round(run_s / bare_s - 1, 4), "target_overhead": 0.10}
 
 
 def imported_case(probes, base: TinyLM, repeats: int, max_new: int, tmp: str) -> dict:
@@ -136,6 +179,7 @@ def main() -> None:
     ap.add_argument("--items-per-cell", type=int, default=1)
     ap.add_argument("--skills", default="calculation")
     ap.add_argument("--max-new-tokens", type=int, default=4)
+    ap.add_argument("--cached-new-tokens", type=int, default=64, help="answer length of the native_cached case")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -144,6 +188,7 @@ def main() -> None:
     cfg = dict(d_model=args.d_model, n_layers=args.layers, n_heads=8, d_ff=3 * args.d_model, max_len=1024)
     base, tuned = TinyLM(seed=1, **cfg), TinyLM(seed=2, **cfg)
     rows = [one_case(mode, probes, base, tuned, args.repeats, args.max_new_tokens) for mode in ("exact", "topk_cache")]
+    rows.append(cached_case(probes, base, tuned, args.repeats, args.cached_new_tokens))
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
