@@ -62,6 +62,12 @@ void read_option(const json& j, V& out, const std::string& where) {
   if constexpr (is_record<V>::value) {
     read_option_record(j, out, where);
   } else if constexpr (std::is_enum_v<V>) {
+    // An enum whose name table is named after this very option keeps the table's own messages
+    // ("choice_mode: 'x' is not a choice mode, ..."); one named otherwise is reported under the option's path.
+    if (where.substr(where.rfind('.') + 1) == kEnumTable<V>.field) {
+      enum_detail::enum_from_json(j, out);
+      return;
+    }
     if (!j.is_string()) bad_kind(where, j);
     out = parse_enum<V>(j.get_ref<const std::string&>(), where);
   } else if constexpr (std::is_same_v<V, probes::Cell>) {
