@@ -325,6 +325,7 @@ void bind_meta(py::module_& m) {
   py::dict fields;
   for (const auto& [record, names] : report_record_fields()) fields[py::str(record)] = py::tuple(py::cast(names));
   mm.attr("RECORD_FIELDS") = fields;
+  mm.attr("OPTION_FIELDS") = py::tuple(py::cast(option_paths()));  // metaprobe.meta.MetaOptions derives from it
   mm.attr("SCHEMA") = kReportSchema;
   mm.attr("SCHEMA_VERSION") = kReportSchemaVersion;
 }

@@ -147,7 +147,8 @@ py::dict compare_py(py::handle reference, py::handle tuned, double atol, double 
   o.max_spectral_side = max_spectral_side;
   o.release_pages = release_pages;
   o.progress = progress_callback(std::move(progress));
-  CompareResult res;
+  auto held = std::make_shared<CompareResult>();
+  CompareResult& res = *held;
   {
     py::gil_scoped_release nogil;
     res = compare_checkpoints(*r.ptr, *t.ptr, o);
@@ -180,12 +181,7 @@ py::dict compare_py(py::handle reference, py::handle tuned, double atol, double 
   out["only_in_reference"] = py::cast(res.only_in_reference);
   out["only_in_tuned"] = py::cast(res.only_in_tuned);
   out["shape_mismatches"] = mismatches;
-  std::string json;
-  {
-    py::gil_scoped_release nogil;
-    json = comparison_json(res);
-  }
-  out["json"] = json;
+  out["result"] = std::move(held);  // the file forms, written on demand
   return out;
 }
 
@@ -213,6 +209,36 @@ py::list describe_py(py::handle source, bool spectra, const py::dict& spectral, 
 
 void bind_params(py::module_& m) {
   py::module_ p = m.def_submodule("params", "Parameter statistics (see metaprobe.params)");
+  py::class_<CompareResult, std::shared_ptr<CompareResult>>(
+      p, "CompareResult", "A comparison's C++ result, held by metaprobe.params.Comparison for its file forms.")
+      .def(
+          "json",
+          [](const CompareResult& r, int indent) {
+            py::gil_scoped_release nogil;
+            return comparison_json(r, indent);
+          },
+          py::arg("indent") = 1, "The full comparison as JSON text (the CLI's --out format).")
+      .def(
+          "csv",
+          [](const CompareResult& r) {
+            py::gil_scoped_release nogil;
+            return comparison_csv(r);
+          },
+          "One CSV row per tensor pair (the CLI's --csv format).")
+      .def(
+          "write_json",
+          [](const CompareResult& r, const std::string& path) {
+            py::gil_scoped_release nogil;
+            write_text_atomic(path, comparison_json(r));
+          },
+          py::arg("path"), "Writes json() to path atomically (IoError naming the path).")
+      .def(
+          "write_csv",
+          [](const CompareResult& r, const std::string& path) {
+            py::gil_scoped_release nogil;
+            write_text_atomic(path, comparison_csv(r));
+          },
+          py::arg("path"), "Writes csv() to path atomically (IoError naming the path).");
   p.def(
       "tensor_stats",
       [](const at::Tensor& t) {

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import json
 import math
+import numbers
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import field, make_dataclass
 from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
@@ -31,75 +32,81 @@ __all__ = ["MetaOptions", "MetaProbe", "default_options", "read_answer", "save_t
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-@dataclass
-class MetaOptions:
-    """Options of the run; every field and its default is documented in ``docs/meta.md``."""
+def _option_fields() -> list[tuple[str, str, Any]]:
+    """(name, path, default) of every option but ``reference``, from the C++ field list
+    (``_core.meta.OPTION_FIELDS``, paths like ``prompt.template``) and the C++ defaults: the name joins a
+    nested path with "_" (``prompt_template``); a list default becomes a tuple (immutable)."""
+    defaults = _core.meta.default_options()
+    fields = []
+    for path in _core.meta.OPTION_FIELDS:
+        if path == "reference":
+            continue  # MetaProbe's own argument
+        value: Any = defaults
+        for part in path.split("."):
+            value = value[part]
+        fields.append((path.replace(".", "_"), path, tuple(value) if isinstance(value, list) else value))
+    return fields
 
-    behaviour: bool = True
-    prompt_template: str = "plain"        #: "plain", "chat" or "few_shot" (metaprobe.probes templates)
-    prompt_k: int = 3                     #: few_shot examples
-    prompt_seed: int = 0
-    choice_mode: str = "generate"         #: "generate" or "loglikelihood" for multiple-choice items
-    choice_delimiter: str = " "
-    choice_norm: bool = False             #: loglikelihood mode: acc_norm instead of acc
-    max_new_tokens: int = 512             #: long enough not to cut ordinary chat answers
-    stop: Union[str, Sequence[str]] = ("\n",)  #: a string is one stop string
-    z: float = 1.959963984540054          #: Wilson interval quantile
-    # decoding (separate from the divergence options)
-    do_sample: bool = False               #: False: greedy
-    temperature: float = 1.0              #: sampling temperature (do_sample only)
-    top_p: float = 1.0
-    top_k: int = 0                        #: 0: whole vocabulary
-    n_samples: int = 1                    #: completions per item (per-item mean correctness, pass@k)
-    seed: int = 0                         #: sample s of item i is reproducible from (seed, i, s)
-    eos_ids: Sequence[int] = ()           #: end-of-generation ids; empty: the tokenizer's and generation_config's
-    # prompts and answers
-    prompt_format: str = "template"       #: "template" (prompt_template), "chat_template" or "raw"
-    system_prompt: str = ""               #: chat_template: an optional system turn
-    think_open: str = "<think>"           #: the answer is read after think_close; "" disables
-    think_close: str = "</think>"
-    divergence: bool = True
-    divergence_on: str = "reference_samples"  #: "reference_samples" (y ~ π_ref), "stage_samples" or "gold"
-    divergence_temperature: float = 1.0   #: softmax temperature of the divergences and log-likelihoods
-    solution_separator: str = " "
-    reference_mode: str = "exact"         #: "exact" or "topk_cache"
-    cache_k: int = 32
-    js_threshold: float = 0.05            #: τ of the JS sparsity fraction, nats
-    position_bins: int = 10
-    sampled_estimator: bool = True
-    huan_skip_first_token: bool = True     #: sampled_kl_huan drops the first answer token (Huan et al.'s script)
-    parameters: bool = True
-    update_atol: float = 1e-5
-    update_eta: float = 1e-3
-    update_emulate_bf16: bool = False     #: Mukherjee et al.'s bf16 subtraction (sparsity_abs, rank; docs/params.md)
-    update_nonfinite: str = "nan"         #: NaN/Inf weight pairs: "nan" (summaries NaN, counted) or "error"
-    target_cells: Sequence[str] = ()      #: "skill/domain"; empty: every cell of target_domain
-    target_domain: str = "math"
-    collapse_delta: float = 0.1
-    razor_metric: str = "kl_ref_stage"    #: kl_ref_stage, kl_stage_ref, js or sampled_kl
-    razor_include_reference: bool = True
-    batch_size: int = 16                  #: rows per forward pass
-    batch_tokens: int = 16384             #: padded tokens per forward pass
-    score_rows: int = 512                 #: positions scored per pass (peak logits O(score_rows × V))
-    vocab_size: int = 0                   #: > 0: logits cut to ids [0, vocab_size), the stages' shared slice
 
+_OPTION_FIELDS = _option_fields()
+
+
+def _plain(value: Any) -> Any:
+    """A list element as JSON takes it: numpy and other integral numbers as int."""
+    return int(value) if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
+
+
+class _MetaOptionsMethods:
     def to_dict(self, reference: str) -> dict:
-        """The options as the C++ run reads them (keys of ``meta::options_to_json``), for the reference stage
-        ``reference``; InvalidArgumentError for a non-finite number."""
-        d = asdict(self)
-        for key, value in d.items():
+        """The options as the C++ run reads them (keys of ``meta::options_to_json``, ``prompt`` nested), for the
+        reference stage ``reference``; InvalidArgumentError for a non-finite number. A string given for a list
+        option (``stop``, ``target_cells``) is that one entry."""
+        d: dict[str, Any] = {"reference": reference}
+        for name, path, default in _OPTION_FIELDS:
+            value = getattr(self, name)
             if isinstance(value, float) and not math.isfinite(value):
-                raise InvalidArgumentError(f"MetaOptions.{key} is {value}, expected a finite number")
-        d["prompt"] = {"template": d.pop("prompt_template"), "k": d.pop("prompt_k"), "seed": d.pop("prompt_seed")}
-        d["stop"] = [d["stop"]] if isinstance(d["stop"], str) else list(d["stop"])
-        d["eos_ids"] = [int(e) for e in d["eos_ids"]]
-        d["target_cells"] = [d["target_cells"]] if isinstance(d["target_cells"], str) else list(d["target_cells"])
-        d["reference"] = reference
+                raise InvalidArgumentError(f"MetaOptions.{name} is {value}, expected a finite number")
+            if isinstance(default, tuple):
+                value = [value] if isinstance(value, str) else [_plain(e) for e in value]
+            *parents, leaf = path.split(".")
+            node = d
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
         return d
 
     def to_json(self, reference: str) -> str:
         """:meth:`to_dict` as JSON text."""
         return json.dumps(self.to_dict(reference))
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any]) -> "MetaOptions":
+        """The options of a run from its options dict (a report's ``options``, :meth:`to_dict`'s form); absent
+        keys keep the defaults, keys that are not options (``reference``, or one a later version added) are
+        ignored."""
+        kwargs: dict[str, Any] = {}
+        for name, path, default in _OPTION_FIELDS:
+            value: Any = options
+            for part in path.split("."):
+                if not isinstance(value, Mapping) or part not in value:
+                    break
+                value = value[part]
+            else:
+                kwargs[name] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
+        return cls(**kwargs)
+
+
+def _annotation(default: Any) -> Any:
+    return Union[str, Sequence[Any]] if isinstance(default, tuple) else type(default)
+
+
+#: Options of the run. Its fields, their names and defaults come from the C++ ``RunOptions`` field list
+#: (``_core.meta.OPTION_FIELDS``, ``_core.meta.default_options()``); ``docs/meta.md`` documents each.
+MetaOptions = make_dataclass(
+    "MetaOptions", [(name, _annotation(default), field(default=default)) for name, _, default in _OPTION_FIELDS],
+    bases=(_MetaOptionsMethods,), namespace={"__module__": __name__})
+MetaOptions.__doc__ = ("Options of the run: one field per C++ RunOptions option (a nested one joined with '_', e.g. "
+                       "prompt_template), with its C++ default; every field is documented in docs/meta.md.")
 
 
 def read_answer(text: str, options: Optional[MetaOptions] = None) -> "_core.meta.AnswerText":

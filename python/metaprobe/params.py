@@ -230,7 +230,8 @@ class Comparison:
     ``tensors``: one row per matched tensor (index = name); ``layers``: per layer index (``-1`` = outside
     blocks); ``modules``: per canonical module kind; ``summary``: totals over every matched tensor plus the
     counts of unmatched and mismatched tensors; ``unmatched``: names present on one side only;
-    ``shape_mismatches``: DataFrame of same-named tensors with different shapes.
+    ``shape_mismatches``: DataFrame of same-named tensors with different shapes. The file forms (the CLI's
+    JSON and CSV) are written in C++ from the comparison's records, on demand.
     """
 
     tensors: "pd.DataFrame"
@@ -239,13 +240,29 @@ class Comparison:
     summary: dict[str, Any]
     unmatched: dict[str, list[str]]
     shape_mismatches: "pd.DataFrame"
-    json: str = field(repr=False, default="")
+    _result: Any = field(repr=False, compare=False, default=None)  #: the C++ CompareResult
 
-    def to_json(self, path: Union[str, "os.PathLike[str]"]) -> None:
-        """Writes the full report (the CLI's format) atomically; a directory or read-only target is an IoError."""
-        from ._atomic import write_text_atomic
+    def _cpp(self, what: str) -> Any:
+        if self._result is None:
+            raise _core.InvalidArgumentError(f"Comparison.{what}: this Comparison was not made by "
+                                             "compare_checkpoints, expected one that was (it holds the C++ result)")
+        return self._result
 
-        write_text_atomic(_checks.path(path), self.json)
+    def to_json(self, path: Optional[Union[str, "os.PathLike[str]"]] = None) -> Optional[str]:
+        """The full report (the CLI's ``--out`` format): written to ``path`` atomically (a directory or read-only
+        target is an IoError), or returned as text when ``path`` is None."""
+        if path is None:
+            return self._cpp("to_json").json()
+        self._cpp("to_json").write_json(_checks.path(path))
+        return None
+
+    def to_csv(self, path: Optional[Union[str, "os.PathLike[str]"]] = None) -> Optional[str]:
+        """One row per tensor pair (the CLI's ``--csv`` format): written to ``path`` atomically, or returned as
+        text when ``path`` is None."""
+        if path is None:
+            return self._cpp("to_csv").csv()
+        self._cpp("to_csv").write_csv(_checks.path(path))
+        return None
 
 
 def compare_checkpoints(
@@ -317,7 +334,7 @@ def compare_checkpoints(
         summary=summary,
         unmatched={"only_in_reference": list(raw["only_in_reference"]), "only_in_tuned": list(raw["only_in_tuned"])},
         shape_mismatches=pd.DataFrame(raw["shape_mismatches"], columns=["name", "reference_shape", "tuned_shape"]),
-        json=raw["json"],
+        _result=raw["result"],
     )
 
 

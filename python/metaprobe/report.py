@@ -301,11 +301,7 @@ class Report:
         if unknown:
             raise _core.InvalidArgumentError(f"add_representation: stage {unknown[0]!r} is not in this report "
                                              f"(stages: {', '.join(self.stage_names)})")
-        o = self.data.get("options", {})
-        prompt = o.get("prompt", {})
-        meta_options = MetaOptions(prompt_format=o.get("prompt_format", "template"),
-                                   prompt_template=prompt.get("template", "plain"), prompt_k=prompt.get("k", 3),
-                                   prompt_seed=prompt.get("seed", 0), system_prompt=o.get("system_prompt", ""))
+        meta_options = MetaOptions.from_dict(self.data.get("options", {}))
         records = drift_records(probes, reference, stages, tokenizer, meta_options, **options)
         self.data["representation"] = [{k: (None if isinstance(v, float) and math.isnan(v) else v)
                                         for k, v in r.items()} for r in records]

@@ -304,6 +304,17 @@ def test_compare_state_dicts_and_files(tmp_path):
 
     doc = json.loads(out.read_text())
     assert doc["summary"]["matched"] == len(f.tensors)
+    # the file forms are written in C++ from the held result; without a path they are returned as text
+    assert json.loads(f.to_json()) == doc
+    csv = f.to_csv()
+    assert csv.splitlines()[0].split(",")[:7] == ["name", "layer", "kind", "shape", "reference_dtype", "tuned_dtype",
+                                                  "numel"]
+    assert len(csv.splitlines()) == len(f.tensors) + 1
+    f.to_csv(tmp_path / "stats.csv")
+    assert (tmp_path / "stats.csv").read_text() == csv
+    with pytest.raises(metaprobe.InvalidArgumentError, match=r"Comparison\.to_csv: this Comparison was not made by "
+                                                             "compare_checkpoints"):
+        params.Comparison(f.tensors, f.layers, f.modules, f.summary, f.unmatched, f.shape_mismatches).to_csv()
 
 
 def test_compare_with_spectra_reports_skips():

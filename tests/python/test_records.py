@@ -3,8 +3,12 @@
 boundary as dicts."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -51,7 +55,7 @@ def test_comparison_rows_and_groups_follow_the_field_lists():
         assert "ref_" + key in c.tensors.columns and "tuned_" + key in c.tensors.columns
     assert matrix.ref_svd_method in ("gram", "svd") and matrix.subspace_k == 2
     assert c.tensors.loc["model.layers.0.input_layernorm.weight", "spectral_status"].startswith("skipped: 1-D")
-    doc = json.loads(c.json)
+    doc = json.loads(c.to_json())
     row = doc["tensors"][0]
     assert list(row["reference_spectral"]) == sorted(_core.params.SPECTRAL_STATS_FIELDS)
     assert "reference_spectral" not in doc["tensors"][1]  # skipped: no spectral records
@@ -102,3 +106,25 @@ def test_bad_documents_are_errors_naming_the_field(report):
         _core.meta.merge_reports([bad])
     with pytest.raises(metaprobe.InvalidArgumentError, match=r"options\.stop\[0\]: a <class 'bytes'>"):
         _core.meta.check_options({**MetaOptions().to_dict("base"), "stop": [b"x"]})
+
+
+def test_meta_options_derive_from_the_cpp_field_list():
+    names = [f.name for f in dataclasses.fields(MetaOptions)]
+    assert names == [p.replace(".", "_") for p in _core.meta.OPTION_FIELDS if p != "reference"]
+    assert "prompt_template" in names and "update_atol" in names
+    assert MetaOptions().to_dict("base") == _core.meta.default_options()  # every default is the C++ one
+    assert MetaOptions(prompt_template="few_shot", prompt_k=5).to_dict("r")["prompt"] == {"template": "few_shot",
+                                                                                          "k": 5, "seed": 0}
+    o = MetaOptions(update_atol=0.5, stop="A", target_cells=("simulation/coding",), eos_ids=(np.int64(3),))
+    back = MetaOptions.from_dict(_core.meta.check_options(o.to_dict("base")))
+    assert back == MetaOptions(update_atol=0.5, stop=("A",), target_cells=("simulation/coding",), eos_ids=(3,))
+    assert MetaOptions.from_dict({"prompt": {"k": 7}, "not_an_option": 1}) == MetaOptions(prompt_k=7)
+    assert MetaOptions.solution_separator == " "  # class attributes are the defaults
+
+
+def test_docs_list_every_meta_option():
+    text = (Path(__file__).resolve().parents[2] / "docs" / "meta.md").read_text(encoding="utf-8")
+    start = text.index("- `MetaOptions` fields")
+    paragraph = text[start:text.index("\n- ", start)]
+    missing = [f.name for f in dataclasses.fields(MetaOptions) if not re.search(rf"\b{f.name}\b", paragraph)]
+    assert missing == []

@@ -1,9 +1,9 @@
-// RunOptions: validation and JSON.
+// RunOptions: validation, and JSON derived from the field list (METAPROBE_RUN_OPTIONS_FIELDS).
 #include <metaprobe/meta/options.hpp>
 
-#include <cmath>
 #include <algorithm>
-#include <set>
+#include <cmath>
+#include <type_traits>
 
 #include <metaprobe/error.hpp>
 
@@ -12,13 +12,120 @@
 namespace metaprobe::meta {
 namespace {
 
-std::string cell_name(const probes::Cell& c) { return probes::to_string(c); }
+using nlohmann::json;
 
-probes::Cell parse_cell(const std::string& text) {
+probes::Cell parse_cell(const std::string& text, const std::string& where) {
   const auto slash = text.find('/');
   if (slash == std::string::npos)
-    throw InvalidArgument("target_cells: '" + text + "' is not a cell, expected \"skill/domain\" (e.g. calculation/math)");
+    throw InvalidArgument(where + ": '" + text + "' is not a cell, expected \"skill/domain\" (e.g. calculation/math)");
   return {probes::parse_skill(text.substr(0, slash)), probes::parse_domain(text.substr(slash + 1))};
+}
+
+// A list of enums or cells (read and written element by element; lists of numbers and strings in one go).
+template <class V>
+struct is_composite_vector : std::false_type {};
+template <class E>
+struct is_composite_vector<std::vector<E>>
+    : std::bool_constant<!std::is_arithmetic_v<E> && !std::is_same_v<E, std::string>> {};
+
+// One option's JSON: a nested record as an object, an enum by its name, a cell as "skill/domain".
+template <class V>
+json option_to_json(const V& v) {
+  if constexpr (is_record<V>::value) {
+    json j = json::object();
+    for_each_field(v, [&](const char* key, const auto& field, FieldPresence) { j[key] = option_to_json(field); });
+    return j;
+  } else if constexpr (std::is_enum_v<V>) {
+    return std::string(enum_name(v));
+  } else if constexpr (std::is_same_v<V, probes::Cell>) {
+    return probes::to_string(v);
+  } else if constexpr (is_composite_vector<V>::value) {
+    json a = json::array();
+    for (const auto& e : v) a.push_back(option_to_json(e));
+    return a;
+  } else {
+    return json(v);
+  }
+}
+
+[[noreturn]] void bad_kind(const std::string& where, const json& j) {
+  throw InvalidArgument(where + ": got " + j.dump() + ", expected a value of the documented type and range (docs/meta.md)");
+}
+
+template <class T>
+void read_option_record(const json& j, T& r, const std::string& where);
+
+// `j` read into one option at path `where` ("options.prompt.k"): its JSON kind must match and an integer
+// must fit (no truncation or wrap-around); an enum or a cell must name one.
+template <class V>
+void read_option(const json& j, V& out, const std::string& where) {
+  if constexpr (is_record<V>::value) {
+    read_option_record(j, out, where);
+  } else if constexpr (std::is_enum_v<V>) {
+    // An enum whose name table is named after this very option keeps the table's own messages
+    // ("choice_mode: 'x' is not a choice mode, ..."); one named otherwise is reported under the option's path.
+    if (where.substr(where.rfind('.') + 1) == kEnumTable<V>.field) {
+      enum_detail::enum_from_json(j, out);
+      return;
+    }
+    if (!j.is_string()) bad_kind(where, j);
+    out = parse_enum<V>(j.get_ref<const std::string&>(), where);
+  } else if constexpr (std::is_same_v<V, probes::Cell>) {
+    if (!j.is_string()) bad_kind(where, j);
+    out = parse_cell(j.get_ref<const std::string&>(), where);
+  } else if constexpr (is_composite_vector<V>::value) {
+    if (!j.is_array()) bad_kind(where, j);
+    V values(j.size());
+    for (size_t i = 0; i < j.size(); ++i) read_option(j[i], values[i], where + "[" + std::to_string(i) + "]");
+    out = std::move(values);
+  } else {
+    if (!detail::read_json(j, out)) bad_kind(where, j);
+  }
+}
+
+std::string joined_keys(const std::vector<std::string>& keys) {
+  std::string s;
+  for (const auto& k : keys) s += (s.empty() ? "" : ", ") + k;
+  return s;
+}
+
+// Every key of the object `j` must be in T's list; absent keys keep r's values.
+template <class T>
+void read_option_record(const json& j, T& r, const std::string& where) {
+  const std::vector<std::string> keys = record_field_names<T>();
+  if (!j.is_object()) {
+    throw InvalidArgument(where + ": got JSON " + std::string(j.type_name()) + " " + j.dump() +
+                          ", expected an object" +
+                          (std::is_same_v<T, RunOptions> ? std::string() : " {" + joined_keys(keys) + "}"));
+  }
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (std::find(keys.begin(), keys.end(), it.key()) == keys.end()) {
+      throw InvalidArgument(where + ": unknown key '" + it.key() + "', expected one of " +
+                            (std::is_same_v<T, RunOptions> ? std::string("the RunOptions fields (docs/meta.md)")
+                                                           : joined_keys(keys)));
+    }
+  }
+  for_each_field(r, [&](const char* key, auto& field, FieldPresence) {
+    const auto it = j.find(key);
+    if (it != j.end()) read_option(*it, field, where + "." + key);
+  });
+}
+
+// The path of the option stored at `member` (a leaf of r's list, "prompt.template"); "" when none is.
+template <class T>
+std::string option_path_of(const T& r, const void* member) {
+  std::string path;
+  for_each_field(r, [&](const char* key, const auto& v, FieldPresence) {
+    using V = std::decay_t<decltype(v)>;
+    if (!path.empty()) return;
+    if constexpr (is_record<V>::value) {
+      const std::string sub = option_path_of(v, member);
+      if (!sub.empty()) path = std::string(key) + "." + sub;
+    } else if (static_cast<const void*>(&v) == member) {
+      path = key;
+    }
+  });
+  return path;
 }
 
 }  // namespace
@@ -26,50 +133,50 @@ probes::Cell parse_cell(const std::string& text) {
 std::vector<std::string> razor_metric_names() { return {"kl_ref_stage", "kl_stage_ref", "js", "sampled_kl"}; }
 
 void RunOptions::validate() const {
-  auto bad = [](const std::string& field, const std::string& value, const std::string& expected) {
-    throw InvalidArgument("RunOptions." + field + " is " + value + ", expected " + expected);
+  // Each rule names its option by the path the field list gives the member (RunOptions.update_atol, ...).
+  auto bad = [this](const auto& member, const std::string& value, const std::string& expected) {
+    throw InvalidArgument("RunOptions." + option_path_of(*this, &member) + " is " + value + ", expected " + expected);
   };
-  if (reference.empty()) bad("reference", "empty", "the name of a stage");
-  if (max_new_tokens < 1) bad("max_new_tokens", std::to_string(max_new_tokens), ">= 1");
+  if (reference.empty()) bad(reference, "empty", "the name of a stage");
+  if (max_new_tokens < 1) bad(max_new_tokens, std::to_string(max_new_tokens), ">= 1");
   for (const auto& s : stop)
-    if (s.empty()) bad("stop", "a list with an empty string", "non-empty stop strings");
-  if (!(std::isfinite(z) && z > 0)) bad("z", std::to_string(z), "a finite value > 0");
-  if (cache_k < 1) bad("cache_k", std::to_string(cache_k), ">= 1");
+    if (s.empty()) bad(stop, "a list with an empty string", "non-empty stop strings");
+  if (!(std::isfinite(z) && z > 0)) bad(z, std::to_string(z), "a finite value > 0");
+  if (cache_k < 1) bad(cache_k, std::to_string(cache_k), ">= 1");
   if (!(std::isfinite(divergence_temperature) && divergence_temperature > 0))
-    bad("divergence_temperature", std::to_string(divergence_temperature), "a finite value > 0");
-  if (n_samples < 1) bad("n_samples", std::to_string(n_samples), ">= 1");
-  if (n_samples > 1 && !do_sample) bad("n_samples", std::to_string(n_samples), "1 unless do_sample is true (greedy samples are identical)");
+    bad(divergence_temperature, std::to_string(divergence_temperature), "a finite value > 0");
+  if (n_samples < 1) bad(n_samples, std::to_string(n_samples), ">= 1");
+  if (n_samples > 1 && !do_sample) bad(n_samples, std::to_string(n_samples), "1 unless do_sample is true (greedy samples are identical)");
   if (prompt_format != "template" && prompt_format != "chat_template" && prompt_format != "raw")
-    bad("prompt_format", "'" + prompt_format + "'", "one of template, chat_template, raw");
-  if (!think_open.empty() && think_close.empty()) bad("think_close", "empty", "a closing tag when think_open is set");
+    bad(prompt_format, "'" + prompt_format + "'", "one of template, chat_template, raw");
+  if (!think_open.empty() && think_close.empty()) bad(think_close, "empty", "a closing tag when think_open is set");
   if (divergence_on != "reference_samples" && divergence_on != "stage_samples" && divergence_on != "gold")
-    bad("divergence_on", "'" + divergence_on + "'", "one of reference_samples, stage_samples, gold");
+    bad(divergence_on, "'" + divergence_on + "'", "one of reference_samples, stage_samples, gold");
   if (divergence_on == "stage_samples" && reference_mode == ReferenceMode::topk_cache)
-    bad("divergence_on", "'stage_samples' with reference_mode topk_cache",
+    bad(divergence_on, "'stage_samples' with reference_mode topk_cache",
         "reference_samples or gold (the cache is built before the stages answer)");
-  if (batch_tokens < 1) bad("batch_tokens", std::to_string(batch_tokens), ">= 1");
-  if (score_rows < 1) bad("score_rows", std::to_string(score_rows), ">= 1");
-  if (vocab_size < 0) bad("vocab_size", std::to_string(vocab_size), ">= 0 (0: each model's whole vocabulary)");
+  if (batch_tokens < 1) bad(batch_tokens, std::to_string(batch_tokens), ">= 1");
+  if (score_rows < 1) bad(score_rows, std::to_string(score_rows), ">= 1");
+  if (vocab_size < 0) bad(vocab_size, std::to_string(vocab_size), ">= 0 (0: each model's whole vocabulary)");
   try {
     decode_options().validate();
   } catch (const InvalidArgument& e) {
     throw InvalidArgument(std::string("RunOptions.") + (e.what() + std::string("generation.").size()));
   }
   if (!(js_threshold >= 0 && js_threshold < std::log(2.0)))
-    bad("js_threshold", std::to_string(js_threshold), "a value in [0, ln 2) nats");
-  if (position_bins < 1 || position_bins > 1000) bad("position_bins", std::to_string(position_bins), "1..1000");
-  if (!(collapse_delta >= 0 && collapse_delta <= 1)) bad("collapse_delta", std::to_string(collapse_delta), "in [0, 1]");
-  if (batch_size < 1) bad("batch_size", std::to_string(batch_size), ">= 1");
-  if (!(update.atol >= 0)) bad("update.atol", std::to_string(update.atol), ">= 0");
-  if (!(update.eta >= 0)) bad("update.eta", std::to_string(update.eta), ">= 0");
+    bad(js_threshold, std::to_string(js_threshold), "a value in [0, ln 2) nats");
+  if (position_bins < 1 || position_bins > 1000) bad(position_bins, std::to_string(position_bins), "1..1000");
+  if (!(collapse_delta >= 0 && collapse_delta <= 1)) bad(collapse_delta, std::to_string(collapse_delta), "in [0, 1]");
+  if (batch_size < 1) bad(batch_size, std::to_string(batch_size), ">= 1");
+  if (!(update.atol >= 0)) bad(update.atol, std::to_string(update.atol), ">= 0");
+  if (!(update.eta >= 0)) bad(update.eta, std::to_string(update.eta), ">= 0");
   const auto names = razor_metric_names();
   if (std::find(names.begin(), names.end(), razor_metric) == names.end())
-    bad("razor_metric", "'" + razor_metric + "'", "one of kl_ref_stage, kl_stage_ref, js, sampled_kl");
+    bad(razor_metric, "'" + razor_metric + "'", "one of kl_ref_stage, kl_stage_ref, js, sampled_kl");
   probes::parse_domain(target_domain);
-  probes::PromptOptions p = prompt;
   const auto templates = probes::template_names();
-  if (std::find(templates.begin(), templates.end(), p.template_name) == templates.end())
-    bad("prompt.template_name", "'" + p.template_name + "'", "one of plain, chat, few_shot");
+  if (std::find(templates.begin(), templates.end(), prompt.template_name) == templates.end())
+    bad(prompt.template_name, "'" + prompt.template_name + "'", "one of plain, chat, few_shot");
 }
 
 // Here rather than in logit_source.cpp so that the run-config parser links without ATen (tests/fuzz).
@@ -109,144 +216,15 @@ std::vector<probes::Cell> RunOptions::resolved_target_cells() const {
   return cells;
 }
 
-nlohmann::json options_to_json(const RunOptions& o) {
-  nlohmann::json cells = nlohmann::json::array();
-  for (const auto& c : o.target_cells) cells.push_back(cell_name(c));
-  return {
-      {"reference", o.reference},
-      {"behaviour", o.behaviour},
-      {"prompt", {{"template", o.prompt.template_name}, {"k", o.prompt.k}, {"seed", o.prompt.seed}}},
-      {"choice_mode", o.choice_mode},
-      {"choice_delimiter", o.choice_delimiter},
-      {"choice_norm", o.choice_norm},
-      {"max_new_tokens", o.max_new_tokens},
-      {"stop", o.stop},
-      {"z", o.z},
-      {"do_sample", o.do_sample},
-      {"temperature", o.temperature},
-      {"top_p", o.top_p},
-      {"top_k", o.top_k},
-      {"n_samples", o.n_samples},
-      {"seed", o.seed},
-      {"eos_ids", o.eos_ids},
-      {"prompt_format", o.prompt_format},
-      {"system_prompt", o.system_prompt},
-      {"think_open", o.think_open},
-      {"think_close", o.think_close},
-      {"divergence", o.divergence},
-      {"divergence_on", o.divergence_on},
-      {"solution_separator", o.solution_separator},
-      {"reference_mode", o.reference_mode},
-      {"cache_k", o.cache_k},
-      {"divergence_temperature", o.divergence_temperature},
-      {"js_threshold", o.js_threshold},
-      {"position_bins", o.position_bins},
-      {"sampled_estimator", o.sampled_estimator},
-      {"huan_skip_first_token", o.huan_skip_first_token},
-      {"parameters", o.parameters},
-      {"update_atol", o.update.atol},
-      {"update_eta", o.update.eta},
-      {"update_emulate_bf16", o.update_emulate_bf16},
-      {"update_nonfinite", o.update_nonfinite},
-      {"target_cells", cells},
-      {"target_domain", o.target_domain},
-      {"collapse_delta", o.collapse_delta},
-      {"razor_metric", o.razor_metric},
-      {"razor_include_reference", o.razor_include_reference},
-      {"batch_size", o.batch_size},
-      {"vocab_size", o.vocab_size},
-      {"batch_tokens", o.batch_tokens},
-      {"score_rows", o.score_rows},
-  };
-}
+nlohmann::json options_to_json(const RunOptions& o) { return option_to_json(o); }
 
 RunOptions options_from_json(const nlohmann::json& j) {
-  if (!j.is_object()) throw InvalidArgument("options: got JSON " + std::string(j.type_name()) + ", expected an object");
   RunOptions o;
-  const std::set<std::string> known = {"reference", "behaviour", "prompt", "choice_mode", "choice_delimiter",
-                                       "choice_norm", "max_new_tokens", "stop", "z", "divergence",
-                                       "solution_separator", "reference_mode", "cache_k", "temperature",
-                                       "js_threshold", "position_bins", "sampled_estimator", "huan_skip_first_token", "parameters",
-                                       "update_atol", "update_eta", "update_emulate_bf16", "update_nonfinite", "target_cells", "target_domain",
-                                       "collapse_delta", "razor_metric", "razor_include_reference", "batch_size",
-                                       "do_sample", "top_p", "top_k", "n_samples", "seed", "eos_ids",
-                                       "prompt_format", "system_prompt", "think_open", "think_close",
-                                       "divergence_temperature", "divergence_on", "batch_tokens", "score_rows",
-                                       "vocab_size"};
-  for (auto it = j.begin(); it != j.end(); ++it)
-    if (!known.count(it.key()))
-      throw InvalidArgument("options: unknown key '" + it.key() + "', expected one of the RunOptions fields (docs/meta.md)");
-  // One message for every field of the wrong kind or out of its type's range (a negative or fractional seed).
-  auto read = [](const nlohmann::json& obj, const std::string& where, const char* key, auto& field) {
-    if (!obj.contains(key)) return;
-    if (!detail::read_json(obj.at(key), field))
-      throw InvalidArgument(where + key + ": got " + obj.at(key).dump() +
-                            ", expected a value of the documented type and range (docs/meta.md)");
-  };
-  auto get = [&](const char* key, auto& field) { read(j, "options.", key, field); };
-  try {
-    get("reference", o.reference);
-    get("behaviour", o.behaviour);
-    if (j.contains("prompt")) {
-      const auto& p = j.at("prompt");
-      if (!p.is_object()) throw InvalidArgument("options.prompt: got " + p.dump() + ", expected an object {template, k, seed}");
-      read(p, "options.prompt.", "template", o.prompt.template_name);
-      read(p, "options.prompt.", "k", o.prompt.k);
-      read(p, "options.prompt.", "seed", o.prompt.seed);
-    }
-    if (j.contains("choice_mode")) o.choice_mode = j.at("choice_mode").get<ChoiceMode>();
-    get("choice_delimiter", o.choice_delimiter);
-    get("choice_norm", o.choice_norm);
-    get("max_new_tokens", o.max_new_tokens);
-    get("stop", o.stop);
-    get("z", o.z);
-    get("divergence", o.divergence);
-    get("solution_separator", o.solution_separator);
-    if (j.contains("reference_mode")) o.reference_mode = j.at("reference_mode").get<ReferenceMode>();
-    get("cache_k", o.cache_k);
-    get("temperature", o.temperature);
-    get("do_sample", o.do_sample);
-    get("top_p", o.top_p);
-    get("top_k", o.top_k);
-    get("n_samples", o.n_samples);
-    get("seed", o.seed);
-    get("eos_ids", o.eos_ids);
-    get("prompt_format", o.prompt_format);
-    get("system_prompt", o.system_prompt);
-    get("think_open", o.think_open);
-    get("think_close", o.think_close);
-    get("divergence_temperature", o.divergence_temperature);
-    get("divergence_on", o.divergence_on);
-    get("batch_tokens", o.batch_tokens);
-    get("score_rows", o.score_rows);
-    get("js_threshold", o.js_threshold);
-    get("position_bins", o.position_bins);
-    get("sampled_estimator", o.sampled_estimator);
-    get("huan_skip_first_token", o.huan_skip_first_token);
-    get("parameters", o.parameters);
-    get("update_atol", o.update.atol);
-    get("update_eta", o.update.eta);
-    get("update_emulate_bf16", o.update_emulate_bf16);
-    if (j.contains("update_nonfinite")) {
-      std::string name;
-      read(j, "options.", "update_nonfinite", name);
-      o.update_nonfinite = params::parse_nonfinite_policy(name, "options.update_nonfinite");
-    }
-    if (j.contains("target_cells")) {
-      o.target_cells.clear();
-      for (const auto& c : j.at("target_cells")) o.target_cells.push_back(parse_cell(c.get<std::string>()));
-    }
-    get("target_domain", o.target_domain);
-    get("collapse_delta", o.collapse_delta);
-    get("razor_metric", o.razor_metric);
-    get("razor_include_reference", o.razor_include_reference);
-    get("batch_size", o.batch_size);
-    get("vocab_size", o.vocab_size);
-  } catch (const nlohmann::json::exception& e) {
-    throw InvalidArgument(std::string("options: a value has the wrong JSON type: ") + e.what());
-  }
+  read_option_record(j, o, "options");
   o.validate();
   return o;
 }
+
+std::vector<std::string> option_paths() { return record_field_paths<RunOptions>(); }
 
 }  // namespace metaprobe::meta

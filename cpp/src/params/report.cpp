@@ -6,11 +6,14 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <sstream>
+#include <string>
+#include <type_traits>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include <metaprobe/atomic_file.hpp>
+#include <metaprobe/common/fields.hpp>
 #include <metaprobe/error.hpp>
 
 #include "common/format.hpp"
@@ -47,6 +50,123 @@ std::string csv_num(double v) {
   return metaprobe::detail::format_double(v);
 }
 
+// Note [CSV columns from the field lists]: a CSV table is a list of blocks, each a selection of one record's
+// fields by their keys in its METAPROBE_RECORD list; a column's header is the block's prefix plus the key, its
+// cell the field written by its type. A renamed or removed field is an InvalidArgument naming the key (pinned
+// by the tests on the header), never a silently wrong column.
+struct CsvBlock {
+  const char* record;              // key of a nested record in the row's list; "" for the row's own fields
+  const char* prefix;              // of every header of the block
+  std::vector<const char*> keys;   // fields of that record, in column order
+  bool spectral = false;           // empty cells unless the row's spectral_status is ok
+};
+
+// One cell: text quoted as needed, integers in full, floats shortest round-trip (NaN empty), a shape as "[a,b]".
+template <class V>
+std::string csv_cell(const V& v, const char* key) {
+  if constexpr (std::is_same_v<V, std::string>) {
+    return csv_field(v);
+  } else if constexpr (std::is_same_v<V, bool>) {
+    return v ? "true" : "false";
+  } else if constexpr (std::is_integral_v<V>) {
+    return std::to_string(v);
+  } else if constexpr (std::is_floating_point_v<V>) {
+    return csv_num(v);
+  } else if constexpr (std::is_same_v<V, std::vector<int64_t>>) {
+    return csv_field(metaprobe::detail::format_shape(v, ","));
+  } else if constexpr (std::is_same_v<V, SpectralStatus>) {
+    return csv_field(to_string(v));
+  } else {
+    throw InvalidArgument(std::string("CSV column '") + key + "': a field that is not a single value");
+  }
+}
+
+// The cell of `key` in `record`, or InvalidArgument when its list has no such key.
+template <class Record>
+std::string csv_cell_of(const Record& record, const char* key) {
+  std::string cell;
+  if (!visit_field(record, key, [&](const auto& v) { cell = csv_cell(v, key); }))
+    throw InvalidArgument(std::string("CSV column '") + key + "': not a field of the record's list");
+  return cell;
+}
+
+// The cells of one row, comma-separated, in block order.
+template <class Row>
+std::string csv_row(const Row& row, const std::vector<CsvBlock>& blocks) {
+  std::string line;
+  bool first = true;
+  for (const auto& block : blocks) {
+    const bool empty = block.spectral && !row.spectral_status.ok();
+    for (const char* key : block.keys) {
+      if (!first) line += ',';
+      first = false;
+      if (empty) continue;
+      if (*block.record == '\0') {
+        line += csv_cell_of(row, key);
+        continue;
+      }
+      const bool found = visit_field(row, block.record, [&](const auto& nested) {
+        using V = std::decay_t<decltype(nested)>;
+        if constexpr (is_record<V>::value) {
+          line += csv_cell_of(nested, key);
+        } else {
+          throw InvalidArgument(std::string("CSV block '") + block.record + "': not a nested record");
+        }
+      });
+      if (!found) throw InvalidArgument(std::string("CSV block '") + block.record + "': not a field of the row's list");
+    }
+  }
+  return line + '\n';
+}
+
+// The header line; every column is resolved once on a default row, so a stale key fails even without rows.
+template <class Row>
+std::string csv_header(const std::vector<CsvBlock>& blocks) {
+  std::vector<std::string> columns;
+  for (const auto& block : blocks)
+    for (const char* key : block.keys) columns.push_back(std::string(block.prefix) + key);
+  (void)csv_row(Row{}, blocks);
+  std::string line;
+  for (const auto& c : columns) line += (line.empty() ? "" : ",") + c;
+  return line + '\n';
+}
+
+// The comparison CSV: one row per tensor pair.
+const std::vector<CsvBlock>& comparison_blocks() {
+  static const std::vector<CsvBlock> blocks = {
+      {"", "", {"name"}},
+      {"parsed", "", {"layer", "kind"}},
+      {"", "", {"shape", "reference_dtype", "tuned_dtype"}},
+      {"update", "", {"numel"}},
+      {"reference", "ref_", {"mean", "std", "skewness", "excess_kurtosis"}},
+      {"tuned", "tuned_", {"mean", "std", "skewness", "excess_kurtosis"}},
+      {"update", "", {"delta_fro", "ref_fro", "rel_update_norm", "cosine", "max_abs_delta", "sparsity_abs",
+                      "sparsity_rel", "unchanged_fraction", "sign_flip_fraction", "nonfinite_count"}},
+      {"", "", {"spectral_status"}},
+      {"reference_spectral", "ref_", {"alpha"}, true},
+      {"tuned_spectral", "tuned_", {"alpha"}, true},
+      {"reference_spectral", "ref_", {"stable_rank"}, true},
+      {"tuned_spectral", "tuned_", {"stable_rank"}, true},
+      {"update_spectral", "update_", {"normalized_rank", "topk_energy_fraction"}, true},
+      {"update_spectral", "", {"spectral_drift", "left_angle_max_deg"}, true},
+  };
+  return blocks;
+}
+
+// The description CSV: one row per tensor.
+const std::vector<CsvBlock>& description_blocks() {
+  static const std::vector<CsvBlock> blocks = {
+      {"", "", {"name"}},
+      {"parsed", "", {"layer", "kind"}},
+      {"", "", {"shape", "dtype"}},
+      {"stats", "", {"numel", "nan_count", "inf_count", "mean", "std", "min", "max", "mean_abs", "l2_norm",
+                     "linf_norm", "zero_fraction", "skewness", "excess_kurtosis"}},
+      {"", "", {"spectral_status"}},
+      {"spectral", "", {"alpha", "stable_rank", "effective_rank"}, true},
+  };
+  return blocks;
+}
+
 }  // namespace
 
 std::string comparison_json(const CompareResult& r, int indent) {
@@ -78,35 +198,9 @@ std::string comparison_json(const CompareResult& r, int indent) {
 }
 
 std::string comparison_csv(const CompareResult& r) {
-  std::ostringstream out;
-  out << "name,layer,kind,shape,reference_dtype,tuned_dtype,numel,ref_mean,ref_std,ref_skewness,"
-         "ref_excess_kurtosis,tuned_mean,tuned_std,tuned_skewness,tuned_excess_kurtosis,delta_fro,ref_fro,"
-         "rel_update_norm,cosine,max_abs_delta,sparsity_abs,sparsity_rel,unchanged_fraction,sign_flip_fraction,"
-         "nonfinite_count,spectral_status,ref_alpha,tuned_alpha,ref_stable_rank,tuned_stable_rank,"
-         "update_normalized_rank,update_topk_energy_fraction,spectral_drift,left_angle_max_deg\n";
-  for (const auto& t : r.tensors) {
-    const bool sp = t.spectral_status.ok();
-    const double nan = std::nan("");
-    out << csv_field(t.name) << ',' << std::to_string(t.parsed.layer) << ',' << csv_field(t.parsed.kind) << ','
-        << csv_field(metaprobe::detail::format_shape(t.shape, ",")) << ',' << t.reference_dtype << ',' << t.tuned_dtype << ','
-        << std::to_string(t.update.numel) << ',' << csv_num(t.reference.mean) << ',' << csv_num(t.reference.std) << ','
-        << csv_num(t.reference.skewness) << ',' << csv_num(t.reference.excess_kurtosis) << ','
-        << csv_num(t.tuned.mean) << ',' << csv_num(t.tuned.std) << ',' << csv_num(t.tuned.skewness) << ','
-        << csv_num(t.tuned.excess_kurtosis) << ',' << csv_num(t.update.delta_fro) << ','
-        << csv_num(t.update.ref_fro) << ',' << csv_num(t.update.rel_update_norm) << ','
-        << csv_num(t.update.cosine) << ',' << csv_num(t.update.max_abs_delta) << ','
-        << csv_num(t.update.sparsity_abs) << ',' << csv_num(t.update.sparsity_rel) << ','
-        << csv_num(t.update.unchanged_fraction) << ',' << csv_num(t.update.sign_flip_fraction) << ','
-        << std::to_string(t.update.nonfinite_count) << ',' << csv_field(to_string(t.spectral_status)) << ','
-        << csv_num(sp ? t.reference_spectral.alpha : nan) << ',' << csv_num(sp ? t.tuned_spectral.alpha : nan) << ','
-        << csv_num(sp ? t.reference_spectral.stable_rank : nan) << ','
-        << csv_num(sp ? t.tuned_spectral.stable_rank : nan) << ','
-        << csv_num(sp ? t.update_spectral.normalized_rank : nan) << ','
-        << csv_num(sp ? t.update_spectral.topk_energy_fraction : nan) << ','
-        << csv_num(sp ? t.update_spectral.spectral_drift : nan) << ','
-        << csv_num(sp ? t.update_spectral.angles.left_max_deg : nan) << '\n';
-  }
-  return out.str();
+  std::string out = csv_header<TensorComparison>(comparison_blocks());
+  for (const auto& t : r.tensors) out += csv_row(t, comparison_blocks());
+  return out;
 }
 
 std::string description_json(const std::vector<TensorDescription>& rows, int indent) {
@@ -116,23 +210,9 @@ std::string description_json(const std::vector<TensorDescription>& rows, int ind
 }
 
 std::string description_csv(const std::vector<TensorDescription>& rows) {
-  std::ostringstream out;
-  out << "name,layer,kind,shape,dtype,numel,nan_count,inf_count,mean,std,min,max,mean_abs,l2_norm,linf_norm,"
-         "zero_fraction,skewness,excess_kurtosis,spectral_status,alpha,stable_rank,effective_rank\n";
-  for (const auto& t : rows) {
-    const bool sp = t.spectral_status.ok();
-    const double nan = std::nan("");
-    const TensorStats& s = t.stats;
-    out << csv_field(t.name) << ',' << std::to_string(t.parsed.layer) << ',' << csv_field(t.parsed.kind) << ','
-        << csv_field(metaprobe::detail::format_shape(t.shape, ",")) << ',' << t.dtype << ',' << std::to_string(s.numel) << ',' << std::to_string(s.nan_count) << ','
-        << std::to_string(s.inf_count) << ',' << csv_num(s.mean) << ',' << csv_num(s.std) << ',' << csv_num(s.min) << ','
-        << csv_num(s.max) << ',' << csv_num(s.mean_abs) << ',' << csv_num(s.l2_norm) << ','
-        << csv_num(s.linf_norm) << ',' << csv_num(s.zero_fraction) << ',' << csv_num(s.skewness) << ','
-        << csv_num(s.excess_kurtosis) << ',' << csv_field(to_string(t.spectral_status)) << ','
-        << csv_num(sp ? t.spectral.alpha : nan) << ',' << csv_num(sp ? t.spectral.stable_rank : nan) << ','
-        << csv_num(sp ? t.spectral.effective_rank : nan) << '\n';
-  }
-  return out.str();
+  std::string out = csv_header<TensorDescription>(description_blocks());
+  for (const auto& t : rows) out += csv_row(t, description_blocks());
+  return out;
 }
 
 void write_text_atomic(const std::string& path, const std::string& text) {

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <limits>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <catch2/catch.hpp>
@@ -52,6 +53,19 @@ TEST_CASE("a record's field list drives its keys and its JSON", "[common][fields
           std::vector<std::string>{"name", "value", "flag", "shape", "counts", "inner", "later"});
     CHECK(metaprobe::is_record<Sample>::value);
     CHECK_FALSE(metaprobe::is_record<double>::value);
+  }
+  SECTION("paths name a nested record's leaves as key.subkey") {
+    CHECK(metaprobe::record_field_paths<Sample>() ==
+          std::vector<std::string>{"name", "value", "flag", "shape", "counts", "inner.count", "later"});
+  }
+  SECTION("visit_field finds a field by its key, and says when there is none") {
+    int64_t seen = -1;
+    auto take = [&](const auto& v) {
+      if constexpr (std::is_same_v<std::decay_t<decltype(v)>, int64_t>) seen = v;
+    };
+    CHECK(metaprobe::visit_field(s, "counts", take));
+    CHECK(seen == 7);
+    CHECK_FALSE(metaprobe::visit_field(s, "count", take));
   }
   SECTION("writing turns non-finite numbers into null and nests records") {
     const nlohmann::json j = record_to_json(s);

@@ -5,6 +5,7 @@
 // params module (common/record_json.hpp), the Python dicts of the bindings and the column lists Python reads
 // (record_field_names) are all written on top of it, so a new field is one struct member plus one entry.
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -42,6 +43,37 @@ std::vector<std::string> record_field_names() {
   std::vector<std::string> names;
   for_each_field(r, [&](const char* key, const auto&, FieldPresence) { names.emplace_back(key); });
   return names;
+}
+
+/// The keys of a METAPROBE_RECORD type with a nested record's keys as "key.subkey" (its leaves), in
+/// declaration order: the paths of options and the flat names Python builds from them.
+template <class T>
+std::vector<std::string> record_field_paths() {
+  const T r{};
+  std::vector<std::string> paths;
+  for_each_field(r, [&](const char* key, const auto& v, FieldPresence) {
+    using V = std::decay_t<decltype(v)>;
+    if constexpr (is_record<V>::value) {
+      for (const auto& sub : record_field_paths<V>()) paths.push_back(std::string(key) + "." + sub);
+    } else {
+      paths.emplace_back(key);
+    }
+  });
+  return paths;
+}
+
+/// Calls f(member) for the field of r's list whose key is `key` (f must accept every field type of the
+/// list); false when the list has no such key.
+template <class T, class F>
+bool visit_field(const T& r, std::string_view key, F&& f) {
+  bool found = false;
+  for_each_field(r, [&](const char* k, const auto& v, FieldPresence) {
+    if (!found && key == k) {
+      found = true;
+      f(v);
+    }
+  });
+  return found;
 }
 
 }  // namespace metaprobe

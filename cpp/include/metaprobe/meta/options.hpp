@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <metaprobe/common/enum_names.hpp>
+#include <metaprobe/common/fields.hpp>
 
 #include <metaprobe/meta/logit_source.hpp>
 #include <metaprobe/params/tensor_stats.hpp>
@@ -101,6 +102,28 @@ struct RunOptions {
   /// The cells the derived metrics treat as the training target.
   std::vector<probes::Cell> resolved_target_cells() const;
 };
+// Note [one declaration per option]: this list is the options' only other statement. options_to_json and
+// options_from_json (every key, its JSON kind, the error path "options.prompt.k: ..."), default_options and
+// Python's MetaOptions (its field names: a nested key joined with "_", e.g. prompt_template; its defaults:
+// RunOptions{}) are derived from it; `progress` is not an option of the file form. Adding an option: a member
+// with its default above, one entry here, a line in docs/meta.md (and a rule in validate() if it has one).
+#define METAPROBE_RUN_OPTIONS_FIELDS(X, LATER)                                                                 \
+  X("reference", reference) X("behaviour", behaviour) X("prompt", prompt) X("choice_mode", choice_mode)         \
+  X("choice_delimiter", choice_delimiter) X("choice_norm", choice_norm) X("max_new_tokens", max_new_tokens)     \
+  X("stop", stop) X("z", z) X("do_sample", do_sample) X("temperature", temperature) X("top_p", top_p)           \
+  X("top_k", top_k) X("n_samples", n_samples) X("seed", seed) X("eos_ids", eos_ids)                           \
+  X("prompt_format", prompt_format) X("system_prompt", system_prompt) X("think_open", think_open)               \
+  X("think_close", think_close) X("divergence", divergence) X("divergence_on", divergence_on)                   \
+  X("divergence_temperature", divergence_temperature) X("solution_separator", solution_separator)               \
+  X("reference_mode", reference_mode) X("cache_k", cache_k) X("js_threshold", js_threshold)                     \
+  X("position_bins", position_bins) X("sampled_estimator", sampled_estimator)                                   \
+  X("huan_skip_first_token", huan_skip_first_token) X("parameters", parameters) X("update_atol", update.atol)   \
+  X("update_eta", update.eta) X("update_emulate_bf16", update_emulate_bf16)                                     \
+  X("update_nonfinite", update_nonfinite) X("target_cells", target_cells) X("target_domain", target_domain)     \
+  X("collapse_delta", collapse_delta) X("razor_metric", razor_metric)                                           \
+  X("razor_include_reference", razor_include_reference) X("batch_size", batch_size)                             \
+  X("batch_tokens", batch_tokens) X("score_rows", score_rows) X("vocab_size", vocab_size)
+METAPROBE_RECORD(RunOptions, METAPROBE_RUN_OPTIONS_FIELDS)
 
 /// "generate" / "loglikelihood".
 inline std::string to_string(ChoiceMode mode) { return std::string(enum_name(mode)); }
@@ -111,10 +134,13 @@ inline ChoiceMode parse_choice_mode(const std::string& name) { return parse_enum
 /// Parses a reference mode; throws InvalidArgument naming the value.
 inline ReferenceMode parse_reference_mode(const std::string& name) { return parse_enum<ReferenceMode>(name); }
 
-/// The options as JSON (every field but progress).
+/// The options as JSON, one key per entry of METAPROBE_RUN_OPTIONS_FIELDS ("prompt" an object).
 nlohmann::json options_to_json(const RunOptions& options);
-/// Options from JSON: absent keys keep their defaults; an unknown key or a bad value throws InvalidArgument.
+/// Options from JSON: absent keys keep their defaults; an unknown key (also inside "prompt") or a value of the
+/// wrong kind throws InvalidArgument naming its path ("options.prompt.k: got ..."); then validate().
 RunOptions options_from_json(const nlohmann::json& j);
+/// The option paths in list order, a nested record's as "prompt.template" (what Python derives MetaOptions from).
+std::vector<std::string> option_paths();
 
 /// The razor metric names accepted by RunOptions::razor_metric.
 std::vector<std::string> razor_metric_names();

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include <metaprobe/common/fields.hpp>
 #include <metaprobe/probes/item.hpp>
 
 namespace metaprobe::probes {
@@ -15,6 +16,9 @@ struct PromptOptions {
   int k = 3;          ///< few_shot: number of examples
   uint64_t seed = 0;  ///< few_shot: which examples are drawn
 };
+// The serialised fields (the run options' "prompt" object: template, k, seed).
+#define METAPROBE_PROMPT_OPTIONS_FIELDS(X, LATER) X("template", template_name) X("k", k) X("seed", seed)
+METAPROBE_RECORD(PromptOptions, METAPROBE_PROMPT_OPTIONS_FIELDS)
 
 /// The template names, in documentation order.
 std::vector<std::string> template_names();
