@@ -6,6 +6,7 @@
 #include <metaprobe/divergence/sharded.hpp>
 
 #include "binding.hpp"
+#include "options.hpp"
 
 namespace metaprobe::bindings {
 namespace {
@@ -43,28 +44,48 @@ sharded::Globals make_globals(const at::Tensor& max, const at::Tensor& sumexp, c
 
 }  // namespace
 
+/// DivergenceOptions::metrics: None (every metric), one name, or a list of names; read back as the list of names.
+template <>
+struct OptionField<MetricSet> {
+  static MetricSet from_py(py::handle h, const std::string& where) {
+    if (h.is_none()) return MetricSet::all();
+    if (py::isinstance<py::str>(h)) return MetricSet::parse({h.cast<std::string>()});
+    try {
+      return MetricSet::parse(h.cast<std::vector<std::string>>());
+    } catch (const py::cast_error&) {
+      throw InvalidArgument(where + ": got " + py_repr(h) + ", expected None, a metric name or a list of names");
+    }
+  }
+  static py::object to_py(MetricSet set) {
+    py::list names;
+    for (Metric m : kAllMetrics) {
+      if (set.has(m)) names.append(py::str(std::string(to_string(m))));
+    }
+    return std::move(names);
+  }
+};
+
 void bind_divergence(py::module_& m) {
   using namespace pybind11::literals;
   py::list names;
   for (const auto& n : enum_names<Metric>()) names.append(n);
   m.attr("DIVERGENCE_METRICS") = names;
 
+  bind_options<DivergenceOptions>(m, "DivergenceOptions",
+                                  "Options of divergence(): metrics (names; None = all), reduction, base, "
+                                  "temperature, beta, mask, targets, ignore_index, backend (docs/divergence.md).");
+
   m.def(
       "divergence",
-      [](const at::Tensor& p, const at::Tensor& q, std::optional<at::Tensor> mask, std::optional<at::Tensor> targets,
-         double temperature, std::optional<std::vector<std::string>> metrics, const std::string& reduction,
-         const std::string& base, double beta, std::int64_t ignore_index, const std::string& backend) {
+      [](const at::Tensor& p, const at::Tensor& q, const DivergenceOptions& options) {
         DivergenceResult r;
         {
           py::gil_scoped_release release;
-          r = divergence(p, q,
-                         make_options(mask, targets, temperature, metrics, reduction, base, beta, ignore_index, backend));
+          r = divergence(p, q, options);
         }
         return to_dict(r);
       },
-      "p"_a, "q"_a, "mask"_a = py::none(), "targets"_a = py::none(), "temperature"_a = 1.0,
-      "metrics"_a = py::none(), "reduction"_a = "none", "base"_a = "e", "beta"_a = 0.5, "ignore_index"_a = -100,
-      "backend"_a = "auto", "Per-position divergence metrics; returns {metric: float64 tensor, 'count': int}.");
+      "p"_a, "q"_a, "options"_a, "Per-position divergence metrics; returns {metric: float64 tensor, 'count': int}.");
 
   m.def(
       "shard_local_maxima",

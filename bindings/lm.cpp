@@ -11,49 +11,32 @@
 #include <optional>
 
 #include "binding.hpp"
+#include "options.hpp"
 
 namespace metaprobe::bindings {
 namespace {
 
 using namespace metaprobe::lm;
 
-OptimizerOptions optimizer(double lr, double weight_decay, int64_t warmup, double min_lr_ratio,
-                           double max_grad_norm, double beta1, double beta2, double eps) {
-  OptimizerOptions o;
-  o.lr = lr;
-  o.weight_decay = weight_decay;
-  o.warmup = warmup;
-  o.min_lr_ratio = min_lr_ratio;
-  o.max_grad_norm = max_grad_norm;
-  o.beta1 = beta1;
-  o.beta2 = beta2;
-  o.eps = eps;
-  return o;
+// Wraps a Python on_step callable (or None) as the C++ callback of a trainer: the record goes to Python as a dict
+// of the step's fields, with the GIL re-acquired; a falsy return value other than None stops training.
+template <class Step>
+std::function<bool(const Step&)> step_callback(const py::object& on_step) {
+  if (on_step.is_none()) return {};
+  // on_step outlives the call; the callback touches it only with the GIL held.
+  return [&on_step](const Step& s) {
+    py::gil_scoped_acquire gil;
+    py::object r = on_step(options_dict(s));
+    return r.is_none() || r.cast<bool>();
+  };
 }
 
-py::dict sft_step_dict(const SftStep& s) {
-  py::dict d;
-  d["step"] = s.step;
-  d["loss"] = s.loss;
-  d["lr"] = s.lr;
-  d["grad_norm"] = s.grad_norm;
-  d["tokens"] = s.tokens;
-  return d;
-}
-
-py::dict grpo_step_dict(const GrpoStep& s) {
-  py::dict d;
-  d["step"] = s.step;
-  d["mean_reward"] = s.mean_reward;
-  d["reward_std"] = s.reward_std;
-  d["loss"] = s.loss;
-  d["kl"] = s.kl;
-  d["clip_fraction"] = s.clip_fraction;
-  d["mean_completion_tokens"] = s.mean_completion_tokens;
-  d["zero_advantage_groups"] = s.zero_advantage_groups;
-  d["lr"] = s.lr;
-  d["prompt_indices"] = py::cast(s.prompt_indices);
-  return d;
+// The steps of a training result as a list of dicts.
+template <class Step>
+py::list step_dicts(const std::vector<Step>& steps) {
+  py::list out;
+  for (const auto& s : steps) out.append(options_dict(s));
+  return out;
 }
 
 }  // namespace
@@ -151,85 +134,47 @@ void bind_lm(py::module_& m) {
   lm.attr("CONFIG_METADATA_KEY") = kConfigMetadataKey;
   lm.attr("PADDING_SIDES") = enum_names_tuple<PaddingSide>();
 
+  bind_options<OptimizerOptions>(lm, "OptimizerOptions",
+                                  "AdamW and its schedule: linear warm-up over `warmup` steps, then cosine decay "
+                                  "from lr to lr * min_lr_ratio.")
+      .def("validate", [](const OptimizerOptions& o) { validate(o); }, "InvalidArgumentError naming a bad field.");
+  bind_options<SftOptions>(lm, "SftOptions", "Options of sft_train (docs/lm.md, \"SFT\").")
+      .def("validate", [](const SftOptions& o) { validate(o); }, "InvalidArgumentError naming a bad field.");
+  bind_options<GrpoOptions>(lm, "GrpoOptions", "Options of grpo_train (docs/lm.md, \"GRPO\").")
+      .def("validate", [](const GrpoOptions& o) { validate(o); }, "InvalidArgumentError naming a bad field.");
+  bind_options<GenerateOptions>(lm, "GenerateOptions", "Options of generate (docs/lm.md, \"Generation\").")
+      .def("validate", [](const GenerateOptions& o) { validate(o); }, "InvalidArgumentError naming a bad field.");
+
   lm.def(
       "generate",
-      [](const TinyTransformer& model, const std::vector<std::string>& prompts, int64_t max_new_tokens,
-         double temperature, int64_t top_k, const std::vector<std::string>& stop, bool stop_at_eos, uint64_t seed,
-         int64_t batch_size) {
-        GenerateOptions o;
-        o.max_new_tokens = max_new_tokens;
-        o.temperature = temperature;
-        o.top_k = top_k;
-        o.stop = stop;
-        o.stop_at_eos = stop_at_eos;
-        o.seed = seed;
-        o.batch_size = batch_size;
-        return generate(model, CharTokenizer{}, prompts, o);
+      [](const TinyTransformer& model, const std::vector<std::string>& prompts, const GenerateOptions& options) {
+        return generate(model, CharTokenizer{}, prompts, options);
       },
-      py::arg("model"), py::arg("prompts"), py::arg("max_new_tokens"), py::arg("temperature"), py::arg("top_k"),
-      py::arg("stop"), py::arg("stop_at_eos"), py::arg("seed"), py::arg("batch_size"),
-      py::call_guard<py::gil_scoped_release>());
+      py::arg("model"), py::arg("prompts"), py::arg("options"), py::call_guard<py::gil_scoped_release>(),
+      "Completes each prompt (BOS prepended): one Generation per prompt.");
 
   lm.def(
       "sft_train",
-      [](TinyTransformer& model, const std::vector<std::pair<std::string, std::string>>& examples, int64_t steps,
-         int64_t batch_size, double lr, double weight_decay, int64_t warmup, double min_lr_ratio,
-         double max_grad_norm, double beta1, double beta2, double eps, uint64_t seed, const std::string& loss_on,
-         bool truncate, py::object on_step) {
-        SftOptions o;
-        o.steps = steps;
-        o.batch_size = batch_size;
-        o.optimizer = optimizer(lr, weight_decay, warmup, min_lr_ratio, max_grad_norm, beta1, beta2, eps);
-        o.seed = seed;
-        o.loss_on = parse_loss_on(loss_on);
-        o.truncate = truncate;
+      [](TinyTransformer& model, const std::vector<std::pair<std::string, std::string>>& examples,
+         const SftOptions& options, const py::object& on_step) {
         std::vector<SftExample> ex;
         ex.reserve(examples.size());
         for (const auto& [p, c] : examples) ex.push_back({p, c});
-        SftCallback cb;
-        if (!on_step.is_none()) {
-          // on_step outlives the call; the callback touches it only with the GIL held.
-          cb = [&on_step](const SftStep& s) {
-            py::gil_scoped_acquire gil;
-            py::object r = on_step(sft_step_dict(s));
-            return r.is_none() || r.cast<bool>();
-          };
-        }
+        const SftCallback cb = step_callback<SftStep>(on_step);
         SftResult result;
         {
           py::gil_scoped_release release;
-          result = sft_train(model, ex, o, cb);
+          result = sft_train(model, ex, options, cb);
         }
-        py::list steps_out;
-        for (const auto& s : result.steps) steps_out.append(sft_step_dict(s));
-        return steps_out;
+        return step_dicts(result.steps);
       },
-      py::arg("model"), py::arg("examples"), py::arg("steps"), py::arg("batch_size"), py::arg("lr"),
-      py::arg("weight_decay"), py::arg("warmup"), py::arg("min_lr_ratio"), py::arg("max_grad_norm"),
-      py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("seed"), py::arg("loss_on"), py::arg("truncate"),
-      py::arg("on_step"));
+      py::arg("model"), py::arg("examples"), py::arg("options"), py::arg("on_step") = py::none(),
+      "Trains in place on (prompt, completion) pairs; returns the step records (dicts of SftStep's fields).");
 
   lm.def(
       "grpo_train",
-      [](TinyTransformer& model, const std::vector<std::string>& prompts, py::object reward_fn, int64_t steps,
-         int64_t prompts_per_step, int64_t group_size, double lr, double weight_decay, int64_t warmup,
-         double min_lr_ratio, double max_grad_norm, double beta1, double beta2, double eps, double temperature,
-         int64_t top_k, int64_t max_new_tokens, const std::vector<std::string>& stop, double clip_eps,
-         double kl_coef, int64_t inner_steps, double adv_eps, uint64_t seed, py::object on_step) {
-        GrpoOptions o;
-        o.steps = steps;
-        o.prompts_per_step = prompts_per_step;
-        o.group_size = group_size;
-        o.optimizer = optimizer(lr, weight_decay, warmup, min_lr_ratio, max_grad_norm, beta1, beta2, eps);
-        o.temperature = temperature;
-        o.top_k = top_k;
-        o.max_new_tokens = max_new_tokens;
-        o.stop = stop;
-        o.clip_eps = clip_eps;
-        o.kl_coef = kl_coef;
-        o.inner_steps = inner_steps;
-        o.adv_eps = adv_eps;
-        o.seed = seed;
+      [](TinyTransformer& model, const std::vector<std::string>& prompts, const py::object& reward_fn,
+         const GrpoOptions& options, const py::object& on_step) {
         if (!PyCallable_Check(reward_fn.ptr())) {
           throw InvalidArgument("reward_fn: expected a callable (completion: str, prompt_index: int) -> float, got " +
                                 py::repr(reward_fn).cast<std::string>());
@@ -244,28 +189,17 @@ void bind_lm(py::module_& m) {
                                   ", expected a float");
           }
         };
-        GrpoCallback cb;
-        if (!on_step.is_none()) {
-          cb = [&on_step](const GrpoStep& s) {
-            py::gil_scoped_acquire gil;
-            py::object r = on_step(grpo_step_dict(s));
-            return r.is_none() || r.cast<bool>();
-          };
-        }
+        const GrpoCallback cb = step_callback<GrpoStep>(on_step);
         GrpoResult result;
         {
           py::gil_scoped_release release;
-          result = grpo_train(model, prompts, reward, o, cb);
+          result = grpo_train(model, prompts, reward, options, cb);
         }
-        py::list steps_out;
-        for (const auto& s : result.steps) steps_out.append(grpo_step_dict(s));
-        return steps_out;
+        return step_dicts(result.steps);
       },
-      py::arg("model"), py::arg("prompts"), py::arg("reward_fn"), py::arg("steps"), py::arg("prompts_per_step"),
-      py::arg("group_size"), py::arg("lr"), py::arg("weight_decay"), py::arg("warmup"), py::arg("min_lr_ratio"),
-      py::arg("max_grad_norm"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("temperature"),
-      py::arg("top_k"), py::arg("max_new_tokens"), py::arg("stop"), py::arg("clip_eps"), py::arg("kl_coef"),
-      py::arg("inner_steps"), py::arg("adv_eps"), py::arg("seed"), py::arg("on_step"));
+      py::arg("model"), py::arg("prompts"), py::arg("reward_fn"), py::arg("options"),
+      py::arg("on_step") = py::none(),
+      "Trains in place with GRPO; returns the step records (dicts of GrpoStep's fields).");
 }
 
 }  // namespace metaprobe::bindings

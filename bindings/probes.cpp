@@ -8,6 +8,8 @@
 #include <metaprobe/probes/suite.hpp>
 
 #include "binding.hpp"
+#include "options.hpp"
+#include "records.hpp"
 
 namespace metaprobe::bindings {
 namespace {
@@ -89,6 +91,45 @@ std::vector<Item> items_from(const py::iterable& items) {
   return out;
 }
 
+}  // namespace
+
+/// Item::meta and Item::extra: a JSON object as a dict (the converter of the Item.meta property).
+template <>
+struct OptionField<json> {
+  static json from_py(py::handle h, const std::string& where) { return object_from_py(h, where.c_str()); }
+  static py::object to_py(const json& j) { return metaprobe::bindings::to_py(j); }
+};
+
+namespace {
+
+// The items of a Python sequence of Item objects, by pointer (no copies); another element is an InvalidArgument.
+std::vector<const Item*> item_pointers(const py::sequence& items) {
+  std::vector<const Item*> out;
+  out.reserve(items.size());
+  for (size_t k = 0; k < items.size(); ++k) {
+    py::handle h = items[k];
+    if (!py::isinstance<Item>(h)) {
+      throw InvalidArgument("items[" + std::to_string(k) + "]: got a " +
+                            py::str(h.get_type().attr("__name__")).cast<std::string>() + ", expected a metaprobe Item");
+    }
+    out.push_back(h.cast<const Item*>());
+  }
+  return out;
+}
+
+// One list per Item field (ITEM_FIELDS order), each value converted once from the C++ field.
+py::dict item_columns(const std::vector<const Item*>& items) {
+  py::dict columns;
+  const Item probe;
+  for_each_field(probe, [&](const char* key, const auto&, FieldPresence) { columns[py::str(key)] = py::list(); });
+  for (const Item* it : items) {
+    for_each_field(*it, [&](const char* key, const auto& v, FieldPresence) {
+      columns[py::str(key)].cast<py::list>().append(OptionField<std::decay_t<decltype(v)>>::to_py(v));
+    });
+  }
+  return columns;
+}
+
 // "varied" / "canonical" and a NoOp share as the C++ surface options.
 SurfaceOptions surface_options(const std::string& phrasing, double noop_share) {
   SurfaceOptions s;
@@ -159,8 +200,16 @@ void bind_probes(py::module_& m) {
         return "Item(id='" + i.id + "', cell='" + to_string(i.cell()) + "', family='" + i.family +
                "', difficulty=" + std::to_string(i.difficulty) + ", answer=" + std::string(py::repr(py::str(i.answer))) + ")";
       })
-      .def(py::pickle([](const Item& i) { return to_jsonl_line(i); },
-                      [](const std::string& s) { return item_from_json(json::parse(s), "pickle"); }));
+      .def(py::pickle([](const Item& i) { return options_dict(i); },
+                      [](const py::dict& state) {
+                        Item item;
+                        for (auto kv : state) set_option_field(item, py::str(kv.first).cast<std::string>(), kv.second, "");
+                        return item;
+                      }));
+  m.attr("ITEM_FIELDS") = field_names_py<Item>();
+  m.def(
+      "_probes_item_columns", [](const py::sequence& items) { return item_columns(item_pointers(items)); },
+      py::arg("items"), "The items as {field: [value per item]} in ITEM_FIELDS order (a DataFrame's columns).");
 
   m.def(
       "_probes_generate",

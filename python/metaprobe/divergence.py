@@ -173,11 +173,11 @@ def divergence(
     tt = _as_tensor(targets, "targets")
     reduction = _checks.string(reduction, "reduction", "'none', 'row' or 'mean'")
     base = _base(base)
-    out = _core.divergence(
-        pt, qt, mask=mt, targets=tt, temperature=_checks.real(temperature, "temperature"),
-        metrics=_metric_names(metrics), reduction=reduction,
-        base=base, beta=_checks.real(beta, "beta"), ignore_index=_ignore_index(ignore_index),
+    options = _core.DivergenceOptions(
+        temperature=_checks.real(temperature, "temperature"), metrics=_metric_names(metrics), reduction=reduction,
+        base=base, beta=_checks.real(beta, "beta"), mask=mt, targets=tt, ignore_index=_ignore_index(ignore_index),
         backend=_checks.string(backend, "backend", "'auto', 'fused' or 'composite'"),
     )
+    out = _core.divergence(pt, qt, options)
     count = out.pop("count")
     return DivergenceResult(out, count, reduction, base)

@@ -31,14 +31,28 @@ _lm = _core.lm
 
 TransformerConfig = _lm.TransformerConfig
 Generation = _lm.Generation
+OptimizerOptions = _lm.OptimizerOptions
+SftOptions = _lm.SftOptions
+GrpoOptions = _lm.GrpoOptions
+GenerateOptions = _lm.GenerateOptions
 CONFIG_METADATA_KEY: str = _lm.CONFIG_METADATA_KEY
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+# The C++ defaults, read from the bound option structs: the keyword defaults of TinyLM.generate/sft/grpo below
+# are these objects' fields, never a second list of numbers.
+_GEN = GenerateOptions()
+_SFT = SftOptions()
+_GRPO = GrpoOptions()
 
 __all__ = [
     "CharTokenizer",
     "TransformerConfig",
     "Generation",
+    "OptimizerOptions",
+    "SftOptions",
+    "GrpoOptions",
+    "GenerateOptions",
     "TinyLM",
     "TrainingHistory",
     "TinyTransformerTorch",
@@ -310,61 +324,78 @@ class TinyLM:
                 f"params={self.num_parameters()})")
 
     # -- generation --------------------------------------------------------------------------------------
-    def generate(self, prompts: Union[str, Sequence[str]], max_new_tokens: int = 64, temperature: float = 0.0,
-                 top_k: int = 0, stop: Optional[Sequence[str]] = None, seed: int = 0, batch_size: int = 64,
-                 stop_at_eos: bool = True) -> List[Generation]:
+    def generate(self, prompts: Union[str, Sequence[str]], max_new_tokens: int = _GEN.max_new_tokens,
+                 temperature: float = _GEN.temperature, top_k: int = _GEN.top_k, stop: Optional[Sequence[str]] = None,
+                 seed: int = _GEN.seed, batch_size: int = _GEN.batch_size,
+                 stop_at_eos: bool = _GEN.stop_at_eos) -> List[Generation]:
         """Completes each prompt (BOS prepended); temperature 0 is greedy.
 
         Returns one :class:`Generation` per prompt: ``completion`` (stop string excluded), ``token_ids``,
         ``logprobs`` (per token, under the sampling distribution) and ``finish_reason``. Row ``i`` draws from
-        its own generator seeded by ``(seed, i)``, so results do not depend on ``batch_size``.
+        its own generator seeded by ``(seed, i)``, so results do not depend on ``batch_size``. The keywords are
+        the fields of :class:`GenerateOptions`.
         """
         if isinstance(prompts, str):
             prompts = [prompts]
-        return _lm.generate(self._model, list(prompts), max_new_tokens, temperature, top_k, list(stop or []),
-                            stop_at_eos, seed, batch_size)
+        options = GenerateOptions(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                                  stop=list(stop or []), stop_at_eos=stop_at_eos, seed=seed, batch_size=batch_size)
+        return _lm.generate(self._model, list(prompts), options)
 
     # -- training ----------------------------------------------------------------------------------------
-    def sft(self, examples: Iterable[Tuple[str, str]], steps: int = 100, batch_size: int = 16, lr: float = 1e-3,
-            weight_decay: float = 0.01, warmup: int = 0, min_lr_ratio: float = 0.1, max_grad_norm: float = 1.0,
-            beta1: float = 0.9, beta2: float = 0.95, eps: float = 1e-8, seed: int = 0, loss_on: str = "completion",
-            truncate: bool = False, on_step: Optional[Callable[[Dict[str, Any]], Any]] = None,
-            progress: bool = False) -> TrainingHistory:
+    def sft(self, examples: Iterable[Tuple[str, str]], steps: int = _SFT.steps, batch_size: int = _SFT.batch_size,
+            lr: float = _SFT.optimizer.lr, weight_decay: float = _SFT.optimizer.weight_decay,
+            warmup: int = _SFT.optimizer.warmup, min_lr_ratio: float = _SFT.optimizer.min_lr_ratio,
+            max_grad_norm: float = _SFT.optimizer.max_grad_norm, beta1: float = _SFT.optimizer.beta1,
+            beta2: float = _SFT.optimizer.beta2, eps: float = _SFT.optimizer.eps, seed: int = _SFT.seed,
+            loss_on: str = _SFT.loss_on, truncate: bool = _SFT.truncate,
+            on_step: Optional[Callable[[Dict[str, Any]], Any]] = None, progress: bool = False) -> TrainingHistory:
         """Supervised fine-tuning in place on ``(prompt, completion)`` pairs with AdamW.
 
         The model reads BOS + prompt + completion + EOS; the loss is the mean next-token cross-entropy over the
         completion and EOS (``loss_on="completion"``) or over every token after BOS (``"all"``). ``on_step``
-        gets each step's record after the update (return False to stop); ``progress`` shows a tqdm bar.
+        gets each step's record after the update (return False to stop); ``progress`` shows a tqdm bar. The
+        keywords are the fields of :class:`SftOptions` (``lr`` ... ``eps`` those of its ``optimizer``).
         """
         pairs = [(str(p), str(c)) for p, c in examples]
+        optimizer = OptimizerOptions(lr=lr, weight_decay=weight_decay, warmup=warmup, min_lr_ratio=min_lr_ratio,
+                                     max_grad_norm=max_grad_norm, beta1=beta1, beta2=beta2, eps=eps)
+        options = SftOptions(steps=steps, batch_size=batch_size, optimizer=optimizer, seed=seed, loss_on=loss_on,
+                             truncate=truncate)
         callback, bar = _progress_callback("sft", steps, progress, on_step)
         try:
-            records = _lm.sft_train(self._model, pairs, steps, batch_size, lr, weight_decay, warmup, min_lr_ratio,
-                                    max_grad_norm, beta1, beta2, eps, seed, loss_on, truncate, callback)
+            records = _lm.sft_train(self._model, pairs, options, callback)
         finally:
             if bar is not None:
                 bar.close()
         return TrainingHistory("sft", list(records))
 
-    def grpo(self, prompts: Sequence[str], reward_fn: Callable[[str, int], float], steps: int = 50,
-             prompts_per_step: int = 4, group_size: int = 8, lr: float = 1e-4, weight_decay: float = 0.0,
-             warmup: int = 0, min_lr_ratio: float = 0.1, max_grad_norm: float = 1.0, beta1: float = 0.9,
-             beta2: float = 0.95, eps: float = 1e-8, temperature: float = 1.0, top_k: int = 0,
-             max_new_tokens: int = 32, stop: Optional[Sequence[str]] = None, clip_eps: float = 0.2,
-             kl_coef: float = 0.0, inner_steps: int = 1, adv_eps: float = 1e-6, seed: int = 0,
+    def grpo(self, prompts: Sequence[str], reward_fn: Callable[[str, int], float], steps: int = _GRPO.steps,
+             prompts_per_step: int = _GRPO.prompts_per_step, group_size: int = _GRPO.group_size,
+             lr: float = _GRPO.optimizer.lr, weight_decay: float = _GRPO.optimizer.weight_decay,
+             warmup: int = _GRPO.optimizer.warmup, min_lr_ratio: float = _GRPO.optimizer.min_lr_ratio,
+             max_grad_norm: float = _GRPO.optimizer.max_grad_norm, beta1: float = _GRPO.optimizer.beta1,
+             beta2: float = _GRPO.optimizer.beta2, eps: float = _GRPO.optimizer.eps,
+             temperature: float = _GRPO.temperature, top_k: int = _GRPO.top_k,
+             max_new_tokens: int = _GRPO.max_new_tokens, stop: Optional[Sequence[str]] = None,
+             clip_eps: float = _GRPO.clip_eps, kl_coef: float = _GRPO.kl_coef, inner_steps: int = _GRPO.inner_steps,
+             adv_eps: float = _GRPO.adv_eps, seed: int = _GRPO.seed,
              on_step: Optional[Callable[[Dict[str, Any]], Any]] = None, progress: bool = False) -> TrainingHistory:
         """GRPO in place: per step, ``group_size`` samples for each of ``prompts_per_step`` prompts, rewards
         ``reward_fn(completion, prompt_index)``, group-relative advantages and a clipped policy-gradient update.
 
         ``kl_coef > 0`` adds the k3 KL estimate to the frozen initial model. ``on_step`` gets each step's record
-        (mean_reward, loss, kl, ...) after the update, e.g. to save checkpoints; return False to stop.
+        (mean_reward, loss, kl, ...) after the update, e.g. to save checkpoints; return False to stop. The
+        keywords are the fields of :class:`GrpoOptions` (``lr`` ... ``eps`` those of its ``optimizer``).
         """
+        optimizer = OptimizerOptions(lr=lr, weight_decay=weight_decay, warmup=warmup, min_lr_ratio=min_lr_ratio,
+                                     max_grad_norm=max_grad_norm, beta1=beta1, beta2=beta2, eps=eps)
+        options = GrpoOptions(steps=steps, prompts_per_step=prompts_per_step, group_size=group_size,
+                              optimizer=optimizer, temperature=temperature, top_k=top_k, max_new_tokens=max_new_tokens,
+                              stop=list(stop or []), clip_eps=clip_eps, kl_coef=kl_coef, inner_steps=inner_steps,
+                              adv_eps=adv_eps, seed=seed)
         callback, bar = _progress_callback("grpo", steps, progress, on_step)
         try:
-            records = _lm.grpo_train(self._model, list(prompts), reward_fn, steps, prompts_per_step, group_size, lr,
-                                     weight_decay, warmup, min_lr_ratio, max_grad_norm, beta1, beta2, eps,
-                                     temperature, top_k, max_new_tokens, list(stop or []), clip_eps, kl_coef,
-                                     inner_steps, adv_eps, seed, callback)
+            records = _lm.grpo_train(self._model, list(prompts), reward_fn, options, callback)
         finally:
             if bar is not None:
                 bar.close()

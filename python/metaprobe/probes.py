@@ -24,6 +24,7 @@ __all__ = [
     "SKILLS",
     "DOMAINS",
     "TEMPLATES",
+    "ITEM_FIELDS",
     "Item",
     "ProbeSet",
     "generate",
@@ -43,6 +44,8 @@ __all__ = [
 SKILLS: tuple[str, ...] = tuple(_core.SKILLS)
 #: The four domains, in grid order (from the C++ name table of ``Domain``).
 DOMAINS: tuple[str, ...] = tuple(_core.DOMAINS)
+#: An item's fields in schema order (the columns of :meth:`ProbeSet.to_pandas`), from the C++ field list of ``Item``.
+ITEM_FIELDS: tuple[str, ...] = tuple(_core.ITEM_FIELDS)
 #: The prompt templates of :meth:`ProbeSet.render`.
 TEMPLATES: tuple[str, ...] = tuple(_core._probes_template_names())
 
@@ -213,14 +216,12 @@ class ProbeSet:
         return [it.to_dict() for it in self._items]
 
     def to_pandas(self) -> "pd.DataFrame":
-        """One row per item; columns are the schema fields (``choices`` a list, ``meta`` a dict) plus
-        ``extra`` for unknown fields."""
+        """One row per item; the columns are the item's fields in schema order (:data:`ITEM_FIELDS`, from the
+        C++ field list: ``choices`` a list, ``meta`` a dict, ``extra`` the unknown JSONL fields), each converted
+        once from the C++ item."""
         import pandas as pd
 
-        cols = ["id", "skill", "domain", "family", "difficulty", "prompt", "answer", "answer_type", "tolerance",
-                "ordered", "choices", "gold_index", "reference_solution", "aliases", "equivalents", "meta", "extra"]
-        rows = [[getattr(it, c) for c in cols] for it in self._items]
-        return pd.DataFrame(rows, columns=cols)
+        return pd.DataFrame(_core._probes_item_columns(self._items), columns=list(ITEM_FIELDS))
 
     def to_jsonl(self, path: str | os.PathLike[str]) -> None:
         """Writes the items as JSONL, atomically (a temporary file beside ``path``, then a rename)."""

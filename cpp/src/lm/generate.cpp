@@ -19,20 +19,6 @@ uint64_t splitmix64(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-void validate(const GenerateOptions& o) {
-  if (o.max_new_tokens < 1) {
-    throw InvalidArgument("max_new_tokens: got " + std::to_string(o.max_new_tokens) + ", expected >= 1");
-  }
-  if (!(o.temperature >= 0.0) || !std::isfinite(o.temperature)) {
-    throw InvalidArgument("temperature: got " + std::to_string(o.temperature) + ", expected a finite value >= 0");
-  }
-  if (o.top_k < 0) throw InvalidArgument("top_k: got " + std::to_string(o.top_k) + ", expected >= 0 (0 = all)");
-  if (o.batch_size < 1) throw InvalidArgument("batch_size: got " + std::to_string(o.batch_size) + ", expected >= 1");
-  for (size_t i = 0; i < o.stop.size(); ++i) {
-    if (o.stop[i].empty()) throw InvalidArgument("stop: string " + std::to_string(i) + " is empty, expected non-empty");
-  }
-}
-
 // Picks the next token of one row from its logits; returns (token, log-prob under the sampling distribution).
 std::pair<int64_t, double> pick(const double* logits, int64_t vocab, const GenerateOptions& o,
                                 at::CPUGeneratorImpl& gen, std::vector<double>& z) {
@@ -69,6 +55,20 @@ std::pair<int64_t, double> pick(const double* logits, int64_t vocab, const Gener
 }
 
 }  // namespace
+
+void validate(const GenerateOptions& o) {
+  if (o.max_new_tokens < 1) {
+    throw InvalidArgument("max_new_tokens: got " + std::to_string(o.max_new_tokens) + ", expected >= 1");
+  }
+  if (!(o.temperature >= 0.0) || !std::isfinite(o.temperature)) {
+    throw InvalidArgument("temperature: got " + std::to_string(o.temperature) + ", expected a finite value >= 0");
+  }
+  if (o.top_k < 0) throw InvalidArgument("top_k: got " + std::to_string(o.top_k) + ", expected >= 0 (0 = all)");
+  if (o.batch_size < 1) throw InvalidArgument("batch_size: got " + std::to_string(o.batch_size) + ", expected >= 1");
+  for (size_t i = 0; i < o.stop.size(); ++i) {
+    if (o.stop[i].empty()) throw InvalidArgument("stop: string " + std::to_string(i) + " is empty, expected non-empty");
+  }
+}
 
 uint64_t row_seed(uint64_t seed, uint64_t row) {
   return splitmix64(splitmix64(seed) ^ splitmix64(row + 0x632BE59BD9B4E019ULL));

@@ -34,21 +34,6 @@ class TrainingScope {
   const TinyTransformer& model_;
 };
 
-void validate(const OptimizerOptions& o, const char* prefix) {
-  auto fail = [&](const char* field, double value, const char* expected) {
-    throw InvalidArgument(std::string(prefix) + "optimizer." + field + ": got " + std::to_string(value) +
-                          ", expected " + expected);
-  };
-  if (!(o.lr > 0.0) || !std::isfinite(o.lr)) fail("lr", o.lr, "a finite value > 0");
-  if (!(o.weight_decay >= 0.0) || !std::isfinite(o.weight_decay)) fail("weight_decay", o.weight_decay, ">= 0");
-  if (!(o.beta1 >= 0.0 && o.beta1 < 1.0)) fail("beta1", o.beta1, "0 <= beta1 < 1");
-  if (!(o.beta2 >= 0.0 && o.beta2 < 1.0)) fail("beta2", o.beta2, "0 <= beta2 < 1");
-  if (!(o.eps > 0.0)) fail("eps", o.eps, "> 0");
-  if (o.warmup < 0) fail("warmup", static_cast<double>(o.warmup), ">= 0");
-  if (!(o.min_lr_ratio >= 0.0 && o.min_lr_ratio <= 1.0)) fail("min_lr_ratio", o.min_lr_ratio, "0 <= ratio <= 1");
-  if (!(o.max_grad_norm >= 0.0) || !std::isfinite(o.max_grad_norm)) fail("max_grad_norm", o.max_grad_norm, ">= 0");
-}
-
 double scheduled_lr(const OptimizerOptions& o, int64_t step, int64_t total) {
   if (step <= o.warmup) return o.lr * static_cast<double>(step) / static_cast<double>(o.warmup);
   const double span = static_cast<double>(std::max<int64_t>(1, total - o.warmup));
@@ -133,14 +118,55 @@ at::Tensor token_logprobs(const at::Tensor& logits, const at::Tensor& targets, d
 
 }  // namespace
 
-SftResult sft_train(TinyTransformer& model, const std::vector<SftExample>& examples, const SftOptions& options,
-                    const SftCallback& on_step) {
-  if (examples.empty()) throw InvalidArgument("examples: expected at least one example, got none");
+void validate(const OptimizerOptions& o) {
+  auto fail = [&](const char* field, double value, const char* expected) {
+    throw InvalidArgument(std::string("optimizer.") + field + ": got " + std::to_string(value) + ", expected " +
+                          expected);
+  };
+  if (!(o.lr > 0.0) || !std::isfinite(o.lr)) fail("lr", o.lr, "a finite value > 0");
+  if (!(o.weight_decay >= 0.0) || !std::isfinite(o.weight_decay)) fail("weight_decay", o.weight_decay, ">= 0");
+  if (!(o.beta1 >= 0.0 && o.beta1 < 1.0)) fail("beta1", o.beta1, "0 <= beta1 < 1");
+  if (!(o.beta2 >= 0.0 && o.beta2 < 1.0)) fail("beta2", o.beta2, "0 <= beta2 < 1");
+  if (!(o.eps > 0.0)) fail("eps", o.eps, "> 0");
+  if (o.warmup < 0) fail("warmup", static_cast<double>(o.warmup), ">= 0");
+  if (!(o.min_lr_ratio >= 0.0 && o.min_lr_ratio <= 1.0)) fail("min_lr_ratio", o.min_lr_ratio, "0 <= ratio <= 1");
+  if (!(o.max_grad_norm >= 0.0) || !std::isfinite(o.max_grad_norm)) fail("max_grad_norm", o.max_grad_norm, ">= 0");
+}
+
+void validate(const SftOptions& options) {
   if (options.steps < 0) throw InvalidArgument("steps: got " + std::to_string(options.steps) + ", expected >= 0");
   if (options.batch_size < 1) {
     throw InvalidArgument("batch_size: got " + std::to_string(options.batch_size) + ", expected >= 1");
   }
-  validate(options.optimizer, "");
+  validate(options.optimizer);
+}
+
+void validate(const GrpoOptions& o) {
+  auto positive = [](const char* field, int64_t v) {
+    if (v < 1) throw InvalidArgument(std::string(field) + ": got " + std::to_string(v) + ", expected >= 1");
+  };
+  if (o.steps < 0) throw InvalidArgument("steps: got " + std::to_string(o.steps) + ", expected >= 0");
+  positive("prompts_per_step", o.prompts_per_step);
+  positive("group_size", o.group_size);
+  positive("max_new_tokens", o.max_new_tokens);
+  positive("inner_steps", o.inner_steps);
+  if (!(o.temperature > 0.0) || !std::isfinite(o.temperature)) {
+    throw InvalidArgument("temperature: got " + std::to_string(o.temperature) + ", expected a finite value > 0");
+  }
+  if (!(o.clip_eps > 0.0 && o.clip_eps < 1.0)) {
+    throw InvalidArgument("clip_eps: got " + std::to_string(o.clip_eps) + ", expected 0 < clip_eps < 1");
+  }
+  if (!(o.kl_coef >= 0.0) || !std::isfinite(o.kl_coef)) {
+    throw InvalidArgument("kl_coef: got " + std::to_string(o.kl_coef) + ", expected a finite value >= 0");
+  }
+  if (!(o.adv_eps > 0.0)) throw InvalidArgument("adv_eps: got " + std::to_string(o.adv_eps) + ", expected > 0");
+  validate(o.optimizer);
+}
+
+SftResult sft_train(TinyTransformer& model, const std::vector<SftExample>& examples, const SftOptions& options,
+                    const SftCallback& on_step) {
+  if (examples.empty()) throw InvalidArgument("examples: expected at least one example, got none");
+  validate(options);
   const CharTokenizer tok;
   const int64_t max_len = model.config().max_len;
   // Each sequence: ids (BOS prompt completion EOS) and the index where the loss starts.
@@ -213,25 +239,7 @@ GrpoResult grpo_train(TinyTransformer& model, const std::vector<std::string>& pr
                       const GrpoOptions& o, const GrpoCallback& on_step) {
   if (prompts.empty()) throw InvalidArgument("prompts: expected at least one prompt, got none");
   if (!reward_fn) throw InvalidArgument("reward_fn: expected a callable, got an empty function");
-  auto positive = [](const char* field, int64_t v) {
-    if (v < 1) throw InvalidArgument(std::string(field) + ": got " + std::to_string(v) + ", expected >= 1");
-  };
-  if (o.steps < 0) throw InvalidArgument("steps: got " + std::to_string(o.steps) + ", expected >= 0");
-  positive("prompts_per_step", o.prompts_per_step);
-  positive("group_size", o.group_size);
-  positive("max_new_tokens", o.max_new_tokens);
-  positive("inner_steps", o.inner_steps);
-  if (!(o.temperature > 0.0) || !std::isfinite(o.temperature)) {
-    throw InvalidArgument("temperature: got " + std::to_string(o.temperature) + ", expected a finite value > 0");
-  }
-  if (!(o.clip_eps > 0.0 && o.clip_eps < 1.0)) {
-    throw InvalidArgument("clip_eps: got " + std::to_string(o.clip_eps) + ", expected 0 < clip_eps < 1");
-  }
-  if (!(o.kl_coef >= 0.0) || !std::isfinite(o.kl_coef)) {
-    throw InvalidArgument("kl_coef: got " + std::to_string(o.kl_coef) + ", expected a finite value >= 0");
-  }
-  if (!(o.adv_eps > 0.0)) throw InvalidArgument("adv_eps: got " + std::to_string(o.adv_eps) + ", expected > 0");
-  validate(o.optimizer, "");
+  validate(o);
   GenerateOptions gen;
   gen.max_new_tokens = o.max_new_tokens;
   gen.temperature = o.temperature;

@@ -117,6 +117,48 @@ TEST_CASE("sft_train rejects bad inputs") {
   }
 }
 
+TEST_CASE("the option validators name the first bad field and accept the defaults") {
+  SECTION("defaults are valid") {
+    REQUIRE_NOTHROW(validate(OptimizerOptions{}));
+    REQUIRE_NOTHROW(validate(SftOptions{}));
+    REQUIRE_NOTHROW(validate(GrpoOptions{}));
+    REQUIRE_NOTHROW(validate(GenerateOptions{}));
+  }
+  SECTION("SftOptions: steps, batch_size, then the optimizer's fields") {
+    SftOptions o;
+    o.steps = -1;
+    o.batch_size = 0;
+    REQUIRE_THROWS_AS(validate(o), InvalidArgument);
+    REQUIRE_THROWS_WITH(validate(o), "steps: got -1, expected >= 0");
+    o.steps = 1;
+    REQUIRE_THROWS_WITH(validate(o), "batch_size: got 0, expected >= 1");
+    o.batch_size = 1;
+    o.optimizer.beta2 = 1.0;
+    REQUIRE_THROWS_WITH(validate(o), "optimizer.beta2: got 1.000000, expected 0 <= beta2 < 1");
+  }
+  SECTION("GrpoOptions: the counts, then clip_eps, then the optimizer's fields") {
+    GrpoOptions o;
+    o.group_size = 0;
+    REQUIRE_THROWS_WITH(validate(o), "group_size: got 0, expected >= 1");
+    o.group_size = 2;
+    o.clip_eps = 1.0;
+    REQUIRE_THROWS_WITH(validate(o), "clip_eps: got 1.000000, expected 0 < clip_eps < 1");
+    o.clip_eps = 0.2;
+    o.optimizer.warmup = -2;
+    REQUIRE_THROWS_WITH(validate(o), "optimizer.warmup: got -2.000000, expected >= 0");
+  }
+  SECTION("GenerateOptions: an empty stop string") {
+    GenerateOptions o;
+    o.stop = {"\n", ""};
+    REQUIRE_THROWS_WITH(validate(o), "stop: string 1 is empty, expected non-empty");
+  }
+  SECTION("GrpoOptions' own optimizer defaults differ from OptimizerOptions'") {
+    REQUIRE(GrpoOptions{}.optimizer.lr == 1e-4);
+    REQUIRE(GrpoOptions{}.optimizer.weight_decay == 0.0);
+    REQUIRE(OptimizerOptions{}.weight_decay == 0.01);
+  }
+}
+
 TEST_CASE("grpo_train raises the reward on a verifiable toy task") {
   // Task: "x=D:" -> "D". A short SFT on random digits teaches the format (reward ~ 1/10), then GRPO with reward
   // 1 for the right digit must lift the mean reward well above its start.

@@ -10,6 +10,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <metaprobe/common/enum_names.hpp>
+#include <metaprobe/common/fields.hpp>
 
 namespace metaprobe {
 
@@ -109,6 +110,10 @@ struct DivergenceOptions {
   std::int64_t ignore_index = -100;    ///< positions whose target equals this are skipped entirely
   Backend backend = Backend::automatic;
 };
+#define METAPROBE_DIVERGENCE_OPTIONS_FIELDS(X, LATER)                                                        \
+  X("temperature", temperature) X("metrics", metrics) X("reduction", reduction) X("base", base) X("beta", beta) \
+  X("mask", mask) X("targets", targets) X("ignore_index", ignore_index) X("backend", backend)
+METAPROBE_RECORD(DivergenceOptions, METAPROBE_DIVERGENCE_OPTIONS_FIELDS)
 
 /// One float64 tensor per metric (undefined when not computed), plus the number of positions used.
 /// Under Reduction::none a skipped (masked or ignored) position holds NaN.

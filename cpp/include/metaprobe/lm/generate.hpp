@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include <metaprobe/common/fields.hpp>
 #include <metaprobe/lm/tokenizer.hpp>
 #include <metaprobe/lm/transformer.hpp>
 
@@ -19,6 +20,14 @@ struct GenerateOptions {
   uint64_t seed = 0;
   int64_t batch_size = 64;          // rows per forward pass (results do not depend on it)
 };
+#define METAPROBE_GENERATE_OPTIONS_FIELDS(X, LATER)                                                             \
+  X("max_new_tokens", max_new_tokens) X("temperature", temperature) X("top_k", top_k) X("stop", stop)          \
+  X("stop_at_eos", stop_at_eos) X("seed", seed) X("batch_size", batch_size)
+METAPROBE_RECORD(GenerateOptions, METAPROBE_GENERATE_OPTIONS_FIELDS)
+
+/// Throws InvalidArgument naming the first bad field (max_new_tokens < 1, temperature < 0, top_k < 0,
+/// batch_size < 1, an empty stop string); generate() calls it.
+void validate(const GenerateOptions& options);
 
 /// One completion. token_ids are what the model emitted (including a final stop/EOS token); logprobs[i] is
 /// log π(token_ids[i]) under the sampling distribution (softmax of logits/temperature after top-k; raw logits

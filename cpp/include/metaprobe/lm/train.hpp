@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <metaprobe/common/enum_names.hpp>
+#include <metaprobe/common/fields.hpp>
 #include <metaprobe/lm/transformer.hpp>
 
 namespace metaprobe::lm {
@@ -26,6 +27,13 @@ struct OptimizerOptions {
   double min_lr_ratio = 0.1;
   double max_grad_norm = 1.0;   // global L2 clip; 0 disables
 };
+#define METAPROBE_OPTIMIZER_OPTIONS_FIELDS(X, LATER)                                                            \
+  X("lr", lr) X("weight_decay", weight_decay) X("beta1", beta1) X("beta2", beta2) X("eps", eps)                \
+  X("warmup", warmup) X("min_lr_ratio", min_lr_ratio) X("max_grad_norm", max_grad_norm)
+METAPROBE_RECORD(OptimizerOptions, METAPROBE_OPTIMIZER_OPTIONS_FIELDS)
+
+/// Throws InvalidArgument naming the first bad field ("optimizer.lr: got -1.000000, expected a finite value > 0").
+void validate(const OptimizerOptions& options);
 
 /// Which tokens carry the SFT loss.
 enum class LossOn { completion, all };
@@ -50,6 +58,13 @@ struct SftOptions {
   LossOn loss_on = LossOn::completion;  // completion: the completion and EOS; all: every token after BOS
   bool truncate = false;             // cut sequences to max_len instead of throwing
 };
+#define METAPROBE_SFT_OPTIONS_FIELDS(X, LATER)                                                                  \
+  X("steps", steps) X("batch_size", batch_size) X("optimizer", optimizer) X("seed", seed)                      \
+  X("loss_on", loss_on) X("truncate", truncate)
+METAPROBE_RECORD(SftOptions, METAPROBE_SFT_OPTIONS_FIELDS)
+
+/// Throws InvalidArgument naming the first bad field (steps, batch_size, then the optimizer's); sft_train calls it.
+void validate(const SftOptions& options);
 
 struct SftStep {
   int64_t step = 0;          // 1-based
@@ -58,6 +73,9 @@ struct SftStep {
   double grad_norm = 0.0;    // before clipping
   int64_t tokens = 0;        // loss tokens in the batch
 };
+#define METAPROBE_SFT_STEP_FIELDS(X, LATER) \
+  X("step", step) X("loss", loss) X("lr", lr) X("grad_norm", grad_norm) X("tokens", tokens)
+METAPROBE_RECORD(SftStep, METAPROBE_SFT_STEP_FIELDS)
 
 struct SftResult {
   std::vector<double> losses;   // one per step run
@@ -90,6 +108,16 @@ struct GrpoOptions {
   double adv_eps = 1e-6;             // advantage = (r - mean) / (std + adv_eps), std over the group (population)
   uint64_t seed = 0;
 };
+#define METAPROBE_GRPO_OPTIONS_FIELDS(X, LATER)                                                                 \
+  X("steps", steps) X("prompts_per_step", prompts_per_step) X("group_size", group_size)                        \
+  X("optimizer", optimizer) X("temperature", temperature) X("top_k", top_k) X("max_new_tokens", max_new_tokens) \
+  X("stop", stop) X("clip_eps", clip_eps) X("kl_coef", kl_coef) X("inner_steps", inner_steps)                  \
+  X("adv_eps", adv_eps) X("seed", seed)
+METAPROBE_RECORD(GrpoOptions, METAPROBE_GRPO_OPTIONS_FIELDS)
+
+/// Throws InvalidArgument naming the first bad field (steps, the counts, temperature, clip_eps, kl_coef, adv_eps,
+/// then the optimizer's); grpo_train calls it.
+void validate(const GrpoOptions& options);
 
 struct GrpoStep {
   int64_t step = 0;               // 1-based
@@ -103,6 +131,11 @@ struct GrpoStep {
   double lr = 0.0;
   std::vector<int64_t> prompt_indices;
 };
+#define METAPROBE_GRPO_STEP_FIELDS(X, LATER)                                                                    \
+  X("step", step) X("mean_reward", mean_reward) X("reward_std", reward_std) X("loss", loss) X("kl", kl)        \
+  X("clip_fraction", clip_fraction) X("mean_completion_tokens", mean_completion_tokens)                        \
+  X("zero_advantage_groups", zero_advantage_groups) X("lr", lr) X("prompt_indices", prompt_indices)
+METAPROBE_RECORD(GrpoStep, METAPROBE_GRPO_STEP_FIELDS)
 
 struct GrpoResult {
   std::vector<double> mean_rewards;  // one per step run

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <metaprobe/common/fields.hpp>
 #include <metaprobe/probes/taxonomy.hpp>
 
 namespace metaprobe::probes {
@@ -51,5 +52,14 @@ struct Item {
 
   Cell cell() const { return {skill, domain}; }
 };
+/// Item's fields in schema order (the JSONL keys; the columns of ProbeSet.to_pandas). jsonl.cpp reads and writes
+/// the JSONL form itself (it omits defaults and merges `extra`); this list drives the bindings' field access.
+#define METAPROBE_ITEM_FIELDS(X, LATER)                                                                         \
+  X("id", id) X("skill", skill) X("domain", domain) X("family", family) X("difficulty", difficulty)              \
+  X("prompt", prompt) X("answer", answer) X("answer_type", answer_type) X("tolerance", tolerance)                \
+  X("ordered", ordered) X("choices", choices) X("gold_index", gold_index)                                         \
+  X("reference_solution", reference_solution) X("aliases", aliases) X("equivalents", equivalents)                \
+  X("phrasing", phrasing) X("noop", noop) X("meta", meta) X("extra", extra)
+METAPROBE_RECORD(Item, METAPROBE_ITEM_FIELDS)
 
 }  // namespace metaprobe::probes
