@@ -285,11 +285,13 @@ Moments finish_block(double* buf, int64_t n, const BlockSums& b, Moments m) {
 // goes through the same lanes and order of operations, so a bf16 or f16 block equals the same values as
 // float32 bit for bit. A block holding NaN or ±inf (its S_1 is not finite) has its finite values compacted
 // into a float buffer and swept again.
-// Registers: AVX2 has 16. Two accumulators per sum (one per half of the eight values) plus min, max, zeros and
-// the constants need more; the compiler kept two of them on the stack, and every step waited on a store and a
-// reload. Now s1, s2 and Σ|x| take the two halves one after the other in one accumulator (two adds per step
-// on the loop-carried chain, no longer than the step's own work), and only s3 and s4 keep two: 1.33× the
-// old sweep's rate (bench/params.py, tensor_stats).
+// Registers: AVX2 has 16 ymm registers. Min, max, zeros and the five sums are eight accumulators; with the
+// constants and a step's temporaries that leaves none spare, and an accumulator that does not fit is kept on
+// the stack, so every step waits on a store and a reload of it (seen in objdump: first two sums, then after
+// giving s1, s2, Σ|x| one accumulator each, still s4's second one, at 2.2 G values/s per core). So every sum
+// has one accumulator, and a step adds to it the sum of its two halves (s3 += dl²·dl + dh²·dh as an FMA on a
+// product; one add on each loop-carried chain): no spill, 2.9 G values/s per core on bf16 (bench/params.py,
+// tensor_stats: 9.4-10.3 GB/s at 2 threads, from 5.4).
 constexpr int64_t kShiftSample = 8;  // values whose mean is a block's shift c
 
 // Eight float32 values at [i, i + 8) and one value of the scalar tail, as float.
@@ -351,9 +353,8 @@ FloatSums float_sweep(const Source& src, int64_t len) {
   c /= static_cast<double>(ns);
   r.c = c;
   const __m256d vc = _mm256_set1_pd(c), sign = _mm256_set1_pd(-0.0);
-  // Few accumulators (Note [float sweep], "registers"): s1, s2 and Σ|x| take both halves of a step in turn,
-  // s3 and s4 (whose FMA latency is longer) keep one accumulator per half.
-  __m256d s1 = _mm256_setzero_pd(), s2 = s1, s3l = s1, s3h = s1, s4l = s1, s4h = s1, sa = s1;
+  // One accumulator per sum, fed the sum of a step's two halves (Note [float sweep], "registers").
+  __m256d s1 = _mm256_setzero_pd(), s2 = s1, s3 = s1, s4 = s1, sa = s1;
   __m256 mn = _mm256_set1_ps(std::numeric_limits<float>::infinity());
   __m256 mx = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
   __m256i zc = _mm256_setzero_si256();
@@ -367,18 +368,16 @@ FloatSums float_sweep(const Source& src, int64_t len) {
     const __m256d xh = _mm256_cvtps_pd(_mm256_extractf128_ps(f, 1));
     const __m256d dl = _mm256_sub_pd(xl, vc), dh = _mm256_sub_pd(xh, vc);
     const __m256d dl2 = _mm256_mul_pd(dl, dl), dh2 = _mm256_mul_pd(dh, dh);
-    s1 = _mm256_add_pd(_mm256_add_pd(s1, dl), dh);
-    s2 = _mm256_add_pd(_mm256_add_pd(s2, dl2), dh2);
-    s3l = _mm256_fmadd_pd(dl2, dl, s3l);
-    s3h = _mm256_fmadd_pd(dh2, dh, s3h);
-    s4l = _mm256_fmadd_pd(dl2, dl2, s4l);
-    s4h = _mm256_fmadd_pd(dh2, dh2, s4h);
-    sa = _mm256_add_pd(_mm256_add_pd(sa, _mm256_andnot_pd(sign, xl)), _mm256_andnot_pd(sign, xh));
+    s1 = _mm256_add_pd(s1, _mm256_add_pd(dl, dh));
+    s2 = _mm256_add_pd(s2, _mm256_add_pd(dl2, dh2));
+    s3 = _mm256_add_pd(s3, _mm256_fmadd_pd(dl2, dl, _mm256_mul_pd(dh2, dh)));
+    s4 = _mm256_add_pd(s4, _mm256_fmadd_pd(dl2, dl2, _mm256_mul_pd(dh2, dh2)));
+    sa = _mm256_add_pd(sa, _mm256_add_pd(_mm256_andnot_pd(sign, xl), _mm256_andnot_pd(sign, xh)));
   }
   r.s1 = hsum(s1);
   r.s2 = hsum(s2);
-  r.s3 = hsum(_mm256_add_pd(s3l, s3h));
-  r.s4 = hsum(_mm256_add_pd(s4l, s4h));
+  r.s3 = hsum(s3);
+  r.s4 = hsum(s4);
   r.sum_abs = hsum(sa);
   alignas(32) float lo[8], hi[8];
   alignas(32) int32_t zs[8];
