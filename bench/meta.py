@@ -41,15 +41,23 @@ class Recorder:
         return self.model(ids, mask)
 
 
+def two_stages(probes, opts: MetaOptions, base: TinyLM, tuned: TinyLM, sources=None, tokenizer=None) -> MetaProbe:
+    """The study every case times: the base and one SFT stage, with their checkpoints; ``sources`` (two logit
+    sources, e.g. Recorders) stand in for the models, and then the tokenizer must be given."""
+    src_base, src_tuned = sources if sources is not None else (base, tuned)
+    mp = MetaProbe(probes, options=opts, tokenizer=tokenizer)
+    mp.add_stage("base", source=src_base, checkpoint=base.state_dict())
+    mp.add_stage("tuned", arm="sft", step=1, source=src_tuned, checkpoint=tuned.state_dict())
+    return mp
+
+
 def one_case(mode: str, probes, base: TinyLM, tuned: TinyLM, repeats: int, max_new: int) -> dict:
     opts = MetaOptions(max_new_tokens=max_new, batch_size=len(probes), reference_mode=mode, cache_k=32)
     run_times, fwd_times = [], []
     calls = tokens = 0
     for _ in range(repeats):
         rb, rt = Recorder(base), Recorder(tuned)
-        mp = MetaProbe(probes, options=opts, tokenizer="char")  # the recorders wrap TinyLMs
-        mp.add_stage("base", source=rb, checkpoint=base.state_dict())
-        mp.add_stage("tuned", arm="sft", step=1, source=rt, checkpoint=tuned.state_dict())
+        mp = two_stages(probes, opts, base, tuned, sources=(rb, rt), tokenizer="char")  # the recorders wrap TinyLMs
         t0 = time.perf_counter()
         mp.run(progress=False)
         run_times.append(time.perf_counter() - t0)
@@ -76,19 +84,14 @@ def cached_case(probes, base: TinyLM, tuned: TinyLM, repeats: int, max_new: int)
     opts = MetaOptions(max_new_tokens=max_new, batch_size=len(probes), divergence_on="gold", sampled_estimator=False,
                        stop=())
     rb, rt = Recorder(base), Recorder(tuned)
-    mp = MetaProbe(probes, options=replace(opts, behaviour=False), tokenizer="char")
-    mp.add_stage("base", source=rb, checkpoint=base.state_dict())
-    mp.add_stage("tuned", arm="sft", step=1, source=rt, checkpoint=tuned.state_dict())
-    mp.run(progress=False)
+    two_stages(probes, replace(opts, behaviour=False), base, tuned, sources=(rb, rt), tokenizer="char").run(progress=False)
     recorded = [(base, c) for c in rb.calls] + [(tuned, c) for c in rt.calls]
     prompts = probes.render(opts.prompt_template)
     stop = [opts.stop] if isinstance(opts.stop, str) else list(opts.stop)
     run_times, bare_times = [], []
     new_tokens = 0
     for _ in range(repeats):
-        mp = MetaProbe(probes, options=opts)
-        mp.add_stage("base", source=base, checkpoint=base.state_dict())
-        mp.add_stage("tuned", arm="sft", step=1, source=tuned, checkpoint=tuned.state_dict())
+        mp = two_stages(probes, opts, base, tuned)
         t0 = time.perf_counter()
         mp.run(progress=False)
         run_times.append(time.perf_counter() - t0)
@@ -147,18 +150,11 @@ def resume_case(probes, base: TinyLM, tuned: TinyLM, repeats: int, max_new: int,
     for r in range(repeats):
         out = os.path.join(tmp, f"run{r}")
         shutil.rmtree(out, ignore_errors=True)
-
-        def study() -> MetaProbe:
-            mp = MetaProbe(probes, options=opts)
-            mp.add_stage("base", source=base, checkpoint=base.state_dict())
-            mp.add_stage("tuned", arm="sft", step=1, source=tuned, checkpoint=tuned.state_dict())
-            return mp
-
-        mp = study()
+        mp = two_stages(probes, opts, base, tuned)
         t0 = time.perf_counter()
         mp.run(progress=False, out_dir=out)
         full_times.append(time.perf_counter() - t0)
-        mp = study()
+        mp = two_stages(probes, opts, base, tuned)
         t0 = time.perf_counter()
         mp.run(progress=False, out_dir=out, resume=True)
         resume_times.append(time.perf_counter() - t0)

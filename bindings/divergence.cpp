@@ -1,7 +1,5 @@
 // Bindings of the divergence engine and its vocabulary-sharded form. Tensors cross without copies; the
 // computation runs with the GIL released. python/metaprobe/divergence.py wraps these in a pythonic API.
-#include <optional>
-
 #include <metaprobe/divergence/divergence.hpp>
 #include <metaprobe/divergence/sharded.hpp>
 
@@ -11,23 +9,6 @@
 namespace metaprobe::bindings {
 namespace {
 
-DivergenceOptions make_options(std::optional<at::Tensor> mask, std::optional<at::Tensor> targets, double temperature,
-                               std::optional<std::vector<std::string>> metrics, const std::string& reduction,
-                               const std::string& base, double beta, std::int64_t ignore_index,
-                               const std::string& backend) {
-  DivergenceOptions o;
-  o.temperature = temperature;
-  if (metrics) o.metrics = MetricSet::parse(*metrics);
-  o.reduction = parse_reduction(reduction);
-  o.base = parse_log_base(base);
-  o.beta = beta;
-  if (mask) o.mask = *mask;
-  if (targets) o.targets = *targets;
-  o.ignore_index = ignore_index;
-  o.backend = parse_backend(backend);
-  return o;
-}
-
 py::dict to_dict(const DivergenceResult& r) {
   py::dict d;
   for (Metric m : kAllMetrics) {
@@ -35,11 +16,6 @@ py::dict to_dict(const DivergenceResult& r) {
   }
   d["count"] = r.count;
   return d;
-}
-
-sharded::Globals make_globals(const at::Tensor& max, const at::Tensor& sumexp, const at::Tensor& argmax,
-                              const at::Tensor& values, const at::Tensor& bad) {
-  return sharded::Globals{max, sumexp, argmax, values, bad};
 }
 
 }  // namespace
@@ -87,77 +63,40 @@ void bind_divergence(py::module_& m) {
       },
       "p"_a, "q"_a, "options"_a, "Per-position divergence metrics; returns {metric: float64 tensor, 'count': int}.");
 
-  m.def(
-      "shard_local_maxima",
-      [](const at::Tensor& p, const at::Tensor& q, std::int64_t vocab_start, double temperature) {
-        DivergenceOptions o;
-        o.temperature = temperature;
-        sharded::LocalMaxima r;
-        {
-          py::gil_scoped_release release;
-          r = sharded::local_maxima(p, q, vocab_start, o);
-        }
-        return py::make_tuple(r.max, r.sumexp, r.argmax, r.bad);
-      },
-      "p"_a, "q"_a, "vocab_start"_a, "temperature"_a = 1.0,
-      "Phase 1 on one vocabulary shard: (max [N,2], sumexp [N,2], argmax [N,2], bad [N,2]).");
-  m.def(
-      "shard_rescale",
-      [](const at::Tensor& max, const at::Tensor& sumexp, const at::Tensor& argmax, const at::Tensor& bad,
-         const at::Tensor& global_max) {
-        std::pair<at::Tensor, at::Tensor> r;
-        {
-          py::gil_scoped_release release;
-          r = sharded::rescale(sharded::LocalMaxima{max, sumexp, argmax, bad}, global_max);
-        }
-        return py::make_tuple(r.first, r.second);
-      },
-      "max"_a, "sumexp"_a, "argmax"_a, "bad"_a, "global_max"_a,
-      "Local sums rescaled to the global maxima (SUM them) and argmax candidates (MIN them).");
-  m.def(
-      "shard_value_indices",
-      [](const at::Tensor& global_argmax, std::optional<at::Tensor> targets, std::int64_t ignore_index,
-         std::int64_t rows) {
-        DivergenceOptions o;
-        if (targets) o.targets = *targets;
-        o.ignore_index = ignore_index;
-        return sharded::value_indices(global_argmax, o, rows);
-      },
-      "global_argmax"_a, "targets"_a, "ignore_index"_a, "rows"_a, py::call_guard<py::gil_scoped_release>(),
-      "Global vocabulary indices [N,3] whose logits local_values reads.");
+  // The vocabulary-sharded form (metaprobe.distributed.divergence): the per-shard statistics travel as two bound
+  // records, the options as one DivergenceOptions, as in the unsharded call.
+  bind_options<sharded::LocalMaxima>(m, "ShardMaxima",
+                                     "Phase-1 statistics of one vocabulary shard (metaprobe/divergence/sharded.hpp): "
+                                     "max, sumexp (float64 [N, 2]), argmax (int64 [N, 2]), bad (float64 [N, 2]).");
+  bind_options<sharded::Globals>(m, "ShardGlobals",
+                                 "Global per-position statistics after the reductions: max, sumexp (float64 [N, 2]), "
+                                 "argmax (int64 [N, 2]), values (float64 [N, 3]), bad (float64 [N, 2]).");
+  m.def("shard_local_maxima", &sharded::local_maxima, "p"_a, "q"_a, "vocab_start"_a, "options"_a,
+        py::call_guard<py::gil_scoped_release>(),
+        "Phase 1 on one vocabulary shard (options.temperature): a ShardMaxima; MAX its max and bad over the shards.");
+  m.def("shard_rescale", &sharded::rescale, "local"_a, "global_max"_a, py::call_guard<py::gil_scoped_release>(),
+        "Local sums rescaled to the global maxima (SUM them) and argmax candidates (MIN them).");
+  m.def("shard_value_indices", &sharded::value_indices, "global_argmax"_a, "options"_a, "rows"_a,
+        py::call_guard<py::gil_scoped_release>(),
+        "Global vocabulary indices [N, 3] whose logits local_values reads (options.targets, options.ignore_index).");
   m.def("shard_local_values", &sharded::local_values, "p"_a, "q"_a, "vocab_start"_a, "indices"_a,
         py::call_guard<py::gil_scoped_release>(), "Logits this shard holds at the indices (0 off-shard; SUM them).");
-  m.def(
-      "shard_local_partials",
-      [](const at::Tensor& p, const at::Tensor& q, std::int64_t vocab_start, const at::Tensor& max,
-         const at::Tensor& sumexp, const at::Tensor& argmax, const at::Tensor& values, const at::Tensor& bad,
-         std::optional<std::vector<std::string>> metrics, double temperature, double beta, bool has_targets) {
-        DivergenceOptions o = make_options(std::nullopt, std::nullopt, temperature, metrics, "none", "e", beta, -100, "auto");
-        if (has_targets) o.targets = values;  // only its presence matters to the option checks
-        return sharded::local_partials(p, q, vocab_start, make_globals(max, sumexp, argmax, values, bad), o);
-      },
-      "p"_a, "q"_a, "vocab_start"_a, "max"_a, "sumexp"_a, "argmax"_a, "values"_a, "bad"_a, "metrics"_a,
-      "temperature"_a, "beta"_a, "has_targets"_a, py::call_guard<py::gil_scoped_release>(),
-      "Phase 2 on one shard: partial sums [N, 10] (SUM them).");
+  m.def("shard_local_partials", &sharded::local_partials, "p"_a, "q"_a, "vocab_start"_a, "globals"_a, "options"_a,
+        py::call_guard<py::gil_scoped_release>(), "Phase 2 on one shard: partial sums [N, 10] (SUM them).");
   m.def(
       "shard_combine",
-      [](const at::Tensor& max, const at::Tensor& sumexp, const at::Tensor& argmax, const at::Tensor& values,
-         const at::Tensor& bad, const at::Tensor& partials, const std::vector<std::int64_t>& lead_shape,
-         std::int64_t vocab_size, std::optional<at::Tensor> mask, std::optional<at::Tensor> targets,
-         double temperature, std::optional<std::vector<std::string>> metrics, const std::string& reduction,
-         const std::string& base, double beta, std::int64_t ignore_index) {
+      [](const sharded::Globals& globals, const at::Tensor& partials, const std::vector<std::int64_t>& lead_shape,
+         std::int64_t vocab_size, const DivergenceOptions& options) {
         DivergenceResult r;
         {
           py::gil_scoped_release release;
-          r = sharded::combine(make_globals(max, sumexp, argmax, values, bad), partials, lead_shape, vocab_size,
-                               make_options(mask, targets, temperature, metrics, reduction, base, beta, ignore_index,
-                                            "auto"));
+          r = sharded::combine(globals, partials, lead_shape, vocab_size, options);
         }
         return to_dict(r);
       },
-      "max"_a, "sumexp"_a, "argmax"_a, "values"_a, "bad"_a, "partials"_a, "lead_shape"_a, "vocab_size"_a, "mask"_a,
-      "targets"_a, "temperature"_a, "metrics"_a, "reduction"_a, "base"_a, "beta"_a, "ignore_index"_a,
-      "Combines the reduced shard statistics into the full-vocabulary result.");
+      "globals"_a, "partials"_a, "lead_shape"_a, "vocab_size"_a, "options"_a,
+      "Combines the reduced shard statistics into the full-vocabulary result (options: mask, targets, reduction, "
+      "base, as divergence()).");
 }
 
 }  // namespace metaprobe::bindings

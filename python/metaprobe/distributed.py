@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional, Sequence, Union
 import torch
 
 from . import _core
-from .divergence import ArrayLike, DivergenceResult, _as_tensor, _ignore_index, _metric_names
+from .divergence import ArrayLike, DivergenceResult, _as_tensor, _options
 
 if TYPE_CHECKING:
     from .meta import MetaProbe
@@ -81,25 +81,23 @@ def divergence(
             vocab_start = sum(sizes_l[:rank])
         if vocab_size is None:
             vocab_size = sum(sizes_l)
-    mlist = _metric_names(metrics)
-    ignore_index = _ignore_index(ignore_index)
-    temperature = float(temperature)
+    options = _options(mask=mask_t, targets=targets_t, temperature=temperature, metrics=metrics,
+                       reduction=reduction, base=base, beta=beta, ignore_index=ignore_index)
+    start = int(vocab_start)
 
-    mx, sums, arg, bad = _core.shard_local_maxima(p, q, int(vocab_start), temperature)
-    gmax = _all_reduce(mx.clone(), dist.ReduceOp.MAX, group)
-    gbad = _all_reduce(bad.clone(), dist.ReduceOp.MAX, group)
-    gsum, cand = _core.shard_rescale(mx, sums, arg, bad, gmax)
+    local = _core.shard_local_maxima(p, q, start, options)
+    gmax = _all_reduce(local.max.clone(), dist.ReduceOp.MAX, group)
+    gbad = _all_reduce(local.bad.clone(), dist.ReduceOp.MAX, group)
+    gsum, cand = _core.shard_rescale(local, gmax)
     _all_reduce(gsum, dist.ReduceOp.SUM, group)
     _all_reduce(cand, dist.ReduceOp.MIN, group)
-    idx = _core.shard_value_indices(cand, targets_t, int(ignore_index), rows)
-    vals = _all_reduce(_core.shard_local_values(p, q, int(vocab_start), idx), dist.ReduceOp.SUM, group)
-    parts = _core.shard_local_partials(p, q, int(vocab_start), gmax, gsum, cand, vals, gbad, mlist, temperature,
-                                       float(beta), targets_t is not None)
-    _all_reduce(parts, dist.ReduceOp.SUM, group)
-    out = _core.shard_combine(gmax, gsum, cand, vals, gbad, parts, lead, int(vocab_size), mask_t, targets_t,
-                              temperature, mlist, str(reduction), str(base), float(beta), int(ignore_index))
+    idx = _core.shard_value_indices(cand, options, rows)
+    vals = _all_reduce(_core.shard_local_values(p, q, start, idx), dist.ReduceOp.SUM, group)
+    globals_ = _core.ShardGlobals(max=gmax, sumexp=gsum, argmax=cand, values=vals, bad=gbad)
+    parts = _all_reduce(_core.shard_local_partials(p, q, start, globals_, options), dist.ReduceOp.SUM, group)
+    out = _core.shard_combine(globals_, parts, lead, int(vocab_size), options)
     count = out.pop("count")
-    return DivergenceResult(out, count, str(reduction), str(base))
+    return DivergenceResult(out, count, options.reduction, options.base)
 
 
 def meta_run(mp: "MetaProbe", group=None, out_dir: Optional[str] = None, resume: bool = False,

@@ -130,6 +130,18 @@ class DivergenceResult:
         return f"DivergenceResult(count={self.count}, reduction='{self.reduction}', " + ", ".join(parts) + ")"
 
 
+def _options(*, mask: Optional[torch.Tensor], targets: Optional[torch.Tensor], temperature: Any, metrics: Any,
+             reduction: Any, base: Any, beta: Any, ignore_index: Any, backend: Any = "auto") -> "_core.DivergenceOptions":
+    """The checked keyword arguments of :func:`divergence` as the one options object the bindings take (also
+    :func:`metaprobe.distributed.divergence`'s)."""
+    return _core.DivergenceOptions(
+        temperature=_checks.real(temperature, "temperature"), metrics=_metric_names(metrics),
+        reduction=_checks.string(reduction, "reduction", "'none', 'row' or 'mean'"), base=_base(base),
+        beta=_checks.real(beta, "beta"), mask=mask, targets=targets, ignore_index=_ignore_index(ignore_index),
+        backend=_checks.string(backend, "backend", "'auto', 'fused' or 'composite'"),
+    )
+
+
 def divergence(
     p: ArrayLike,
     q: ArrayLike,
@@ -171,13 +183,8 @@ def divergence(
     qt = _as_tensor(q, "q", required=True)
     mt = _as_tensor(mask, "mask")
     tt = _as_tensor(targets, "targets")
-    reduction = _checks.string(reduction, "reduction", "'none', 'row' or 'mean'")
-    base = _base(base)
-    options = _core.DivergenceOptions(
-        temperature=_checks.real(temperature, "temperature"), metrics=_metric_names(metrics), reduction=reduction,
-        base=base, beta=_checks.real(beta, "beta"), mask=mt, targets=tt, ignore_index=_ignore_index(ignore_index),
-        backend=_checks.string(backend, "backend", "'auto', 'fused' or 'composite'"),
-    )
+    options = _options(mask=mt, targets=tt, temperature=temperature, metrics=metrics, reduction=reduction, base=base,
+                       beta=beta, ignore_index=ignore_index, backend=backend)
     out = _core.divergence(pt, qt, options)
     count = out.pop("count")
-    return DivergenceResult(out, count, reduction, base)
+    return DivergenceResult(out, count, options.reduction, options.base)

@@ -18,6 +18,7 @@ See ``docs/lm.md`` for the objectives and the determinism guarantees.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 from dataclasses import dataclass, field
@@ -38,12 +39,6 @@ GenerateOptions = _lm.GenerateOptions
 CONFIG_METADATA_KEY: str = _lm.CONFIG_METADATA_KEY
 
 PathLike = Union[str, "os.PathLike[str]"]
-
-# The C++ defaults, read from the bound option structs: the keyword defaults of TinyLM.generate/sft/grpo below
-# are these objects' fields, never a second list of numbers.
-_GEN = GenerateOptions()
-_SFT = SftOptions()
-_GRPO = GrpoOptions()
 
 __all__ = [
     "CharTokenizer",
@@ -216,6 +211,34 @@ def _make_config(config: Union[TransformerConfig, Dict[str, Any], None], overrid
     return config
 
 
+def _options_with(cls: type, options: Any, fields: Dict[str, Any], method: str) -> Any:
+    """A copy of ``options`` (a ``cls`` object; ``None`` = ``cls()``, the C++ defaults) with ``fields`` set on it.
+
+    A key that is not a field of ``cls`` but of its ``optimizer`` (an :class:`OptimizerOptions`) sets that;
+    ``stop=None`` is no stop strings. A bad value raises the bound class's InvalidArgumentError naming the
+    field; an unknown key a TypeError, as an unexpected keyword argument does.
+    """
+    if options is None:
+        out = cls()
+    elif isinstance(options, cls):
+        out = copy.copy(options)
+    else:
+        raise TypeError(f"{method}: options is a {type(options).__name__}, expected {cls.__name__} or None")
+    own = out.to_dict()
+    nested = own["optimizer"] if isinstance(own.get("optimizer"), dict) else {}
+    for key, value in fields.items():
+        if key == "stop" and value is None:
+            value = []
+        if key in own:
+            setattr(out, key, value)
+        elif key in nested:
+            setattr(out.optimizer, key, value)
+        else:
+            raise TypeError(f"{method}() got an unexpected keyword argument '{key}', expected a field of "
+                            f"{cls.__name__}: {', '.join(list(own) + list(nested))}")
+    return out
+
+
 def _progress_callback(kind: str, steps: int, progress: bool, on_step: Optional[Callable[[Dict[str, Any]], Any]]):
     bar = None
     if progress:
@@ -324,78 +347,58 @@ class TinyLM:
                 f"params={self.num_parameters()})")
 
     # -- generation --------------------------------------------------------------------------------------
-    def generate(self, prompts: Union[str, Sequence[str]], max_new_tokens: int = _GEN.max_new_tokens,
-                 temperature: float = _GEN.temperature, top_k: int = _GEN.top_k, stop: Optional[Sequence[str]] = None,
-                 seed: int = _GEN.seed, batch_size: int = _GEN.batch_size,
-                 stop_at_eos: bool = _GEN.stop_at_eos) -> List[Generation]:
+    def generate(self, prompts: Union[str, Sequence[str]], options: Optional[GenerateOptions] = None,
+                 **fields: Any) -> List[Generation]:
         """Completes each prompt (BOS prepended); temperature 0 is greedy.
 
-        Returns one :class:`Generation` per prompt: ``completion`` (stop string excluded), ``token_ids``,
-        ``logprobs`` (per token, under the sampling distribution) and ``finish_reason``. Row ``i`` draws from
-        its own generator seeded by ``(seed, i)``, so results do not depend on ``batch_size``. The keywords are
-        the fields of :class:`GenerateOptions`.
+        ``options`` (a :class:`GenerateOptions`; default: the C++ defaults) with any of its fields given as
+        keywords on top, as ``transformers``' ``generate(generation_config=..., **kwargs)``:
+        ``model.generate(prompts, max_new_tokens=40, temperature=0)``. Returns one :class:`Generation` per
+        prompt: ``completion`` (stop string excluded), ``token_ids``, ``logprobs`` (per token, under the sampling
+        distribution) and ``finish_reason``. Row ``i`` draws from its own generator seeded by ``(seed, i)``, so
+        results do not depend on ``batch_size``.
         """
         if isinstance(prompts, str):
             prompts = [prompts]
-        options = GenerateOptions(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                                  stop=list(stop or []), stop_at_eos=stop_at_eos, seed=seed, batch_size=batch_size)
-        return _lm.generate(self._model, list(prompts), options)
+        return _lm.generate(self._model, list(prompts), _options_with(GenerateOptions, options, fields, "generate"))
 
     # -- training ----------------------------------------------------------------------------------------
-    def sft(self, examples: Iterable[Tuple[str, str]], steps: int = _SFT.steps, batch_size: int = _SFT.batch_size,
-            lr: float = _SFT.optimizer.lr, weight_decay: float = _SFT.optimizer.weight_decay,
-            warmup: int = _SFT.optimizer.warmup, min_lr_ratio: float = _SFT.optimizer.min_lr_ratio,
-            max_grad_norm: float = _SFT.optimizer.max_grad_norm, beta1: float = _SFT.optimizer.beta1,
-            beta2: float = _SFT.optimizer.beta2, eps: float = _SFT.optimizer.eps, seed: int = _SFT.seed,
-            loss_on: str = _SFT.loss_on, truncate: bool = _SFT.truncate,
-            on_step: Optional[Callable[[Dict[str, Any]], Any]] = None, progress: bool = False) -> TrainingHistory:
+    def sft(self, examples: Iterable[Tuple[str, str]], options: Optional[SftOptions] = None, *,
+            on_step: Optional[Callable[[Dict[str, Any]], Any]] = None, progress: bool = False,
+            **fields: Any) -> TrainingHistory:
         """Supervised fine-tuning in place on ``(prompt, completion)`` pairs with AdamW.
 
+        ``options`` (an :class:`SftOptions`; default: the C++ defaults) with any of its fields, or of its
+        ``optimizer`` (``lr``, ``warmup``, ...), given as keywords on top: ``model.sft(pairs, steps=200, lr=1e-3)``.
         The model reads BOS + prompt + completion + EOS; the loss is the mean next-token cross-entropy over the
         completion and EOS (``loss_on="completion"``) or over every token after BOS (``"all"``). ``on_step``
-        gets each step's record after the update (return False to stop); ``progress`` shows a tqdm bar. The
-        keywords are the fields of :class:`SftOptions` (``lr`` ... ``eps`` those of its ``optimizer``).
+        gets each step's record after the update (return False to stop); ``progress`` shows a tqdm bar.
         """
         pairs = [(str(p), str(c)) for p, c in examples]
-        optimizer = OptimizerOptions(lr=lr, weight_decay=weight_decay, warmup=warmup, min_lr_ratio=min_lr_ratio,
-                                     max_grad_norm=max_grad_norm, beta1=beta1, beta2=beta2, eps=eps)
-        options = SftOptions(steps=steps, batch_size=batch_size, optimizer=optimizer, seed=seed, loss_on=loss_on,
-                             truncate=truncate)
-        callback, bar = _progress_callback("sft", steps, progress, on_step)
+        o = _options_with(SftOptions, options, fields, "sft")
+        callback, bar = _progress_callback("sft", o.steps, progress, on_step)
         try:
-            records = _lm.sft_train(self._model, pairs, options, callback)
+            records = _lm.sft_train(self._model, pairs, o, callback)
         finally:
             if bar is not None:
                 bar.close()
         return TrainingHistory("sft", list(records))
 
-    def grpo(self, prompts: Sequence[str], reward_fn: Callable[[str, int], float], steps: int = _GRPO.steps,
-             prompts_per_step: int = _GRPO.prompts_per_step, group_size: int = _GRPO.group_size,
-             lr: float = _GRPO.optimizer.lr, weight_decay: float = _GRPO.optimizer.weight_decay,
-             warmup: int = _GRPO.optimizer.warmup, min_lr_ratio: float = _GRPO.optimizer.min_lr_ratio,
-             max_grad_norm: float = _GRPO.optimizer.max_grad_norm, beta1: float = _GRPO.optimizer.beta1,
-             beta2: float = _GRPO.optimizer.beta2, eps: float = _GRPO.optimizer.eps,
-             temperature: float = _GRPO.temperature, top_k: int = _GRPO.top_k,
-             max_new_tokens: int = _GRPO.max_new_tokens, stop: Optional[Sequence[str]] = None,
-             clip_eps: float = _GRPO.clip_eps, kl_coef: float = _GRPO.kl_coef, inner_steps: int = _GRPO.inner_steps,
-             adv_eps: float = _GRPO.adv_eps, seed: int = _GRPO.seed,
-             on_step: Optional[Callable[[Dict[str, Any]], Any]] = None, progress: bool = False) -> TrainingHistory:
+    def grpo(self, prompts: Sequence[str], reward_fn: Callable[[str, int], float],
+             options: Optional[GrpoOptions] = None, *, on_step: Optional[Callable[[Dict[str, Any]], Any]] = None,
+             progress: bool = False, **fields: Any) -> TrainingHistory:
         """GRPO in place: per step, ``group_size`` samples for each of ``prompts_per_step`` prompts, rewards
         ``reward_fn(completion, prompt_index)``, group-relative advantages and a clipped policy-gradient update.
 
-        ``kl_coef > 0`` adds the k3 KL estimate to the frozen initial model. ``on_step`` gets each step's record
-        (mean_reward, loss, kl, ...) after the update, e.g. to save checkpoints; return False to stop. The
-        keywords are the fields of :class:`GrpoOptions` (``lr`` ... ``eps`` those of its ``optimizer``).
+        ``options`` (a :class:`GrpoOptions`; default: the C++ defaults) with any of its fields, or of its
+        ``optimizer``, given as keywords on top. ``kl_coef > 0`` adds the k3 KL estimate to the frozen initial
+        model. ``on_step`` gets each step's record (mean_reward, loss, kl, ...) after the update, e.g. to save
+        checkpoints; return False to stop.
         """
-        optimizer = OptimizerOptions(lr=lr, weight_decay=weight_decay, warmup=warmup, min_lr_ratio=min_lr_ratio,
-                                     max_grad_norm=max_grad_norm, beta1=beta1, beta2=beta2, eps=eps)
-        options = GrpoOptions(steps=steps, prompts_per_step=prompts_per_step, group_size=group_size,
-                              optimizer=optimizer, temperature=temperature, top_k=top_k, max_new_tokens=max_new_tokens,
-                              stop=list(stop or []), clip_eps=clip_eps, kl_coef=kl_coef, inner_steps=inner_steps,
-                              adv_eps=adv_eps, seed=seed)
-        callback, bar = _progress_callback("grpo", steps, progress, on_step)
+        o = _options_with(GrpoOptions, options, fields, "grpo")
+        callback, bar = _progress_callback("grpo", o.steps, progress, on_step)
         try:
-            records = _lm.grpo_train(self._model, list(prompts), reward_fn, options, callback)
+            records = _lm.grpo_train(self._model, list(prompts), reward_fn, o, callback)
         finally:
             if bar is not None:
                 bar.close()

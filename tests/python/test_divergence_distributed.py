@@ -93,13 +93,14 @@ def test_single_process_shard_api_matches_unsharded():
 
     p, q, targets, mask = _inputs()
     ref = metaprobe.divergence(p, q, targets=targets, mask=mask)
-    mx, sums, arg, bad = _core.shard_local_maxima(p, q, 0, 1.0)
-    gsum, cand = _core.shard_rescale(mx, sums, arg, bad, mx)
-    idx = _core.shard_value_indices(cand, targets, -100, 15)
+    opts = _core.DivergenceOptions(targets=targets, mask=mask)
+    local = _core.shard_local_maxima(p, q, 0, opts)
+    gsum, cand = _core.shard_rescale(local, local.max)
+    idx = _core.shard_value_indices(cand, opts, 15)
     vals = _core.shard_local_values(p, q, 0, idx)
-    parts = _core.shard_local_partials(p, q, 0, mx, gsum, cand, vals, bad, None, 1.0, 0.5, True)
-    out = _core.shard_combine(mx, gsum, cand, vals, bad, parts, [3, 5], p.shape[-1], mask, targets, 1.0, None,
-                              "none", "e", 0.5, -100)
+    g = _core.ShardGlobals(max=local.max, sumexp=gsum, argmax=cand, values=vals, bad=local.bad)
+    parts = _core.shard_local_partials(p, q, 0, g, opts)
+    out = _core.shard_combine(g, parts, [3, 5], p.shape[-1], opts)
     assert out.pop("count") == ref.count
     for k, v in out.items():
         torch.testing.assert_close(v, ref[k], rtol=1e-5, atol=1e-6, equal_nan=True)

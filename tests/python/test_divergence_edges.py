@@ -109,28 +109,42 @@ def test_sharded_shards_below_the_floor_and_overflow():
     ref = divergence(p, q)
     lo_p, hi_p = p[:, :4], p[:, 4:]
     lo_q, hi_q = q[:, :4], q[:, 4:]
-    mx0, s0, a0, b0 = _core.shard_local_maxima(lo_p, lo_q, 0, 1.0)
-    mx1, s1, a1, b1 = _core.shard_local_maxima(hi_p, hi_q, 4, 1.0)
-    assert mx0[0, 0].item() == -math.inf and b0.abs().sum().item() == 0
-    gmax = torch.maximum(mx0, mx1)
-    g0, c0 = _core.shard_rescale(mx0, s0, a0, b0, gmax)
-    g1, c1 = _core.shard_rescale(mx1, s1, a1, b1, gmax)
+    opts = _core.DivergenceOptions()
+    l0 = _core.shard_local_maxima(lo_p, lo_q, 0, opts)
+    l1 = _core.shard_local_maxima(hi_p, hi_q, 4, opts)
+    assert l0.max[0, 0].item() == -math.inf and l0.bad.abs().sum().item() == 0
+    gmax = torch.maximum(l0.max, l1.max)
+    g0, c0 = _core.shard_rescale(l0, gmax)
+    g1, c1 = _core.shard_rescale(l1, gmax)
     gsum, cand = g0 + g1, torch.minimum(c0, c1)
-    idx = _core.shard_value_indices(cand, None, -100, 2)
+    idx = _core.shard_value_indices(cand, opts, 2)
     vals = _core.shard_local_values(lo_p, lo_q, 0, idx) + _core.shard_local_values(hi_p, hi_q, 4, idx)
-    gbad = torch.maximum(b0, b1)
-    parts = (_core.shard_local_partials(lo_p, lo_q, 0, gmax, gsum, cand, vals, gbad, None, 1.0, 0.5, False) +
-             _core.shard_local_partials(hi_p, hi_q, 4, gmax, gsum, cand, vals, gbad, None, 1.0, 0.5, False))
-    out = _core.shard_combine(gmax, gsum, cand, vals, gbad, parts, [2], V, None, None, 1.0, None, "none", "e", 0.5,
-                              -100)
+    globals_ = _core.ShardGlobals(max=gmax, sumexp=gsum, argmax=cand, values=vals, bad=torch.maximum(l0.bad, l1.bad))
+    parts = (_core.shard_local_partials(lo_p, lo_q, 0, globals_, opts) +
+             _core.shard_local_partials(hi_p, hi_q, 4, globals_, opts))
+    out = _core.shard_combine(globals_, parts, [2], V, opts)
     for k in ("kl_pq", "kl_qp", "js", "entropy_p"):
         torch.testing.assert_close(out[k], ref[k], rtol=1e-5, atol=1e-6)
     big = hi_p.clone()
     big[1, 0] = 1e37
-    _, _, _, bad = _core.shard_local_maxima(big, hi_q, 4, 0.01)
+    bad = _core.shard_local_maxima(big, hi_q, 4, _core.DivergenceOptions(temperature=0.01)).bad
     assert bad[1, 0].item() == 4.0 and bad[0, 0].item() == 0.0
     with pytest.raises(InvalidArgumentError, match="1/temperature is inf in float32"):
-        _core.shard_local_maxima(hi_p, hi_q, 4, 1e-39)
+        _core.shard_local_maxima(hi_p, hi_q, 4, _core.DivergenceOptions(temperature=1e-39))
+
+
+def test_shard_records_are_typed():
+    """The shard statistics cross as bound records with one property per field, like the options."""
+    from metaprobe import _core
+
+    local = _core.shard_local_maxima(torch.zeros(3, 4), torch.zeros(3, 4), 0, _core.DivergenceOptions())
+    assert isinstance(local, _core.ShardMaxima)
+    assert sorted(local.to_dict()) == ["argmax", "bad", "max", "sumexp"]
+    assert local.max.shape == (3, 2) and local.argmax.dtype == torch.int64
+    with pytest.raises(TypeError, match="ShardGlobals: unknown field 'maxima'"):
+        _core.ShardGlobals(maxima=local.max)
+    with pytest.raises(InvalidArgumentError, match="values: got a list, expected a torch.Tensor or None"):
+        _core.ShardGlobals(values=[1.0])
 
 
 class TestPythonArguments:

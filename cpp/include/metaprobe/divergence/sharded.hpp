@@ -10,6 +10,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <metaprobe/common/fields.hpp>
 #include <metaprobe/divergence/divergence.hpp>
 
 namespace metaprobe::sharded {
@@ -21,6 +22,8 @@ struct LocalMaxima {
   at::Tensor argmax;  ///< int64 [N, 2]: global index of the first maximum of p and q in this shard
   at::Tensor bad;     ///< float64 [N, 2] (p, q): 0 ok, 1 a NaN logit, 2 a +inf logit in this shard (combine with MAX)
 };
+#define METAPROBE_SHARD_MAXIMA_FIELDS(X, LATER) X("max", max) X("sumexp", sumexp) X("argmax", argmax) X("bad", bad)
+METAPROBE_RECORD(LocalMaxima, METAPROBE_SHARD_MAXIMA_FIELDS)
 
 /// Phase 1 on one shard: local maxima, sums of exponentials and argmax candidates.
 LocalMaxima local_maxima(const at::Tensor& p_shard, const at::Tensor& q_shard, std::int64_t vocab_start,
@@ -43,6 +46,9 @@ struct Globals {
   at::Tensor values;  ///< float64 [N, 3], from local_values
   at::Tensor bad;     ///< float64 [N, 2]
 };
+#define METAPROBE_SHARD_GLOBALS_FIELDS(X, LATER) \
+  X("max", max) X("sumexp", sumexp) X("argmax", argmax) X("values", values) X("bad", bad)
+METAPROBE_RECORD(Globals, METAPROBE_SHARD_GLOBALS_FIELDS)
 
 /// Number of columns of local_partials.
 inline constexpr std::int64_t kNumPartials = 10;
