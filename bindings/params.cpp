@@ -46,12 +46,7 @@ py::dict row_dict(const Row& row) {
   return d;
 }
 
-SvdMethod parse_method(const std::string& m) {
-  if (m == "auto") return SvdMethod::Auto;
-  if (m == "gram") return SvdMethod::Gram;
-  if (m == "svd") return SvdMethod::Svd;
-  throw InvalidArgument("method: '" + m + "', expected one of auto, gram, svd");
-}
+SvdMethod parse_method(const std::string& m) { return parse_enum<SvdMethod>(m); }
 
 // Spectral options from the keyword dict the Python layer builds (unknown keys are an error).
 SpectralOptions spectral_options(const py::dict& o) {
@@ -309,18 +304,7 @@ void bind_params(py::module_& m) {
   p.def(
       "fit_power_law",
       [](const std::vector<double>& evals, const py::dict& opts) {
-        const PowerLawFit f = fit_power_law(evals, spectral_options(opts));
-        py::dict d;
-        d["alpha"] = f.alpha;
-        d["xmin"] = f.xmin;
-        d["xmax"] = f.xmax;
-        d["D"] = f.D;
-        d["sigma"] = f.sigma;
-        d["num_evals"] = f.num_evals;
-        d["num_pl_spikes"] = f.num_pl_spikes;
-        d["status"] = f.status;
-        d["reason"] = f.reason;
-        return d;
+        return record_dict(fit_power_law(evals, spectral_options(opts)));
       },
       py::arg("evals"), py::arg("options"));
   p.def(

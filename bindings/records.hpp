@@ -5,6 +5,7 @@
 #include <type_traits>
 #include <vector>
 
+#include <metaprobe/common/enum_names.hpp>
 #include <metaprobe/common/fields.hpp>
 
 #include "binding.hpp"
@@ -23,11 +24,14 @@ struct is_vector : std::false_type {};
 template <class E, class A>
 struct is_vector<std::vector<E, A>> : std::true_type {};
 
-/// One field's Python value: a std::vector as a tuple, a type with to_string (statuses) as its text.
+/// One field's Python value: a std::vector as a tuple, an enum as its name, a type with to_string (statuses) as
+/// its text.
 template <class V>
 py::object field_py(const V& v) {
   if constexpr (std::is_arithmetic_v<V> || std::is_same_v<V, std::string>) {
     return py::cast(v);
+  } else if constexpr (std::is_enum_v<V>) {
+    return py::str(std::string(enum_name(v)));
   } else if constexpr (is_vector<V>::value) {
     return py::tuple(py::cast(v));
   } else {

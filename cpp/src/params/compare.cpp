@@ -22,21 +22,15 @@
 
 namespace metaprobe::params {
 
-// The one table of the spectral states' names (JSON, CSV, Python).
-NLOHMANN_JSON_SERIALIZE_ENUM(SpectralState, {{SpectralState::off, "off"},
-                                             {SpectralState::ok, "ok"},
-                                             {SpectralState::skipped, "skipped"}})
-
 std::string to_string(const SpectralStatus& status) {
-  const std::string name = nlohmann::json(status.state).get<std::string>();
+  const std::string name(enum_name(status.state));
   return status.state == SpectralState::skipped ? name + ": " + status.reason : name;
 }
 
 SpectralStatus parse_spectral_status(const std::string& text) {
   const std::string head = text.substr(0, text.find(':'));
-  // The table maps an unknown name to its first entry: look the name up explicitly instead.
-  for (SpectralState state : {SpectralState::off, SpectralState::ok, SpectralState::skipped}) {
-    if (nlohmann::json(state).get<std::string>() != head) continue;
+  for (SpectralState state : enum_values<SpectralState>()) {
+    if (enum_name(state) != head) continue;
     const bool has_reason = head.size() < text.size();
     if (state == SpectralState::skipped && has_reason && text.compare(head.size(), 2, ": ") == 0 &&
         text.size() > head.size() + 2)

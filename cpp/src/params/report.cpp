@@ -76,6 +76,8 @@ std::string csv_cell(const V& v, const char* key) {
     return csv_field(metaprobe::detail::format_shape(v, ","));
   } else if constexpr (std::is_same_v<V, SpectralStatus>) {
     return csv_field(to_string(v));
+  } else if constexpr (std::is_enum_v<V>) {
+    return csv_field(std::string(enum_name(v)));
   } else {
     throw InvalidArgument(std::string("CSV column '") + key + "': a field that is not a single value");
   }

@@ -259,7 +259,7 @@ PowerLawFit fit_power_law(const std::vector<double>& evals, const SpectralOption
     fit.reason = "no xmin candidate gave a finite alpha > 1";
     return fit;
   }
-  fit.status = "success";
+  fit.status = FitStatus::success;
   fit.alpha = best_alpha;
   fit.xmin = x[best];
   fit.D = best_d;
@@ -297,7 +297,7 @@ SpectralStats spectral_stats_from(const Spectrum& sp, double frobenius_sq, doubl
   for (size_t i = 0; i < sv.size(); ++i) lam[i] = sv[i] * sv[i];
   s.fit = fit_power_law(lam, options);
   if (!sp.complete) s.fit.reason = s.fit.reason.empty() ? "fit on the top-k eigenvalues only" : s.fit.reason;
-  if (s.fit.status == "success") {
+  if (s.fit.status == FitStatus::success) {
     s.alpha = s.fit.alpha;
     s.alpha_weighted = s.alpha * s.log_spectral_norm;
   }
@@ -317,7 +317,7 @@ SpectralStats spectral_stats_from(const Spectrum& sp, double frobenius_sq, doubl
     }
     s.effective_rank = std::exp(h);
   }
-  if (s.fit.status == "success") {
+  if (s.fit.status == FitStatus::success) {
     double acc = 0;
     for (double l : lam) acc += std::pow(l, s.alpha);
     s.log_alpha_norm = std::log10(acc);

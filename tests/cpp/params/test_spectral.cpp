@@ -8,6 +8,8 @@
 #include <metaprobe/error.hpp>
 #include <metaprobe/params/spectral.hpp>
 
+#include <nlohmann/json.hpp>
+
 // glog (pulled in by ATen) defines CHECK as an aborting assertion; Catch2's must win.
 #include <catch2/catch.hpp>
 
@@ -220,7 +222,7 @@ TEST_CASE("spectral metrics follow their definitions", "[params][spectral]") {
     CHECK(s.log_spectral_norm == Approx(std::log10(sv[0] * sv[0])).epsilon(1e-10));
   }
   SECTION("WeightWatcher metrics use lambda = sigma^2") {
-    REQUIRE(s.fit.status == "success");
+    REQUIRE(s.fit.status == FitStatus::success);
     CHECK(s.alpha_weighted == Approx(s.alpha * std::log10(sv[0] * sv[0])));
     double acc = 0;
     for (double v : sv) acc += std::pow(v * v, s.alpha);
@@ -243,14 +245,14 @@ TEST_CASE("power-law fit", "[params][spectral][powerlaw]") {
     at::Tensor x = at::pow(1.0 - u, -1.0 / 1.5);
     std::vector<double> ev(x.data_ptr<double>(), x.data_ptr<double>() + x.numel());
     const PowerLawFit f = fit_power_law(ev);
-    REQUIRE(f.status == "success");
+    REQUIRE(f.status == FitStatus::success);
     CHECK(f.alpha == Approx(2.5).margin(0.15));
     CHECK(f.D < 0.05);
     CHECK(f.sigma == Approx((f.alpha - 1) / std::sqrt(static_cast<double>(f.num_pl_spikes))).epsilon(1e-9));
   }
   SECTION("too few eigenvalues is a failed fit with the reason, not a skip") {
     const PowerLawFit f = fit_power_law({1.0, 2.0, 3.0});
-    CHECK(f.status == "failed");
+    CHECK(f.status == FitStatus::failed);
     CHECK_THAT(f.reason, Contains("only 3 eigenvalues above evals_thresh"));
     CHECK(std::isnan(f.alpha));
   }
@@ -258,15 +260,15 @@ TEST_CASE("power-law fit", "[params][spectral][powerlaw]") {
     std::vector<double> ev(20, 1e-9);
     const PowerLawFit f = fit_power_law(ev);
     CHECK(f.num_evals == 0);
-    CHECK(f.status == "failed");
+    CHECK(f.status == FitStatus::failed);
   }
   SECTION("all-equal eigenvalues cannot be fitted") {
     const PowerLawFit f = fit_power_law(std::vector<double>(50, 2.0));
-    CHECK(f.status == "failed");
+    CHECK(f.status == FitStatus::failed);
   }
   SECTION("a zero matrix gets a row with the reason") {
     const SpectralStats s = spectral_stats(at::zeros({30, 20}));
-    CHECK(s.fit.status == "failed");
+    CHECK(s.fit.status == FitStatus::failed);
     CHECK(s.spectral_norm == 0);
     CHECK(std::isnan(s.stable_rank));
   }
@@ -343,7 +345,7 @@ TEST_CASE("WeightWatcher parity: entropy rank, num_evals and the small-N fit", "
     std::vector<double> ev;
     for (int i = 1; i <= 15; ++i) ev.push_back(std::pow(static_cast<double>(i), 1.7) * 0.01);
     const PowerLawFit f = fit_power_law(ev);
-    REQUIRE(f.status == "success");
+    REQUIRE(f.status == FitStatus::success);
     // Reference: candidates are tails of >= 8 values; alpha = 1 + (n - 1)/sum log(x/xmin); first minimal D.
     std::vector<double> x = ev;
     std::sort(x.begin(), x.end());
@@ -370,4 +372,15 @@ TEST_CASE("WeightWatcher parity: entropy rank, num_evals and the small-N fit", "
     bad.small_n = -1;
     REQUIRE_THROWS_WITH(spectral_stats(at::randn({4, 4}), bad), Contains("small_n: -1, expected >= 0"));
   }
+}
+
+TEST_CASE("the fit status and the SVD method are named by their enums' tables", "[spectral]") {
+  using metaprobe::enum_name;
+  using metaprobe::parse_enum;
+  CHECK(enum_name(FitStatus::success) == "success");
+  CHECK(nlohmann::json(FitStatus::failed) == "failed");
+  CHECK(parse_enum<SvdMethod>("gram") == SvdMethod::Gram);
+  REQUIRE_THROWS_WITH(parse_enum<SvdMethod>("qr"), "method: 'qr', expected one of auto, gram, svd");
+  REQUIRE_THROWS_WITH(nlohmann::json("done").get<FitStatus>(),
+                      Catch::Matchers::Contains("'done' is not a fit status, expected one of success, failed"));
 }

@@ -43,6 +43,8 @@ struct CompareOptions {
 /// Whether a tensor row has spectral statistics; its JSON and Python names ("off", "ok", "skipped") come from
 /// one table in compare.cpp.
 enum class SpectralState { off, ok, skipped };
+METAPROBE_ENUM_NAMES(SpectralState, "spectral_status", "'{value}', expected \"off\", \"ok\" or \"skipped: <reason>\"",
+                     {SpectralState::off, "off"}, {SpectralState::ok, "ok"}, {SpectralState::skipped, "skipped"})
 
 /// A row's spectral state and, when skipped, why.
 struct SpectralStatus {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include <metaprobe/common/enum_names.hpp>
 #include <metaprobe/common/fields.hpp>
 
 #include <ATen/ATen.h>
@@ -20,6 +21,8 @@ enum class SvdMethod {
   Gram,  // eigenvalues of the smaller Gram matrix in double (fast; small singular values lose accuracy)
   Svd,   // at::linalg_svdvals in double
 };
+METAPROBE_ENUM_NAMES(SvdMethod, "method", "'{value}', expected one of {names}", {SvdMethod::Auto, "auto"},
+                     {SvdMethod::Gram, "gram"}, {SvdMethod::Svd, "svd"})
 
 struct SpectralOptions {
   int64_t k = 0;                    // 0: every singular value exactly; > 0: only the top k by randomized SVD
@@ -60,14 +63,23 @@ struct Spectrum {
   bool converged = true;            // randomized: each bound met tolerance (docs/params.md, "Top-k")
 };
 
+/// Whether the power-law fit was made (WeightWatcher's "success" / "failed").
+enum class FitStatus { success, failed };
+METAPROBE_ENUM_NAMES(FitStatus, "status", "'{value}' is not a fit status, expected one of {names}",
+                     {FitStatus::success, "success"}, {FitStatus::failed, "failed"})
+
 /// Result of the WeightWatcher-style continuous power-law fit (Clauset xmin scan).
 struct PowerLawFit {
-  std::string status = "failed";    // "success" or "failed"
+  FitStatus status = FitStatus::failed;
   std::string reason;               // why it failed (empty on success)
   double alpha = NAN, xmin = NAN, xmax = NAN, D = NAN, sigma = NAN;
   int64_t num_evals = 0;            // eigenvalues that entered the fit (> evals_thresh)
   int64_t num_pl_spikes = 0;        // #{lambda >= xmin}
 };
+#define METAPROBE_POWER_LAW_FIT_FIELDS(X, LATER)                                                                \
+  X("alpha", alpha) X("xmin", xmin) X("xmax", xmax) X("D", D) X("sigma", sigma) X("num_evals", num_evals)       \
+  X("num_pl_spikes", num_pl_spikes) X("status", status) X("reason", reason)
+METAPROBE_RECORD(PowerLawFit, METAPROBE_POWER_LAW_FIT_FIELDS)
 
 /// Everything spectral about one matrix. Metrics that need the whole spectrum are NaN for a top-k spectrum.
 /// WeightWatcher's Marchenko–Pastur fit of an ESD (its mp_fit with rescale): σ by a grid search plus
