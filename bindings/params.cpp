@@ -15,6 +15,7 @@
 #include <metaprobe/params/tensor_stats.hpp>
 
 #include "binding.hpp"
+#include "options.hpp"
 #include "records.hpp"
 
 namespace metaprobe::bindings {
@@ -44,41 +45,6 @@ py::dict row_dict(const Row& row) {
     }
   });
   return d;
-}
-
-SvdMethod parse_method(const std::string& m) { return parse_enum<SvdMethod>(m); }
-
-// Spectral options from the keyword dict the Python layer builds (unknown keys are an error).
-SpectralOptions spectral_options(const py::dict& o) {
-  SpectralOptions s;
-  for (auto item : o) {
-    const std::string key = py::cast<std::string>(item.first);
-    py::handle v = item.second;
-    if (key == "k") s.k = v.is_none() ? 0 : py::cast<int64_t>(v);
-    else if (key == "flatten") s.flatten = py::cast<bool>(v);
-    else if (key == "method") s.method = parse_method(py::cast<std::string>(v));
-    else if (key == "gram_max_side") s.gram_max_side = py::cast<int64_t>(v);
-    else if (key == "gram_min_ratio") s.gram_min_ratio = py::cast<double>(v);
-    else if (key == "oversampling") s.oversampling = py::cast<int64_t>(v);
-    else if (key == "power_iterations") s.power_iterations = py::cast<int64_t>(v);
-    else if (key == "seed") s.seed = py::cast<uint64_t>(v);
-    else if (key == "error_probes") s.error_probes = py::cast<int64_t>(v);
-    else if (key == "rank_eps") s.rank_eps = py::cast<double>(v);
-    else if (key == "sketch_float32") s.sketch_float32 = py::cast<bool>(v);
-    else if (key == "tolerance") s.tolerance = py::cast<double>(v);
-    else if (key == "exact_fallback") s.exact_fallback = py::cast<bool>(v);
-    else if (key == "evals_thresh") s.evals_thresh = py::cast<double>(v);
-    else if (key == "min_evals") s.min_evals = py::cast<int64_t>(v);
-    else if (key == "small_n") s.small_n = py::cast<int64_t>(v);
-    else if (key == "randomize") s.randomize = py::cast<bool>(v);
-    else if (key == "randomize_seed") s.randomize_seed = py::cast<uint64_t>(v);
-    else throw InvalidArgument("spectral option '" + key + "': unknown, expected one of k, flatten, method, "
-                               "gram_max_side, gram_min_ratio, oversampling, power_iterations, seed, "
-                               "error_probes, tolerance, exact_fallback, rank_eps, sketch_float32, evals_thresh, "
-                               "min_evals, small_n, "
-                               "randomize, randomize_seed");
-  }
-  return s;
 }
 
 // A source given from Python: a path (opened as a Checkpoint), a list of (name, tensor) pairs, or an
@@ -127,7 +93,7 @@ ProgressCallback progress_callback(py::object cb) {
 }
 
 py::dict compare_py(py::handle reference, py::handle tuned, double atol, double eta, bool spectra,
-                    const py::dict& spectral, int64_t subspace_k, int64_t max_spectral_side, bool release_pages,
+                    const SpectralOptions& spectral, int64_t subspace_k, int64_t max_spectral_side, bool release_pages,
                     py::object progress, bool emulate_bf16, const std::string& nonfinite) {
   HeldSource r = make_source(reference, "reference");
   HeldSource t = make_source(tuned, "tuned");
@@ -137,7 +103,7 @@ py::dict compare_py(py::handle reference, py::handle tuned, double atol, double 
   o.emulate_bf16 = emulate_bf16;
   o.nonfinite = parse_nonfinite_policy(nonfinite);
   o.spectra = spectra;
-  o.spectral = spectral_options(spectral);
+  o.spectral = spectral;
   o.subspace_k = subspace_k;
   o.max_spectral_side = max_spectral_side;
   o.release_pages = release_pages;
@@ -180,12 +146,12 @@ py::dict compare_py(py::handle reference, py::handle tuned, double atol, double 
   return out;
 }
 
-py::list describe_py(py::handle source, bool spectra, const py::dict& spectral, int64_t max_spectral_side,
+py::list describe_py(py::handle source, bool spectra, const SpectralOptions& spectral, int64_t max_spectral_side,
                      bool release_pages, py::object progress) {
   HeldSource s = make_source(source, "checkpoint");
   DescribeOptions o;
   o.spectra = spectra;
-  o.spectral = spectral_options(spectral);
+  o.spectral = spectral;
   o.max_spectral_side = max_spectral_side;
   o.release_pages = release_pages;
   o.progress = progress_callback(std::move(progress));
@@ -204,6 +170,9 @@ py::list describe_py(py::handle source, bool spectra, const py::dict& spectral, 
 
 void bind_params(py::module_& m) {
   py::module_ p = m.def_submodule("params", "Parameter statistics (see metaprobe.params)");
+  bind_options<SpectralOptions>(p, "SpectralOptions",
+                                "Options of the spectral statistics: exact or top-k singular values, the power-law "
+                                "and MP fits, WeightWatcher's randomised ESD (docs/params.md).");
   py::class_<CompareResult, std::shared_ptr<CompareResult>>(
       p, "CompareResult", "A comparison's C++ result, held by metaprobe.params.Comparison for its file forms.")
       .def(
@@ -258,8 +227,8 @@ void bind_params(py::module_& m) {
       py::arg("w0"), py::arg("w1"), py::arg("atol"), py::arg("eta"));
   p.def(
       "spectral_stats",
-      [](const at::Tensor& w, const py::dict& opts) {
-        const SpectralOptions o = spectral_options(opts);
+      [](const at::Tensor& w, const SpectralOptions& opts) {
+        const SpectralOptions o = opts;
         SpectralStats s;
         {
           py::gil_scoped_release nogil;
@@ -269,8 +238,8 @@ void bind_params(py::module_& m) {
       },
       py::arg("w"), py::arg("options"));
   // Both spectrum bindings run the same call; they differ only in how much of the Spectrum they return.
-  static auto spectrum = [](const at::Tensor& w, const py::dict& opts) {
-    const SpectralOptions o = spectral_options(opts);
+  static auto spectrum = [](const at::Tensor& w, const SpectralOptions& opts) {
+    const SpectralOptions o = opts;
     py::gil_scoped_release nogil;
     return singular_values(w, o);
   };
@@ -281,14 +250,14 @@ void bind_params(py::module_& m) {
   };
   p.def(
       "singular_values",
-      [](const at::Tensor& w, const py::dict& opts) {
+      [](const at::Tensor& w, const SpectralOptions& opts) {
         const Spectrum s = spectrum(w, opts);
         return py::make_tuple(tensor(s.values), s.method, s.error_bound);
       },
       py::arg("w"), py::arg("options"));
   p.def(
       "top_k_singular_values",
-      [](const at::Tensor& w, const py::dict& opts) {
+      [](const at::Tensor& w, const SpectralOptions& opts) {
         const Spectrum s = spectrum(w, opts);
         py::dict d;
         d["values"] = tensor(s.values);
@@ -303,14 +272,14 @@ void bind_params(py::module_& m) {
       py::arg("w"), py::arg("options"));
   p.def(
       "fit_power_law",
-      [](const std::vector<double>& evals, const py::dict& opts) {
-        return record_dict(fit_power_law(evals, spectral_options(opts)));
+      [](const std::vector<double>& evals, const SpectralOptions& opts) {
+        return record_dict(fit_power_law(evals, opts));
       },
       py::arg("evals"), py::arg("options"));
   p.def(
       "update_spectral_stats",
-      [](const at::Tensor& w0, const at::Tensor& w1, int64_t k, const py::dict& opts) {
-        const SpectralOptions o = spectral_options(opts);
+      [](const at::Tensor& w0, const at::Tensor& w1, int64_t k, const SpectralOptions& opts) {
+        const SpectralOptions o = opts;
         UpdateSpectralStats u;
         {
           py::gil_scoped_release nogil;

@@ -98,15 +98,20 @@ _SPECTRAL_OPTION_CHECKS: dict[str, Callable[[Any, str], Any]] = {
 }
 
 
-def _spectral_options(k: Optional[int] = None, **options: Any) -> dict[str, Any]:
-    """The option dict the core takes: None values dropped, every known option type-checked by name."""
+def _spectral_options(k: Optional[int] = None, **options: Any) -> "_p.SpectralOptions":
+    """The one options object the core takes (``_core.params.SpectralOptions``, C++ defaults): None values
+    dropped, every option type-checked by name; an unknown key is an InvalidArgumentError listing the fields."""
     out = {}
     for key, value in options.items():
         if value is not None:
             check = _SPECTRAL_OPTION_CHECKS.get(key)
             out[key] = value if check is None else check(value, key)
     out["k"] = 0 if k is None else _check_int(k, "k")
-    return out
+    known = _p.SpectralOptions().to_dict()
+    for key in out:
+        if key not in known:
+            raise _core.InvalidArgumentError(f"spectral option '{key}': unknown, expected one of {', '.join(known)}")
+    return _p.SpectralOptions(**out)
 
 
 def spectral_stats(w: torch.Tensor, k: Optional[int] = None, **options: Any) -> dict[str, Any]:

@@ -298,3 +298,19 @@ def test_item_pickles_as_its_fields_not_as_text():
     assert isinstance(state, dict) and tuple(state) == probes.ITEM_FIELDS
     back = pickle.loads(pickle.dumps(it))
     assert back == it and back.extra == {"source": "lab", "n": [1, 2]}
+
+
+def test_spectral_options_are_one_bound_struct():
+    # _core.params.SpectralOptions is the C++ struct (metaprobe/params/spectral.hpp); the Python keywords of
+    # params.spectral_stats & co. become one such object, and the unknown-key message lists its fields.
+    o = _core.params.SpectralOptions()
+    assert (o.k, o.method, o.flatten, o.tolerance, o.power_iterations, o.randomize) == (0, "auto", True, 1e-3, 6, False)
+    with pytest.raises(metaprobe.InvalidArgumentError, match="method: 'qr', expected one of auto, gram, svd"):
+        _core.params.SpectralOptions(method="qr")
+    with pytest.raises(metaprobe.InvalidArgumentError,
+                       match="spectral option 'oversample': unknown, expected one of k, flatten, method, "):
+        metaprobe.params.spectral_stats(torch.randn(4, 3), oversample=3)
+    w = torch.randn(12, 9, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    a = metaprobe.params.spectral_stats(w, method="svd")
+    b = _core.params.spectral_stats(w, _core.params.SpectralOptions(method="svd"))
+    assert a["svd_method"] == b["svd_method"] == "svd" and a["stable_rank"] == b["stable_rank"]

@@ -50,6 +50,14 @@ struct SpectralOptions {
   bool randomize = false;           // off by default: it costs one SVD per replica
   uint64_t randomize_seed = 0;      // the permutations' seed (WW draws them from numpy's global RNG)
 };
+// The options' one other statement: the Python class _core.params.SpectralOptions and its keys derive from it.
+#define METAPROBE_SPECTRAL_OPTIONS_FIELDS(X, LATER)                                                              \
+  X("k", k) X("flatten", flatten) X("method", method) X("gram_max_side", gram_max_side)                          \
+  X("gram_min_ratio", gram_min_ratio) X("oversampling", oversampling) X("power_iterations", power_iterations)     \
+  X("tolerance", tolerance) X("exact_fallback", exact_fallback) X("seed", seed) X("error_probes", error_probes)   \
+  X("sketch_float32", sketch_float32) X("rank_eps", rank_eps) X("evals_thresh", evals_thresh)                     \
+  X("min_evals", min_evals) X("small_n", small_n) X("randomize", randomize) X("randomize_seed", randomize_seed)
+METAPROBE_RECORD(SpectralOptions, METAPROBE_SPECTRAL_OPTIONS_FIELDS)
 
 /// Singular values in descending order and how they were obtained.
 struct Spectrum {
