@@ -92,21 +92,10 @@ ProgressCallback progress_callback(py::object cb) {
   };
 }
 
-py::dict compare_py(py::handle reference, py::handle tuned, double atol, double eta, bool spectra,
-                    const SpectralOptions& spectral, int64_t subspace_k, int64_t max_spectral_side, bool release_pages,
-                    py::object progress, bool emulate_bf16, const std::string& nonfinite) {
+py::dict compare_py(py::handle reference, py::handle tuned, const CompareOptions& options, py::object progress) {
   HeldSource r = make_source(reference, "reference");
   HeldSource t = make_source(tuned, "tuned");
-  CompareOptions o;
-  o.update.atol = atol;
-  o.update.eta = eta;
-  o.emulate_bf16 = emulate_bf16;
-  o.nonfinite = parse_nonfinite_policy(nonfinite);
-  o.spectra = spectra;
-  o.spectral = spectral;
-  o.subspace_k = subspace_k;
-  o.max_spectral_side = max_spectral_side;
-  o.release_pages = release_pages;
+  CompareOptions o = options;
   o.progress = progress_callback(std::move(progress));
   auto held = std::make_shared<CompareResult>();
   CompareResult& res = *held;
@@ -146,14 +135,9 @@ py::dict compare_py(py::handle reference, py::handle tuned, double atol, double 
   return out;
 }
 
-py::list describe_py(py::handle source, bool spectra, const SpectralOptions& spectral, int64_t max_spectral_side,
-                     bool release_pages, py::object progress) {
+py::list describe_py(py::handle source, const DescribeOptions& options, py::object progress) {
   HeldSource s = make_source(source, "checkpoint");
-  DescribeOptions o;
-  o.spectra = spectra;
-  o.spectral = spectral;
-  o.max_spectral_side = max_spectral_side;
-  o.release_pages = release_pages;
+  DescribeOptions o = options;
   o.progress = progress_callback(std::move(progress));
   std::vector<TensorDescription> rows;
   {
@@ -170,9 +154,15 @@ py::list describe_py(py::handle source, bool spectra, const SpectralOptions& spe
 
 void bind_params(py::module_& m) {
   py::module_ p = m.def_submodule("params", "Parameter statistics (see metaprobe.params)");
+  bind_options<UpdateOptions>(p, "UpdateOptions", "Tolerances of the update-sparsity rules: atol, eta.");
   bind_options<SpectralOptions>(p, "SpectralOptions",
                                 "Options of the spectral statistics: exact or top-k singular values, the power-law "
                                 "and MP fits, WeightWatcher's randomised ESD (docs/params.md).");
+  bind_options<CompareOptions>(p, "CompareOptions",
+                               "Options of compare(): update tolerances, bf16 emulation, the non-finite policy, "
+                               "spectra and their options, subspace_k, max_spectral_side, release_pages.");
+  bind_options<DescribeOptions>(p, "DescribeOptions",
+                                "Options of describe(): spectra and their options, max_spectral_side, release_pages.");
   py::class_<CompareResult, std::shared_ptr<CompareResult>>(
       p, "CompareResult", "A comparison's C++ result, held by metaprobe.params.Comparison for its file forms.")
       .def(
@@ -300,12 +290,10 @@ void bind_params(py::module_& m) {
   p.attr("SPECTRAL_STATS_FIELDS") = field_names_py<SpectralStats>();
   p.attr("UPDATE_SPECTRAL_STATS_FIELDS") = field_names_py<UpdateSpectralStats>();
   p.attr("GROUP_STATS_FIELDS") = field_names_py<GroupStats>();
-  p.def("compare", &compare_py, py::arg("reference"), py::arg("tuned"), py::arg("atol"), py::arg("eta"),
-        py::arg("spectra"), py::arg("spectral"), py::arg("subspace_k"), py::arg("max_spectral_side"),
-        py::arg("release_pages"), py::arg("progress"), py::arg("emulate_bf16") = false,
-        py::arg("nonfinite") = "nan");
-  p.def("describe", &describe_py, py::arg("source"), py::arg("spectra"), py::arg("spectral"),
-        py::arg("max_spectral_side"), py::arg("release_pages"), py::arg("progress"));
+  p.def("compare", &compare_py, py::arg("reference"), py::arg("tuned"), py::arg("options"), py::arg("progress"),
+        "Streams two sources (paths, (name, tensor) lists or TensorSources) through compare_checkpoints.");
+  p.def("describe", &describe_py, py::arg("source"), py::arg("options"), py::arg("progress"),
+        "Per-tensor statistics (and spectra) of one source.");
 }
 
 }  // namespace metaprobe::bindings

@@ -304,20 +304,17 @@ def compare_checkpoints(
 
     callback, bar = _callback(progress, "compare")
     try:
-        raw = _p.compare(
-            _source(reference, "reference"),
-            _source(tuned, "tuned"),
-            _checks.real(atol, "atol"),
-            _checks.real(eta, "eta"),
-            _checks.flag(spectra, "spectra"),
-            _spectral_options(k, **spectral_options),
-            _check_int(subspace_k, "subspace_k"),
-            _check_int(max_spectral_side, "max_spectral_side"),
-            _checks.flag(release_pages, "release_pages"),
-            callback,
-            _checks.flag(emulate_bf16, "emulate_bf16"),
-            _checks.string(nonfinite, "nonfinite", "'nan' or 'error'"),
+        options = _p.CompareOptions(
+            update=_p.UpdateOptions(atol=_checks.real(atol, "atol"), eta=_checks.real(eta, "eta")),
+            emulate_bf16=_checks.flag(emulate_bf16, "emulate_bf16"),
+            nonfinite=_checks.string(nonfinite, "nonfinite", "'nan' or 'error'"),
+            spectra=_checks.flag(spectra, "spectra"),
+            spectral=_spectral_options(k, **spectral_options),
+            subspace_k=_check_int(subspace_k, "subspace_k"),
+            max_spectral_side=_check_int(max_spectral_side, "max_spectral_side"),
+            release_pages=_checks.flag(release_pages, "release_pages"),
         )
+        raw = _p.compare(_source(reference, "reference"), _source(tuned, "tuned"), options, callback)
     finally:
         bar.close()
     tensors = pd.DataFrame(raw["tensors"])
@@ -360,14 +357,12 @@ def describe(
 
     callback, bar = _callback(progress, "describe")
     try:
-        rows = _p.describe(
-            _source(checkpoint, "checkpoint"),
-            _checks.flag(spectra, "spectra"),
-            _spectral_options(k, **spectral_options),
-            _check_int(max_spectral_side, "max_spectral_side"),
-            _checks.flag(release_pages, "release_pages"),
-            callback,
+        options = _p.DescribeOptions(
+            spectra=_checks.flag(spectra, "spectra"), spectral=_spectral_options(k, **spectral_options),
+            max_spectral_side=_check_int(max_spectral_side, "max_spectral_side"),
+            release_pages=_checks.flag(release_pages, "release_pages"),
         )
+        rows = _p.describe(_source(checkpoint, "checkpoint"), options, callback)
     finally:
         bar.close()
     df = pd.DataFrame(rows)

@@ -314,3 +314,20 @@ def test_spectral_options_are_one_bound_struct():
     a = metaprobe.params.spectral_stats(w, method="svd")
     b = _core.params.spectral_stats(w, _core.params.SpectralOptions(method="svd"))
     assert a["svd_method"] == b["svd_method"] == "svd" and a["stable_rank"] == b["stable_rank"]
+
+
+def test_compare_and_describe_options_are_bound_structs():
+    c = _core.params.CompareOptions()
+    assert (c.update.atol, c.update.eta, c.nonfinite, c.spectra, c.subspace_k, c.release_pages) == (
+        1e-5, 1e-3, "nan", False, 16, True)
+    assert c.spectral == _core.params.SpectralOptions()
+    c2 = _core.params.CompareOptions(update={"atol": 1e-4}, spectral={"method": "svd"})
+    assert c2.update.atol == 1e-4 and c2.update.eta == 1e-3 and c2.spectral.method == "svd"
+    with pytest.raises(metaprobe.InvalidArgumentError, match="nonfinite: 'drop', expected one of nan, error"):
+        _core.params.CompareOptions(nonfinite="drop")
+    assert sorted(_core.params.DescribeOptions().to_dict()) == ["max_spectral_side", "release_pages", "spectra",
+                                                                "spectral"]
+    w = {"a": torch.randn(6, 4, generator=torch.Generator().manual_seed(1))}
+    w1 = {"a": w["a"] + 1e-3}
+    got = metaprobe.params.compare_checkpoints(w, w1, progress=False, atol=1e-2)
+    assert got.tensors.loc["a", "sparsity_abs"] == 1.0

@@ -39,6 +39,12 @@ struct CompareOptions {
   bool release_pages = true;         // drop a finished tensor's file pages from RSS (mapped sources only)
   ProgressCallback progress;         // called after each tensor (may be empty)
 };
+// The options of the file forms and of Python's _core.params.CompareOptions (progress is a call-time argument).
+#define METAPROBE_COMPARE_OPTIONS_FIELDS(X, LATER)                                                             \
+  X("update", update) X("emulate_bf16", emulate_bf16) X("nonfinite", nonfinite) X("spectra", spectra)           \
+  X("spectral", spectral) X("subspace_k", subspace_k) X("max_spectral_side", max_spectral_side)                 \
+  X("release_pages", release_pages)
+METAPROBE_RECORD(CompareOptions, METAPROBE_COMPARE_OPTIONS_FIELDS)
 
 /// Whether a tensor row has spectral statistics; its JSON and Python names ("off", "ok", "skipped") come from
 /// one table in compare.cpp.
@@ -158,6 +164,10 @@ struct DescribeOptions {
   bool release_pages = true;
   ProgressCallback progress;
 };
+#define METAPROBE_DESCRIBE_OPTIONS_FIELDS(X, LATER)                                                            \
+  X("spectra", spectra) X("spectral", spectral) X("max_spectral_side", max_spectral_side)                        \
+  X("release_pages", release_pages)
+METAPROBE_RECORD(DescribeOptions, METAPROBE_DESCRIBE_OPTIONS_FIELDS)
 
 /// Per-tensor statistics (and optionally spectra) of every tensor of a source, in storage order.
 std::vector<TensorDescription> describe(const io::TensorSource& source, const DescribeOptions& options = {});

@@ -49,6 +49,8 @@ struct UpdateOptions {
   double atol = 1e-5;  // "unchanged" when |w1 - w0| <= atol (Mukherjee et al. 2025)
   double eta = 1e-3;   // "unchanged" when |w1 - w0| <= eta * max(|w0|, |w1|) (Path Not Taken, Def. 2.1)
 };
+#define METAPROBE_UPDATE_OPTIONS_FIELDS(X, LATER) X("atol", atol) X("eta", eta)
+METAPROBE_RECORD(UpdateOptions, METAPROBE_UPDATE_OPTIONS_FIELDS)
 
 /// What update summaries do when a matched pair holds NaN or ±Inf on either side.
 enum class NonFinitePolicy {
