@@ -21,14 +21,6 @@ namespace {
 
 using namespace metaprobe::meta;
 
-// A Python object whose last reference may be dropped on a thread without the GIL.
-std::shared_ptr<py::object> hold(py::object o) {
-  return std::shared_ptr<py::object>(new py::object(std::move(o)), [](py::object* p) {
-    py::gil_scoped_acquire gil;
-    delete p;
-  });
-}
-
 // The tensor a Python callable returned; InvalidArgument naming `what` and `expected` otherwise.
 at::Tensor py_tensor(const py::object& out, const char* what, const char* expected) {
   if (!THPVariable_Check(out.ptr()))
@@ -46,14 +38,14 @@ FunctionSource::Fn logits_fn(std::shared_ptr<py::object> h) {
 }
 
 std::shared_ptr<LogitSource> callable_source(py::object fn, const std::string& description) {
-  return std::make_shared<FunctionSource>(logits_fn(hold(std::move(fn))), description);
+  return std::make_shared<FunctionSource>(logits_fn(gil_safe_hold(std::move(fn))), description);
 }
 
 // A metaprobe.backends object: callable for logits, plus generate(requests, options) and score(ids, mask, rows,
 // cols) when it has them (each request a dict {prompt, seed}; each completion a dict {tokens, logprobs,
 // finish_reason}); positions_processed (an int attribute) when it counts.
 std::shared_ptr<LogitSource> backend_source(py::object obj, const std::string& description) {
-  auto h = hold(obj);
+  auto h = gil_safe_hold(obj);
   FunctionSource::Fn logits = logits_fn(h);
   CallbackSource::GenerateFn gen;
   if (py::hasattr(obj, "generate") && (!py::hasattr(obj, "can_generate") || obj.attr("can_generate").cast<bool>())) {
@@ -150,7 +142,7 @@ Stage make_stage(const py::dict& spec) {
   if (spec.contains("step")) s.step = spec["step"].cast<int64_t>();
   s.source = stage_source(spec, s.name);
   if (spec.contains("loader") && !spec["loader"].is_none()) {
-    auto h = hold(py::reinterpret_borrow<py::object>(spec["loader"]));
+    auto h = gil_safe_hold(py::reinterpret_borrow<py::object>(spec["loader"]));
     const std::string name = s.name;
     s.loader = [h, name]() -> std::shared_ptr<LogitSource> {
       py::gil_scoped_acquire gil;
@@ -176,7 +168,7 @@ std::shared_ptr<const Tokenizer> make_tokenizer(py::object tok) {
     if (tok.cast<std::string>() == "char") return std::make_shared<CharTokenizerAdapter>();
     throw InvalidArgument("tokenizer is '" + tok.cast<std::string>() + "', expected \"char\" or a tokenizer object");
   }
-  auto h = hold(tok);
+  auto h = gil_safe_hold(tok);
   auto attr_id = [&](const char* name) -> int64_t {
     py::object v = tok.attr(name);
     return v.is_none() ? -1 : v.cast<int64_t>();
@@ -218,7 +210,7 @@ py::object run_py(const std::vector<probes::Item>& items, const py::list& stages
                   const std::vector<std::string>& only) {
   RunOptions options = options_from_py(options_dict);
   if (!progress.is_none()) {
-    auto h = hold(progress);
+    auto h = gil_safe_hold(progress);
     options.progress = [h](const RunProgress& p) {
       py::gil_scoped_acquire gil;
       (*h)(p.phase, p.stage, p.done, p.total);

@@ -82,10 +82,7 @@ HeldSource make_source(py::handle obj, const char* argument) {
 ProgressCallback progress_callback(py::object cb) {
   if (cb.is_none()) return {};
   // The callback object is shared so that copies of the std::function need no GIL.
-  auto holder = std::shared_ptr<py::object>(new py::object(std::move(cb)), [](py::object* p) {
-    py::gil_scoped_acquire gil;
-    delete p;
-  });
+  auto holder = gil_safe_hold(std::move(cb));
   return [holder](const Progress& p) {
     py::gil_scoped_acquire gil;
     (*holder)(p.done, p.total, p.bytes_done, p.bytes_total, p.name);
