@@ -61,6 +61,32 @@ struct OptionField<E, std::enable_if_t<std::is_enum_v<E>>> {
   static py::object to_py(E v) { return py::str(std::string(enum_name(v))); }
 };
 
+/// A list of an enum with a name table (SuiteSpec::skills): a list of names from Python, the names back.
+template <class E>
+struct OptionField<std::vector<E>, std::enable_if_t<std::is_enum_v<E>>> {
+  static std::vector<E> from_py(py::handle h, const std::string& where) {
+    if (py::isinstance<py::str>(h) || !py::isinstance<py::sequence>(h))
+      throw InvalidArgument(where + ": got " + py_repr(h) + ", expected a list of str from " + enum_name_list<E>());
+    std::vector<E> out;
+    const auto seq = py::reinterpret_borrow<py::sequence>(h);
+    for (size_t i = 0; i < seq.size(); ++i) {
+      const std::string at = where + "[" + std::to_string(i) + "]";
+      try {
+        out.push_back(OptionField<E>::from_py(seq[i], at));
+      } catch (const InvalidArgument& e) {  // the enum's message names its kind; say which entry it was
+        if (std::string_view(e.what()).rfind(at, 0) == 0) throw;
+        throw InvalidArgument(at + ": " + e.what());
+      }
+    }
+    return out;
+  }
+  static py::object to_py(const std::vector<E>& v) {
+    py::list names;
+    for (E e : v) names.append(py::str(std::string(enum_name(e))));
+    return std::move(names);
+  }
+};
+
 /// An optional tensor: None is the undefined tensor.
 template <>
 struct OptionField<at::Tensor> {

@@ -131,13 +131,6 @@ py::dict item_columns(const std::vector<const Item*>& items) {
 }
 
 // "varied" / "canonical" and a NoOp share as the C++ surface options.
-SurfaceOptions surface_options(const std::string& phrasing, double noop_share) {
-  SurfaceOptions s;
-  s.phrasing = parse_enum<Phrasing>(phrasing);
-  s.noop_share = noop_share;
-  return s;
-}
-
 }  // namespace
 
 void bind_probes(py::module_& m) {
@@ -211,21 +204,14 @@ void bind_probes(py::module_& m) {
       "_probes_item_columns", [](const py::sequence& items) { return item_columns(item_pointers(items)); },
       py::arg("items"), "The items as {field: [value per item]} in ITEM_FIELDS order (a DataFrame's columns).");
 
+  bind_options<SurfaceOptions>(m, "SurfaceOptions", "The surface form of generated prompts: phrasing "
+                                                    "('varied' | 'canonical') and noop_share (docs/probes.md).");
+  bind_options<SuiteSpec>(m, "SuiteSpec", "What probes.generate() generates: skills and domains (empty: all), "
+                                          "n_per_cell, difficulties, seed, on_short_supply ('raise' | 'warn'), "
+                                          "surface (docs/probes.md).");
   m.def(
       "_probes_generate",
-      [](const std::vector<std::string>& skills, const std::vector<std::string>& domains, int n_per_cell,
-         const std::vector<int>& difficulties, uint64_t seed, const std::string& on_short_supply,
-         const std::string& phrasing, double noop_share) {
-        SuiteSpec spec;
-        spec.surface = surface_options(phrasing, noop_share);
-        spec.on_short_supply = parse_enum<ShortSupply>(on_short_supply);
-        spec.skills.clear();
-        spec.domains.clear();
-        for (const auto& s : skills) spec.skills.push_back(parse_skill(s));
-        for (const auto& d : domains) spec.domains.push_back(parse_domain(d));
-        spec.n_per_cell = n_per_cell;
-        spec.difficulties = difficulties;
-        spec.seed = seed;
+      [](const SuiteSpec& spec) {
         std::vector<SupplyShortfall> shortfalls;
         std::vector<Item> items;
         {
@@ -233,29 +219,15 @@ void bind_probes(py::module_& m) {
           items = generate(spec, &shortfalls);
         }
         py::list short_list;
-        for (const auto& s : shortfalls) {
-          py::dict d;
-          d["family"] = s.family;
-          d["difficulty"] = s.difficulty;
-          d["requested"] = s.requested;
-          d["capacity"] = s.capacity;
-          d["repeats"] = s.repeats;
-          short_list.append(d);
-        }
+        for (const auto& s : shortfalls) short_list.append(record_dict(s));
         return py::make_tuple(std::move(items), short_list);
       },
-      py::arg("skills"), py::arg("domains"), py::arg("n_per_cell"), py::arg("difficulties"), py::arg("seed"),
-      py::arg("on_short_supply") = "raise", py::arg("phrasing") = "varied", py::arg("noop_share") = 0.0,
-      "Generates a suite (empty skills or domains mean all): (items, shortfalls).");
+      py::arg("spec"), "Generates a suite: (items, shortfalls as dicts of SupplyShortfall's fields).");
   m.def("_probes_family_capacity", &family_capacity, py::arg("family"), py::arg("difficulty"), py::arg("seed") = 0,
         py::arg("draws") = kCapacityDraws, py::call_guard<py::gil_scoped_release>(),
         "Distinct prompts of a family at a difficulty among `draws` items.");
-  m.def(
-      "_probes_generate_item",
-      [](const std::string& family, int difficulty, uint64_t seed, uint64_t index, const std::string& phrasing,
-         double noop_share) { return generate_item(family, difficulty, seed, index, surface_options(phrasing, noop_share)); },
-      py::arg("family"), py::arg("difficulty"), py::arg("seed"), py::arg("index"), py::arg("phrasing") = "varied",
-      py::arg("noop_share") = 0.0, "Generates one item of a family.");
+  m.def("_probes_generate_item", &generate_item, py::arg("family"), py::arg("difficulty"), py::arg("seed"),
+        py::arg("index"), py::arg("surface") = SurfaceOptions{}, "Generates one item of a family.");
   m.def("_probes_families", [] {
     py::list out;
     for (const auto& f : families()) {

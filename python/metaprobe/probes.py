@@ -317,8 +317,10 @@ def generate(
         raise InvalidArgumentError(f"on_short_supply: got {on_short_supply!r}, expected 'raise', 'warn' or 'keep'")
     phrasing, noop_share = _surface(phrasing, noop_share)
     mode = "raise" if on_short_supply == "raise" else "warn"  # "keep" is "warn" without the warnings
-    items, shortfalls = _core._probes_generate(skill_list, domain_list, n_per_cell, diffs, _seed(seed), mode,
-                                               phrasing, noop_share)
+    spec = _core.SuiteSpec(skills=skill_list, domains=domain_list, n_per_cell=n_per_cell, difficulties=diffs,
+                           seed=_seed(seed), on_short_supply=mode,
+                           surface=_core.SurfaceOptions(phrasing=phrasing, noop_share=noop_share))
+    items, shortfalls = _core._probes_generate(spec)
     for s in shortfalls if on_short_supply == "warn" else ():
         warnings.warn(ProbeSupplyWarning(
             f"family '{s['family']}' at difficulty {s['difficulty']}: the suite asks for {s['requested']} items "
@@ -346,7 +348,8 @@ def generate_item(family: str, difficulty: int = 1, seed: int = 0, index: int = 
     phrasing, noop_share = _surface(phrasing, noop_share)
     return _core._probes_generate_item(_checks.string(family, "family", "a generator family name (str)"),
                                        _checks.integer(difficulty, "difficulty", 1, 5), _seed(seed),
-                                       _checks.integer(index, "index", 0, _checks.UINT64_MAX), phrasing, noop_share)
+                                       _checks.integer(index, "index", 0, _checks.UINT64_MAX),
+                                       _core.SurfaceOptions(phrasing=phrasing, noop_share=noop_share))
 
 
 def families(supply: int = 0, seed: int = 0) -> "pd.DataFrame":

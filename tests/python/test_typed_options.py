@@ -331,3 +331,20 @@ def test_compare_and_describe_options_are_bound_structs():
     w1 = {"a": w["a"] + 1e-3}
     got = metaprobe.params.compare_checkpoints(w, w1, progress=False, atol=1e-2)
     assert got.tensors.loc["a", "sparsity_abs"] == 1.0
+
+
+def test_suite_spec_is_the_cpp_struct():
+    spec = _core.SuiteSpec()
+    assert spec.skills == list(probes.SKILLS) and spec.domains == list(probes.DOMAINS)
+    assert (spec.n_per_cell, spec.difficulties, spec.seed, spec.on_short_supply) == (50, [1, 2, 3], 0, "raise")
+    assert spec.surface == _core.SurfaceOptions() and spec.surface.phrasing == "varied"
+    with pytest.raises(metaprobe.InvalidArgumentError, match=r"skills\[1\]"):
+        _core.SuiteSpec(skills=["calculation", "juggling"])
+    with pytest.raises(metaprobe.InvalidArgumentError, match="expected a list of str"):
+        _core.SuiteSpec(skills="calculation")
+    typed = _core.SuiteSpec(skills=["enumeration"], domains=["math"], n_per_cell=4, difficulties=[1], seed=9,
+                            surface={"phrasing": "canonical"})
+    items, shortfalls = _core._probes_generate(typed)
+    ref = probes.generate(skills="enumeration", domains="math", n_per_cell=4, difficulties=[1], seed=9,
+                          phrasing="canonical")
+    assert [it.id for it in items] == ref.ids and shortfalls == []

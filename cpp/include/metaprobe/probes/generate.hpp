@@ -44,6 +44,8 @@ struct SurfaceOptions {
   /// Share of items that get an irrelevant but plausible sentence of their domain in front of the prompt.
   double noop_share = 0.0;
 };
+#define METAPROBE_SURFACE_OPTIONS_FIELDS(X, LATER) X("phrasing", phrasing) X("noop_share", noop_share)
+METAPROBE_RECORD(SurfaceOptions, METAPROBE_SURFACE_OPTIONS_FIELDS)
 
 /// The stable item id: FNV-1a 64 (hex) of "family|version|seed|index|difficulty".
 std::string item_id(std::string_view family, int version, uint64_t seed, uint64_t index, int difficulty);

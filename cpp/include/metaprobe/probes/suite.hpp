@@ -29,6 +29,11 @@ struct SuiteSpec {
   ShortSupply on_short_supply = ShortSupply::raise;
   SurfaceOptions surface;  ///< phrasings (varied by default) and NoOp clauses (none by default)
 };
+// Python's _core.SuiteSpec (metaprobe.probes.generate builds one) derives from this list.
+#define METAPROBE_SUITE_SPEC_FIELDS(X, LATER)                                                                  \
+  X("skills", skills) X("domains", domains) X("n_per_cell", n_per_cell) X("difficulties", difficulties)          \
+  X("seed", seed) X("on_short_supply", on_short_supply) X("surface", surface)
+METAPROBE_RECORD(SuiteSpec, METAPROBE_SUITE_SPEC_FIELDS)
 
 /// A family asked for more distinct prompts at a difficulty than it has (ShortSupply::warn).
 struct SupplyShortfall {
@@ -38,6 +43,10 @@ struct SupplyShortfall {
   int64_t capacity = 0;   ///< family_capacity(family, difficulty, seed)
   int64_t repeats = 0;    ///< items whose prompt repeats an earlier one of the suite
 };
+#define METAPROBE_SUPPLY_SHORTFALL_FIELDS(X, LATER)                                                            \
+  X("family", family) X("difficulty", difficulty) X("requested", requested) X("capacity", capacity)             \
+  X("repeats", repeats)
+METAPROBE_RECORD(SupplyShortfall, METAPROBE_SUPPLY_SHORTFALL_FIELDS)
 
 /// How many draws family_capacity() makes.
 inline constexpr int64_t kCapacityDraws = 4096;
