@@ -215,7 +215,7 @@ void bind_params(py::module_& m) {
   p.def(
       "spectral_stats",
       [](const at::Tensor& w, const SpectralOptions& opts) {
-        const SpectralOptions o = opts;
+        const SpectralOptions o = opts;  // a copy: the bound object stays Python's while the GIL is released
         SpectralStats s;
         {
           py::gil_scoped_release nogil;

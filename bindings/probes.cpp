@@ -130,7 +130,6 @@ py::dict item_columns(const std::vector<const Item*>& items) {
   return columns;
 }
 
-// "varied" / "canonical" and a NoOp share as the C++ surface options.
 }  // namespace
 
 void bind_probes(py::module_& m) {

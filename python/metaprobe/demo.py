@@ -115,7 +115,8 @@ class DemoConfig:
         """The ``metaprobe demo`` preset. Its target is ``fact_retrieval/physics``: after 350 base steps the base
         scored 0.50 on the diagnostic/math dev set (near its answer-guessing level) and no arm of three seeds beat
         it, while on fact_retrieval/physics it scored 0.125 and both arms gained in every seed (docs/demo.md,
-        "Measured"; on a CPU where ATen runs its AVX-512 kernels the same seeds gained in one of three). The ``--fast`` base (150 steps) is weaker and keeps ``diagnostic/math``."""
+        "Measured"; on a CPU where ATen runs its AVX-512 kernels the same seeds gained in one of three). The
+        ``--fast`` base (150 steps) is weaker and keeps ``diagnostic/math``."""
         return replace(cls(target="fact_retrieval/physics"), **overrides)
 
     @classmethod

@@ -98,6 +98,10 @@ _SPECTRAL_OPTION_CHECKS: dict[str, Callable[[Any, str], Any]] = {
 }
 
 
+#: The fields of the C++ SpectralOptions, in their list's order (what an unknown-key message lists).
+_SPECTRAL_FIELDS: tuple[str, ...] = tuple(_p.SpectralOptions().to_dict())
+
+
 def _spectral_options(k: Optional[int] = None, **options: Any) -> "_p.SpectralOptions":
     """The one options object the core takes (``_core.params.SpectralOptions``, C++ defaults): None values
     dropped, every option type-checked by name; an unknown key is an InvalidArgumentError listing the fields."""
@@ -107,10 +111,10 @@ def _spectral_options(k: Optional[int] = None, **options: Any) -> "_p.SpectralOp
             check = _SPECTRAL_OPTION_CHECKS.get(key)
             out[key] = value if check is None else check(value, key)
     out["k"] = 0 if k is None else _check_int(k, "k")
-    known = _p.SpectralOptions().to_dict()
     for key in out:
-        if key not in known:
-            raise _core.InvalidArgumentError(f"spectral option '{key}': unknown, expected one of {', '.join(known)}")
+        if key not in _SPECTRAL_FIELDS:
+            raise _core.InvalidArgumentError(
+                f"spectral option '{key}': unknown, expected one of {', '.join(_SPECTRAL_FIELDS)}")
     return _p.SpectralOptions(**out)
 
 
