@@ -15,6 +15,7 @@
 
 #include "binding.hpp"
 #include "json_py.hpp"
+#include "options.hpp"
 
 namespace metaprobe::bindings {
 namespace {
@@ -58,16 +59,7 @@ std::shared_ptr<LogitSource> backend_source(py::object obj, const std::string& d
         d["seed"] = r.seed;
         rl.append(d);
       }
-      py::dict od;
-      od["do_sample"] = o.do_sample;
-      od["temperature"] = o.temperature;
-      od["top_p"] = o.top_p;
-      od["top_k"] = o.top_k;
-      od["max_new_tokens"] = o.max_new_tokens;
-      od["stop"] = o.stop;
-      od["eos_ids"] = o.eos_ids;
-      od["vocab_limit"] = o.vocab_limit;
-      py::object out = h->attr("generate")(rl, od);
+      py::object out = h->attr("generate")(rl, options_dict(o));
       std::vector<Completion> res;
       for (py::handle c : out) {
         Completion x;

@@ -197,7 +197,7 @@ meta::Stage load_stage(const json& j, const fs::path& base, size_t index, int64_
 // The longest prompt (with BOS) and the longest prompt + gold solution, in character-tokenizer tokens.
 std::pair<size_t, size_t> longest_sequences(const std::vector<probes::Item>& items, const meta::RunOptions& o) {
   meta::CharTokenizerAdapter tok;
-  const auto prompts = o.prompt_format == "template" ? probes::render_all(items, o.prompt) : std::vector<std::string>{};
+  const auto prompts = o.prompt_format == meta::PromptFormat::probe_template ? probes::render_all(items, o.prompt) : std::vector<std::string>{};
   size_t p = 0, ps = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const size_t len = 1 + tok.encode(prompts.empty() ? items[i].prompt : prompts[i]).size();
@@ -268,7 +268,7 @@ int run_command(const RunArgs& args) {
     int64_t max_len = 0;
     stages.push_back(load_stage(stages_json[index], base, index, max_len));
     if (max_len > 0 && (static_cast<int64_t>(prompt_len) >= max_len ||
-                        (options.divergence_on == "gold" && static_cast<int64_t>(tf_len) > max_len)))
+                        (options.divergence_on == meta::DivergenceOn::gold && static_cast<int64_t>(tf_len) > max_len)))
       throw InvalidArgument("config.stages[" + std::to_string(index) + "] ('" + stages.back().name + "'): the longest " +
                             (static_cast<int64_t>(prompt_len) >= max_len ? "prompt has " + std::to_string(prompt_len)
                                                                          : "prompt + solution has " + std::to_string(tf_len)) +

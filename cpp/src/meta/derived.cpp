@@ -32,17 +32,19 @@ std::vector<double> ranks(const std::vector<double>& x) {
 
 // Token-weighted mean of the razor metric over the cells selected by `want_target`.
 double divergence_over(const StageDivergence& d, const std::vector<probes::Cell>& target, bool want_target,
-                       const std::string& metric) {
+                       RazorMetric metric) {
   double sum = 0, weight = 0;
   for (const auto& c : d.cells) {
     if (contains(target, c.cell) != want_target) continue;
-    if (metric == "sampled_kl") {
+    if (metric == RazorMetric::sampled_kl) {
       if (c.sampled_items == 0 || !std::isfinite(c.sampled_kl)) continue;
       sum += c.sampled_kl * static_cast<double>(c.sampled_items);
       weight += static_cast<double>(c.sampled_items);
       continue;
     }
-    const double v = metric == "kl_ref_stage" ? c.kl_ref_stage : metric == "kl_stage_ref" ? c.kl_stage_ref : c.js;
+    const double v = metric == RazorMetric::kl_ref_stage   ? c.kl_ref_stage
+                     : metric == RazorMetric::kl_stage_ref ? c.kl_stage_ref
+                                                           : c.js;
     sum += v * static_cast<double>(c.positions);
     weight += static_cast<double>(c.positions);
   }
@@ -213,7 +215,7 @@ std::vector<ArmRazor> razor(const std::vector<StageReport>& stages, const RunOpt
   for (const auto& arm : arms) {
     ArmRazor r;
     r.arm = arm;
-    r.metric = options.razor_metric;
+    r.metric = enum_name(options.razor_metric);
     std::vector<const StageReport*> members;
     for (const auto& s : stages)
       if (!s.info.is_reference && s.info.arm == arm && s.derived) members.push_back(&s);

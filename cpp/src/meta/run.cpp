@@ -300,11 +300,11 @@ class Engine {
  public:
   Engine(const std::vector<probes::Item>& items, const Tokenizer& tok, const RunOptions& opt)
       : items_(items), tok_(tok), opt_(opt) {
-    const bool chat = opt_.prompt_format == "chat_template";
+    const bool chat = opt_.prompt_format == PromptFormat::chat_template;
     if (chat && !tok_.has_chat_template())
       throw InvalidArgument("RunOptions.prompt_format is 'chat_template', expected a tokenizer with a chat template "
                             "(the run's tokenizer has none)");
-    const auto prompts = opt_.prompt_format == "template" ? probes::render_all(items_, opt_.prompt)
+    const auto prompts = opt_.prompt_format == PromptFormat::probe_template ? probes::render_all(items_, opt_.prompt)
                                                           : std::vector<std::string>{};
     eos_ = opt_.eos_ids.empty() ? tok_.eos_ids() : opt_.eos_ids;
     for (size_t i = 0; i < items_.size(); ++i) {
@@ -347,7 +347,7 @@ class Engine {
 
   // Text after the prompt for teacher forcing: inside the assistant turn for chat prompts, else after the separator.
   std::string continuation(const std::string& text) const {
-    return opt_.prompt_format == "chat_template" ? text : opt_.solution_separator + text;
+    return opt_.prompt_format == PromptFormat::chat_template ? text : opt_.solution_separator + text;
   }
 
   const std::vector<size_t>& tf_items() const { return tf_items_; }
@@ -1022,7 +1022,7 @@ Report Run::run(const RunPlan& plan) {
   selected[ref_index] = 1;
   Engine eng(items_, *tokenizer_, opt);
   const auto n_stages = static_cast<int64_t>(stages_.size());
-  const bool gold = opt.divergence_on == "gold";
+  const bool gold = opt.divergence_on == DivergenceOn::gold;
   const bool divergence = opt.divergence && (gold ? !eng.tf_items().empty() : !eng.gen_items().empty());
   const bool sampled = opt.divergence && opt.sampled_estimator && !eng.gen_items().empty();
   // Stages given by responses alone, and a cache file for the reference: checked before any work.
@@ -1177,7 +1177,7 @@ Report Run::run(const RunPlan& plan) {
     const auto t0 = Clock::now();
     auto& sr = rep.stages[ref_index];
     if (load_stage(ref_index)) {
-      if (divergence && opt.divergence_on != "stage_samples")
+      if (divergence && opt.divergence_on != DivergenceOn::stage_samples)
         div_seqs = gold ? eng.gold_sequences() : own[ref_index];
       if (pending && topk) build_cache();
       else if (pending && has_model(*ref_stage) && (divergence || sampled)) vocab_probe(ref.get(), ref_stage->name);
@@ -1185,7 +1185,7 @@ Report Run::run(const RunPlan& plan) {
       sr.info = {ref_stage->name, ref_stage->arm, "responses", ref_stage->checkpoint_path, ref_stage->step, true};
       if (!has_model(*ref_stage)) {
         behave(nullptr, *ref_stage, sr, ref_index);  // divergences off, or along a reference_cache (checked above)
-        if (divergence && opt.divergence_on != "stage_samples")
+        if (divergence && opt.divergence_on != DivergenceOn::stage_samples)
           div_seqs = gold ? eng.gold_sequences() : own[ref_index];
         if (topk) build_cache();
       } else {
@@ -1193,7 +1193,7 @@ Report Run::run(const RunPlan& plan) {
         sr.info.source = src.describe();
         vocab_probe(src, ref_stage->name);
         behave(&src, *ref_stage, sr, ref_index);
-        if (divergence && opt.divergence_on != "stage_samples")
+        if (divergence && opt.divergence_on != DivergenceOn::stage_samples)
           div_seqs = gold ? eng.gold_sequences() : own[ref_index];
         if (topk) build_cache();
       }
@@ -1218,7 +1218,7 @@ Report Run::run(const RunPlan& plan) {
       vocab_probe(src, st.name);  // fixes V when the reference has no model (responses only)
       behave(&src, st, sr, si);
       if (divergence) {
-        const auto& seqs = opt.divergence_on == "stage_samples" ? own[si] : div_seqs;
+        const auto& seqs = opt.divergence_on == DivergenceOn::stage_samples ? own[si] : div_seqs;
         if (opt.reference_mode == ReferenceMode::exact) {
           div_acc[si] = eng.divergence(src, st.name, vocab, &ref.get(), nullptr, seqs);
         } else {

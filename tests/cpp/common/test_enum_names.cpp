@@ -13,6 +13,10 @@ METAPROBE_ENUM_NAMES(Colour, "colour", "unknown value '{value}', expected one of
 
 enum class Side { left, right };
 METAPROBE_ENUM_NAMES(Side, "side", "got '{value}', expected {names_or}", {Side::left, "left"}, {Side::right, "right"})
+
+enum class Mode { fast, slow };
+METAPROBE_ENUM_NAMES(Mode, "Options.mode", "{what} is '{value}', expected one of {names}", {Mode::fast, "fast"},
+                     {Mode::slow, "slow"})
 }  // namespace sample
 
 using metaprobe::enum_name;
@@ -53,6 +57,14 @@ TEST_CASE("a bad name is an InvalidArgument naming the field, the value and the 
   }
   SECTION("the {names_or} form") {
     REQUIRE_THROWS_WITH(parse_enum<Side>("up"), Equals("side: got 'up', expected 'left' or 'right'"));
+  }
+  SECTION("a template that places the field with {what} is the whole message") {
+    REQUIRE_THROWS_WITH(parse_enum<sample::Mode>("x"), Equals("Options.mode is 'x', expected one of fast, slow"));
+    REQUIRE_THROWS_WITH(parse_enum<sample::Mode>("x", "options.mode"),
+                        Equals("options.mode is 'x', expected one of fast, slow"));
+  }
+  SECTION("the given text is never read as a placeholder") {
+    REQUIRE_THROWS_WITH(parse_enum<sample::Mode>("{names}"), Equals("Options.mode is '{names}', expected one of fast, slow"));
   }
   SECTION("names are case-sensitive") {
     REQUIRE_THROWS_AS(parse_enum<Side>("Left"), metaprobe::InvalidArgument);

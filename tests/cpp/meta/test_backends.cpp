@@ -208,7 +208,7 @@ TEST_CASE("the run names the stage of NaN logits and never scores more than scor
   }
   SECTION("score_rows bounds every scoring pass") {
     o.score_rows = 7;
-    o.divergence_on = "gold";
+    o.divergence_on = DivergenceOn::gold;
     int64_t largest = 0;
     struct Recording : TinyLMSource {
       int64_t* largest;

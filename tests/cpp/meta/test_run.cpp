@@ -24,6 +24,7 @@
 using namespace metaprobe;
 using namespace metaprobe::meta;
 using Catch::Matchers::Contains;
+using Catch::Matchers::Equals;
 
 namespace {
 
@@ -107,7 +108,7 @@ TEST_CASE("per-cell divergence equals the mean of direct divergence calls over t
   auto base = tiny(1), other = tiny(2);
   RunOptions o = small_options();
   o.behaviour = false;
-  o.divergence_on = "gold";
+  o.divergence_on = DivergenceOn::gold;
   Report r = run_with(items, o, base, other);
   const auto& d = *r.stage("other").divergence;
   REQUIRE(d.cells.size() == 20);
@@ -334,6 +335,17 @@ TEST_CASE("bad input is rejected with a message naming it", "[meta][errors]") {
     REQUIRE_THROWS_WITH(options_from_json({{"bogus", 1}}), Contains("unknown key 'bogus'"));
     REQUIRE_THROWS_WITH(options_from_json({{"reference_mode", "fast"}}), Contains("'fast' is not a reference mode"));
     REQUIRE_THROWS_WITH(options_from_json({{"razor_metric", "x"}}), Contains("razor_metric is 'x'"));
+    // The run modes are enums: a name outside the table is rejected under the key's path, with the valid names.
+    REQUIRE_THROWS_WITH(options_from_json({{"prompt_format", "html"}}),
+                        Equals("options.prompt_format is 'html', expected one of template, chat_template, raw"));
+    REQUIRE_THROWS_WITH(options_from_json({{"divergence_on", "y"}}),
+                        Equals("options.divergence_on is 'y', expected one of reference_samples, stage_samples, gold"));
+    REQUIRE_THROWS_WITH(options_from_json({{"target_domain", "chemistry"}}),
+                        Contains("options.target_domain: unknown name 'chemistry', expected one of math,"));
+    REQUIRE_THROWS_WITH(options_from_json({{"razor_metric", 3}}), Contains("options.razor_metric: got 3"));
+    REQUIRE(options_from_json({{"prompt_format", "template"}}).prompt_format == PromptFormat::probe_template);
+    REQUIRE(options_to_json(RunOptions{})["prompt_format"] == "template");
+    REQUIRE(options_to_json(RunOptions{})["target_domain"] == "math");
     // Numbers of the wrong kind or out of range are rejected, not truncated or wrapped (fuzzer finding).
     REQUIRE_THROWS_WITH(options_from_json(nlohmann::json::parse(R"({"seed": -20.5})")),
                         Contains("options.seed: got -20.5, expected a value of the documented type and range"));
@@ -373,7 +385,7 @@ TEST_CASE("bad input is rejected with a message naming it", "[meta][errors]") {
   }
   SECTION("a loader is called when the stage is probed") {
     RunOptions o = small_options();
-    o.divergence_on = "gold";  // this reference's greedy answers end at once (EOS): no positions to compare along
+    o.divergence_on = DivergenceOn::gold;  // this reference's greedy answers end at once (EOS): no positions to compare along
     Run run(items, tok, o);
     run.add_stage(stage("base", "base", 0, tiny(1)));
     int calls = 0;
@@ -508,7 +520,7 @@ TEST_CASE("a run directory: stages stored as they finish, a resumed run gives th
   RunOptions o = small_options();
   o.n_samples = 2;
   o.do_sample = true;
-  o.divergence_on = "stage_samples";
+  o.divergence_on = DivergenceOn::stage_samples;
   auto tok = std::make_shared<CharTokenizerAdapter>();
   auto make = [&](RunOptions opt) {
     Run run(items, tok, opt);

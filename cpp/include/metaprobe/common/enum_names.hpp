@@ -11,7 +11,8 @@
 //
 // The first entry of a value is its canonical name (enum_name); later entries of the same value are aliases
 // that parse_enum also accepts. The rejection template may use {value} (the text given), {names} ("a, b, c")
-// and {names_or} ("'a', 'b' or 'c'"); the message is "<what>: <template filled in>".
+// and {names_or} ("'a', 'b' or 'c'"); the message is "<what>: <template filled in>", or the filled-in template
+// alone when it places the field itself with {what} ("{what} is '{value}', expected one of {names}").
 #include <array>
 #include <cstddef>
 #include <string>
@@ -119,10 +120,12 @@ std::string enum_reject_message(std::string_view text, std::string_view what) {
     names_or += (i == 0 ? "" : i + 1 == entries.size() ? " or " : ", ") + ("'" + std::string(entries[i].name) + "'");
   }
   std::string body(kEnumTable<E>.reject);
-  enum_detail::replace_all(body, "{value}", std::string(text));
+  const bool places_what = body.find("{what}") != std::string::npos;
+  enum_detail::replace_all(body, "{what}", std::string(what));
   enum_detail::replace_all(body, "{names_or}", names_or);
   enum_detail::replace_all(body, "{names}", enum_name_list<E>());
-  return std::string(what) + ": " + body;
+  enum_detail::replace_all(body, "{value}", std::string(text));  // last: the given text is never a placeholder
+  return places_what ? body : std::string(what) + ": " + body;
 }
 
 /// The value named `text`; throws InvalidArgument naming `what` (default: the table's field), the value and

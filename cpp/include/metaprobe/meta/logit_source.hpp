@@ -12,6 +12,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <metaprobe/common/fields.hpp>
+
 namespace metaprobe::lm {
 class TinyTransformer;
 }
@@ -33,6 +35,12 @@ struct DecodeOptions {
   /// Throws InvalidArgument naming the first bad field.
   void validate() const;
 };
+// The keys of the options dict a Python backend's generate(requests, options) receives (bindings/meta.cpp;
+// docs/meta.md, "Backends").
+#define METAPROBE_DECODE_OPTIONS_FIELDS(X, LATER)                                                            \
+  X("do_sample", do_sample) X("temperature", temperature) X("top_p", top_p) X("top_k", top_k)                 \
+  X("max_new_tokens", max_new_tokens) X("stop", stop) X("eos_ids", eos_ids) X("vocab_limit", vocab_limit)
+METAPROBE_RECORD(DecodeOptions, METAPROBE_DECODE_OPTIONS_FIELDS)
 
 /// One completion to produce: the prompt ids (BOS included when the tokenizer uses one) and the seed of its
 /// own random stream, so a sample depends on (item, sample index, run seed) only, never on the batch.

@@ -29,6 +29,31 @@ enum class ReferenceMode { exact, topk_cache };
 METAPROBE_ENUM_NAMES(ReferenceMode, "reference_mode", "'{value}' is not a reference mode, expected one of {names}",
                      {ReferenceMode::exact, "exact"}, {ReferenceMode::topk_cache, "topk_cache"})
 
+// The three run modes below are named in messages by their option path ("RunOptions.prompt_format is 'html',
+// expected one of ..."), the form validate() gave them as strings; read from JSON they are named by the key's
+// path instead ("options.prompt_format is ...").
+
+/// How prompts are built: the probes' own templates (RunOptions::prompt), the tokenizer's chat template with
+/// the question as the user turn, or the bare question text.
+enum class PromptFormat { probe_template, chat_template, raw };
+METAPROBE_ENUM_NAMES(PromptFormat, "RunOptions.prompt_format", "{what} is '{value}', expected one of {names}",
+                     {PromptFormat::probe_template, "template"}, {PromptFormat::chat_template, "chat_template"},
+                     {PromptFormat::raw, "raw"})
+
+/// The sequences the divergence is measured along: y ~ π_ref (the reference's own answers), each stage's
+/// own answers, or the items' gold solutions.
+enum class DivergenceOn { reference_samples, stage_samples, gold };
+METAPROBE_ENUM_NAMES(DivergenceOn, "RunOptions.divergence_on", "{what} is '{value}', expected one of {names}",
+                     {DivergenceOn::reference_samples, "reference_samples"},
+                     {DivergenceOn::stage_samples, "stage_samples"}, {DivergenceOn::gold, "gold"})
+
+/// The divergence the RL's Razor test correlates with forgetting: forward KL(π_ref ‖ π_stage), reverse KL,
+/// JS, or Huan et al.'s sampled-token estimator on the stages' own answers.
+enum class RazorMetric { kl_ref_stage, kl_stage_ref, js, sampled_kl };
+METAPROBE_ENUM_NAMES(RazorMetric, "RunOptions.razor_metric", "{what} is '{value}', expected one of {names}",
+                     {RazorMetric::kl_ref_stage, "kl_ref_stage"}, {RazorMetric::kl_stage_ref, "kl_stage_ref"},
+                     {RazorMetric::js, "js"}, {RazorMetric::sampled_kl, "sampled_kl"})
+
 /// Where the run stands, passed to the progress callback after each unit of work.
 struct RunProgress {
   std::string phase;   ///< "behaviour", "divergence", "sampled", "parameters", "derived"
@@ -58,7 +83,7 @@ struct RunOptions {
   uint64_t seed = 0;                         ///< sample s of item i draws from the stream seeded (seed, i, s)
   std::vector<int64_t> eos_ids;              ///< end-of-generation ids; empty: the tokenizer's (all of them)
   // prompts and answers
-  std::string prompt_format = "template";    ///< "template" (probes templates), "chat_template" or "raw"
+  PromptFormat prompt_format = PromptFormat::probe_template;  ///< "template", "chat_template" or "raw"
   std::string system_prompt;                 ///< chat_template: an optional system turn
   std::string think_open = "<think>";        ///< reasoning block tags: the answer is read after think_close;
   std::string think_close = "</think>";      ///< empty think_open: no reasoning blocks
@@ -68,8 +93,7 @@ struct RunOptions {
   ReferenceMode reference_mode = ReferenceMode::exact;
   int64_t cache_k = 32;                      ///< top-k of the reference cache
   double divergence_temperature = 1.0;       ///< softmax temperature of every divergence and log-likelihood
-  std::string divergence_on = "reference_samples";  ///< sequences the divergence is measured along:
-                                             ///< "reference_samples" (y ~ π_ref), "stage_samples" or "gold"
+  DivergenceOn divergence_on = DivergenceOn::reference_samples;  ///< sequences the divergence is measured along
   double js_threshold = 0.05;                ///< τ of the JS sparsity fraction, nats
   int64_t position_bins = 10;                ///< bins of the positional profile over t/T in [0, 1)
   bool sampled_estimator = true;             ///< Huan et al.'s estimator on each stage's own answers
@@ -81,10 +105,10 @@ struct RunOptions {
   params::NonFinitePolicy update_nonfinite = params::NonFinitePolicy::nan;  ///< NaN/Inf weight pairs
   // derived
   std::vector<probes::Cell> target_cells;    ///< empty: every cell of target_domain
-  std::string target_domain = "math";
+  probes::Domain target_domain = probes::Domain::math;
   double collapse_delta = 0.1;               ///< a cell collapses when accuracy falls by more than this ...
                                              ///< ... and the Wilson intervals do not overlap
-  std::string razor_metric = "kl_ref_stage"; ///< divergence correlated with accuracy change in the RL's Razor test
+  RazorMetric razor_metric = RazorMetric::kl_ref_stage;  ///< divergence correlated with accuracy change (Razor)
   bool razor_include_reference = true;       ///< the reference enters every arm as its (0, 0) point
   // execution
   int64_t batch_size = 16;                   ///< sequences per forward pass; results do not depend on it
@@ -141,8 +165,5 @@ nlohmann::json options_to_json(const RunOptions& options);
 RunOptions options_from_json(const nlohmann::json& j);
 /// The option paths in list order, a nested record's as "prompt.template" (what Python derives MetaOptions from).
 std::vector<std::string> option_paths();
-
-/// The razor metric names accepted by RunOptions::razor_metric.
-std::vector<std::string> razor_metric_names();
 
 }  // namespace metaprobe::meta
