@@ -197,7 +197,8 @@ meta::Stage load_stage(const json& j, const fs::path& base, size_t index, int64_
 // The longest prompt (with BOS) and the longest prompt + gold solution, in character-tokenizer tokens.
 std::pair<size_t, size_t> longest_sequences(const std::vector<probes::Item>& items, const meta::RunOptions& o) {
   meta::CharTokenizerAdapter tok;
-  const auto prompts = o.prompt_format == meta::PromptFormat::probe_template ? probes::render_all(items, o.prompt) : std::vector<std::string>{};
+  const auto prompts = o.prompt_format == meta::PromptFormat::probe_template ? probes::render_all(items, o.prompt)
+                                                                             : std::vector<std::string>{};
   size_t p = 0, ps = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const size_t len = 1 + tok.encode(prompts.empty() ? items[i].prompt : prompts[i]).size();

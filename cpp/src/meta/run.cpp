@@ -305,7 +305,7 @@ class Engine {
       throw InvalidArgument("RunOptions.prompt_format is 'chat_template', expected a tokenizer with a chat template "
                             "(the run's tokenizer has none)");
     const auto prompts = opt_.prompt_format == PromptFormat::probe_template ? probes::render_all(items_, opt_.prompt)
-                                                          : std::vector<std::string>{};
+                                                                            : std::vector<std::string>{};
     eos_ = opt_.eos_ids.empty() ? tok_.eos_ids() : opt_.eos_ids;
     for (size_t i = 0; i < items_.size(); ++i) {
       const auto& it = items_[i];

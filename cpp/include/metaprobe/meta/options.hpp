@@ -29,28 +29,29 @@ enum class ReferenceMode { exact, topk_cache };
 METAPROBE_ENUM_NAMES(ReferenceMode, "reference_mode", "'{value}' is not a reference mode, expected one of {names}",
                      {ReferenceMode::exact, "exact"}, {ReferenceMode::topk_cache, "topk_cache"})
 
-// The three run modes below are named in messages by their option path ("RunOptions.prompt_format is 'html',
-// expected one of ..."), the form validate() gave them as strings; read from JSON they are named by the key's
-// path instead ("options.prompt_format is ...").
+// The three run modes below name their option in messages as a path, "RunOptions.prompt_format is 'html',
+// expected one of ...", like validate()'s other rules; read from JSON, the path is the key's
+// ("options.prompt_format is ...").
+inline constexpr const char* kRunModeReject = "{what} is '{value}', expected one of {names}";
 
 /// How prompts are built: the probes' own templates (RunOptions::prompt), the tokenizer's chat template with
 /// the question as the user turn, or the bare question text.
 enum class PromptFormat { probe_template, chat_template, raw };
-METAPROBE_ENUM_NAMES(PromptFormat, "RunOptions.prompt_format", "{what} is '{value}', expected one of {names}",
+METAPROBE_ENUM_NAMES(PromptFormat, "RunOptions.prompt_format", kRunModeReject,
                      {PromptFormat::probe_template, "template"}, {PromptFormat::chat_template, "chat_template"},
                      {PromptFormat::raw, "raw"})
 
 /// The sequences the divergence is measured along: y ~ π_ref (the reference's own answers), each stage's
 /// own answers, or the items' gold solutions.
 enum class DivergenceOn { reference_samples, stage_samples, gold };
-METAPROBE_ENUM_NAMES(DivergenceOn, "RunOptions.divergence_on", "{what} is '{value}', expected one of {names}",
+METAPROBE_ENUM_NAMES(DivergenceOn, "RunOptions.divergence_on", kRunModeReject,
                      {DivergenceOn::reference_samples, "reference_samples"},
                      {DivergenceOn::stage_samples, "stage_samples"}, {DivergenceOn::gold, "gold"})
 
 /// The divergence the RL's Razor test correlates with forgetting: forward KL(π_ref ‖ π_stage), reverse KL,
 /// JS, or Huan et al.'s sampled-token estimator on the stages' own answers.
 enum class RazorMetric { kl_ref_stage, kl_stage_ref, js, sampled_kl };
-METAPROBE_ENUM_NAMES(RazorMetric, "RunOptions.razor_metric", "{what} is '{value}', expected one of {names}",
+METAPROBE_ENUM_NAMES(RazorMetric, "RunOptions.razor_metric", kRunModeReject,
                      {RazorMetric::kl_ref_stage, "kl_ref_stage"}, {RazorMetric::kl_stage_ref, "kl_stage_ref"},
                      {RazorMetric::js, "js"}, {RazorMetric::sampled_kl, "sampled_kl"})
 
